@@ -1,0 +1,39 @@
+"""Packaging reads everything from settings.ini (the nbdev 2 convention): one place for metadata and dependencies."""
+import shlex
+from configparser import ConfigParser
+from pathlib import Path
+
+import setuptools
+
+cfg = ConfigParser(delimiters=['='])
+cfg.read(Path(__file__).parent / 'settings.ini', encoding='utf-8')
+cfg = cfg['DEFAULT']
+
+setuptools.setup(
+    name=cfg['lib_name'],
+    version=cfg['version'],
+    description=cfg['description'],
+    long_description=Path(__file__).with_name('README.md').read_text(encoding='utf-8'),
+    long_description_content_type='text/markdown',
+    author=cfg['author'],
+    author_email=cfg['author_email'],
+    url=cfg['git_url'],
+    license='Apache-2.0',
+    keywords=cfg['keywords'],
+    classifiers=[
+        'Development Status :: 3 - Alpha',
+        'Intended Audience :: Developers',
+        'License :: OSI Approved :: Apache Software License',
+        'Programming Language :: Python :: 3.11',
+    ],
+    packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
+    include_package_data=True,
+    install_requires=shlex.split(cfg.get('requirements', '')),
+    extras_require={'dev': shlex.split(cfg.get('dev_requirements', ''))},
+    python_requires='>=' + cfg['min_python'],
+    zip_safe=False,
+    entry_points={
+        'console_scripts': cfg.get('console_scripts', '').split(),
+        'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"],
+    },
+)

@@ -1,0 +1,58 @@
+"""Shared helpers: throwaway projects with real notebooks, and the real `mlops-nb` command."""
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_nb(path: Path, params: str | None, *cells: str, markdown: str = 'A step.'):
+    "A notebook with an optional `parameters` cell, a markdown cell and code cells."
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {'name': 'python3', 'language': 'python', 'display_name': 'Python 3'}
+    nb.cells.append(nbformat.v4.new_markdown_cell(markdown))
+    if params is not None: nb.cells.append(nbformat.v4.new_code_cell(params, metadata={'tags': ['parameters']}))
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def mlops(root: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+    "Run the installed `mlops-nb` command on the project `root`."
+    return subprocess.run([str(BIN / 'mlops-nb'), '-C', str(root), *args], capture_output=True, text=True, **kw)
+
+
+THREE_STEPS = """\
+name: three
+steps:
+  ingest: {notebook: notebooks/ingest.ipynb, inputs: [raw/values.txt], outputs: [data/values.csv]}
+  prep:   {notebook: notebooks/prep.ipynb, needs: [ingest], outputs: [data/scaled.csv]}
+  train:  {notebook: notebooks/train.ipynb, needs: [prep]}
+profiles:
+  pr: {params: {scale: 0.5}}
+"""
+
+
+@pytest.fixture
+def three_step(tmp_path) -> Path:
+    "A 3-step project: ingest copies raw numbers, prep scales them, train logs their sum as a metric."
+    root = tmp_path / 'proj'
+    (root / 'raw').mkdir(parents=True)
+    (root / 'raw' / 'values.txt').write_text('1\n2\n3\n')
+    write_nb(root / 'notebooks' / 'ingest.ipynb', 'limit: int = 100',
+             'import mlops_nb as mn\nvals = mn.input_path("raw/values.txt").read_text().split()[:limit]',
+             'mn.output_path("data/values.csv").write_text("\\n".join(vals))')
+    write_nb(root / 'notebooks' / 'prep.ipynb', 'scale = 1.0',
+             'import mlops_nb as mn\nvals = [float(v) * scale for v in mn.input_path("data/values.csv").read_text().split()]',
+             'mn.output_path("data/scaled.csv").write_text("\\n".join(map(str, vals)))')
+    write_nb(root / 'notebooks' / 'train.ipynb', 'boost = 0\npause = 0.0',
+             'import time\nimport mlops_nb as mn\ntime.sleep(pause)',
+             'total = sum(float(v) for v in mn.input_path("data/scaled.csv").read_text().split()) + boost',
+             'mn.log_metric("total", total)\nmn.log_params({"n_values": 3})')
+    (root / 'mlops.yaml').write_text(THREE_STEPS)
+    return root

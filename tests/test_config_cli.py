@@ -1,0 +1,58 @@
+"""`mlops-nb validate` and the CLI's basics, through the installed console script."""
+import subprocess
+
+import pytest
+from conftest import BIN, mlops, write_nb
+
+VALID = "name: demo\nsteps:\n  a: {notebook: a.ipynb}\n  b: {notebook: b.ipynb, needs: [a]}\n"
+
+
+@pytest.fixture
+def project(tmp_path):
+    write_nb(tmp_path / 'a.ipynb', 'n = 1', 'x = n')
+    write_nb(tmp_path / 'b.ipynb', None, 'y = 2')
+    return tmp_path
+
+
+def test_help_and_version():
+    r = subprocess.run([str(BIN / 'mlops-nb'), '--help'], capture_output=True, text=True)
+    assert r.returncode == 0 and 'validate' in r.stdout and 'run' in r.stdout
+    r = subprocess.run([str(BIN / 'mlops-nb'), '--version'], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith('mlops-nb, version ')
+
+
+def test_valid_config(project):
+    (project / 'mlops.yaml').write_text(VALID)
+    r = mlops(project, 'validate')
+    assert r.returncode == 0, r.stderr
+    assert '2 steps (a -> b)' in r.stdout
+
+
+@pytest.mark.parametrize('text, expected', [
+    (VALID + "  c: {notebook: a.ipynb, neds: [a]}\n",
+     "mlops.yaml:5: unknown key 'steps.c.neds' (allowed here: notebook, needs, inputs, outputs, params)"),
+    ("name: demo\nsteps:\n  a: {notebook: a.ipynb, needs: a}\n",
+     "mlops.yaml:3: steps.a.needs: Input should be a valid list, got 'a'"),
+    ("name: demo\nsteps:\n  a: {notebook: nope.ipynb}\n",
+     "mlops.yaml:3: step 'a': notebook 'nope.ipynb' not found"),
+    ("name: demo\nsteps:\n  a: {notebook: a.ipynb, needs: [b]}\n  b: {notebook: b.ipynb, needs: [a]}\n",
+     "mlops.yaml:3: cycle in needs: a -> b -> a"),
+    ("name: demo\nsteps:\n  a: {notebook: a.ipynb, params: {m: 2}}\n",
+     "a.ipynb: unknown parameter 'm' for step 'a' (from mlops.yaml; declared: n)"),
+    ("name: demo\nsteps:\n  a: {notebook: a.ipynb, params: {n: many}}\n",
+     "a.ipynb: parameter 'n' expects int, got 'many' (from mlops.yaml)"),
+    ("name: demo\nsteps:\n  a: {notebook: a.ipynb}\nprofiles:\n  pr: {params: {nn: 1}}\n",
+     "unknown parameter 'nn' (from profile 'pr'): no step in this run declares it"),
+])
+def test_invalid_config_is_one_clear_line(project, text, expected):
+    (project / 'mlops.yaml').write_text(text)
+    r = mlops(project, 'validate')
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('Error: '), r.stderr
+    assert lines[0].endswith(expected), lines[0]
+
+
+def test_no_project(tmp_path):
+    r = mlops(tmp_path, 'validate')
+    assert r.returncode == 1 and 'no mlops.yaml in' in r.stderr
