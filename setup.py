@@ -26,8 +26,11 @@ setuptools.setup(
         'License :: OSI Approved :: Apache Software License',
         'Programming Language :: Python :: 3.11',
     ],
-    packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
-    include_package_data=True,
+    # `mlops-nb init` copies examples/weather, shipped inside the package as `mlops_nb_examples`.
+    packages=[*setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']), 'mlops_nb_examples'],
+    package_dir={'mlops_nb_examples': 'examples'},
+    package_data={'mlops_nb_examples': ['weather/*.yaml', 'weather/notebooks/*', 'weather/.github/workflows/*',
+                                        'weather/.gitignore']},
     install_requires=shlex.split(cfg.get('requirements', '')),
     extras_require={'dev': shlex.split(cfg.get('dev_requirements', ''))},
     python_requires='>=' + cfg['min_python'],

@@ -7,5 +7,5 @@ __version__ = "0.1.0"
 __all__ = []
 
 # %% ../nbs/13_package.ipynb 3
-from .api import (context, input_path, load_model, log_artifact, log_metric, log_metrics, log_model,
-                          log_params, model_uri, output_path, upstream_dir)
+from .api import (context, data_hash, input_path, load_model, log_artifact, log_figure, log_metric, log_metrics,
+                          log_model, log_params, log_profile, model_uri, output_path, register_model, upstream_dir)

@@ -17,7 +17,8 @@ from .config import MlopsError, find_root, load_config, write_json
 
 # %% auto 0
 __all__ = ['STEP_DIR_ENV', 'StepContext', 'context', 'input_path', 'output_path', 'log_metrics', 'log_metric', 'log_params',
-           'log_artifact', 'log_model', 'upstream_dir', 'model_uri', 'load_model']
+           'log_artifact', 'log_model', 'upstream_dir', 'model_uri', 'load_model', 'log_figure', 'log_profile',
+           'data_hash', 'register_model']
 
 # %% ../nbs/04_api.ipynb 5
 STEP_DIR_ENV = 'MLOPS_NB_STEP_DIR'
@@ -33,6 +34,7 @@ class StepContext:
     mlflow_run_id: str | None = None
     dir: Path | None = None         # step folder; None for an ad-hoc run
     upstream: dict[str, str] = field(default_factory=dict)  # step -> folder holding its step.json
+    lineage: dict[str, str] = field(default_factory=dict)   # git commit, dirty flag, version, profile, run id
 
     @property
     def adhoc(self) -> bool: return self.dir is None
@@ -43,9 +45,11 @@ def context() -> StepContext:
     if d := os.environ.get(STEP_DIR_ENV):
         c = json.loads((Path(d) / 'context.json').read_text())
         return StepContext(**{**c, 'root': Path(c['root']), 'dir': Path(d)})
-    from mlops_nb.tracking import tracking_uri
+    from mlops_nb.tracking import git_info, tracking_uri
     cfg = load_config(find_root())
-    return StepContext(cfg.root, tracking_uri(cfg), cfg.name, upstream=_latest_done(cfg.root))
+    git = git_info(cfg.root)
+    return StepContext(cfg.root, tracking_uri(cfg), cfg.name, upstream=_latest_done(cfg.root),
+                       lineage={'git_commit': git['commit'], 'git_dirty': git['dirty'], 'adhoc': 'true'})
 
 def _latest_done(root: Path) -> dict[str, str]:
     "For a notebook run by hand: each step's most recent successful folder under `runs/`."
@@ -118,13 +122,15 @@ def log_artifact(path: str | os.PathLike, name: str | None = None):
         shutil.copy2(path, dest)
 
 # %% ../nbs/04_api.ipynb 11
-def log_model(model, name: str = 'model', input_example=None, trusted_types: list[str] | None = None) -> str:
-    "Log a scikit-learn `model` with its signature; returns its `models:/` URI."
-    mlflow = _mlflow()
+def log_model(model, name: str = 'model', input_example=None, trusted_types: list[str] | None = None,
+              code_paths: list[str] | None = None) -> str:
+    "Log a scikit-learn `model` with its signature (and the local modules in `code_paths`); returns its URI."
+    _mlflow()
+    import mlflow.sklearn
     from mlflow.models import infer_signature
     sig = infer_signature(input_example, model.predict(input_example)) if input_example is not None else None
     info = mlflow.sklearn.log_model(model, name=name, signature=sig, input_example=input_example,
-                                    skops_trusted_types=trusted_types)
+                                    skops_trusted_types=trusted_types, code_paths=code_paths)
     if not context().adhoc: _merge('models', {name: {'uri': info.model_uri, 'trusted_types': trusted_types or []}})
     return info.model_uri
 
@@ -146,3 +152,39 @@ def load_model(step: str = 'train', name: str = 'model'):
     import mlflow.sklearn
     _mlflow()
     return mlflow.sklearn.load_model(model_uri(step, name))
+
+# %% ../nbs/04_api.ipynb 13
+def log_figure(fig, name: str) -> None:
+    "Attach a matplotlib figure as a PNG (shown in reports)."
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / (name if name.endswith('.png') else name + '.png')
+        fig.savefig(path, dpi=110, bbox_inches='tight')
+        log_artifact(path)
+
+def log_profile(df, name: str):
+    "Profile `df` with whylogs and attach the profile as `<name>.whylogs`; returns the profile view."
+    import tempfile
+    from mlops_nb.data import profile, write_profile
+    view = profile(df)
+    with tempfile.TemporaryDirectory() as d: log_artifact(write_profile(view, Path(d) / f'{name}.whylogs'))
+    return view
+
+# %% ../nbs/04_api.ipynb 15
+def data_hash() -> str:
+    "Hash of every upstream step's declared outputs: what data this pipeline run saw."
+    import hashlib
+    outs = {s: json.loads((Path(d) / 'step.json').read_text()).get('outputs', {}) for s, d in sorted(context().upstream.items())}
+    return hashlib.sha256(json.dumps(outs, sort_keys=True).encode()).hexdigest()
+
+def register_model(name: str, step: str = 'train', model: str = 'model', metrics_from: str | None = 'evaluate',
+                   alias: str | None = 'challenger', tags: dict | None = None):
+    "Register the model logged by `step` as a version of `name`, with lineage and `metrics_from`'s metrics."
+    from mlops_nb.registry import client_for, register_version
+    ctx = context()
+    src = json.loads((upstream_dir(step) / 'step.json').read_text())
+    metrics = json.loads((upstream_dir(metrics_from) / 'step.json').read_text()).get('metrics', {}) if metrics_from else {}
+    lineage = {f'mlops_nb.{k}': v for k, v in ctx.lineage.items()}
+    all_tags = {**lineage, 'mlops_nb.source_run': src.get('mlflow_run_id', ''), 'mlops_nb.data_hash': data_hash(),
+                **{f'metric.{k}': v for k, v in metrics.items()}, **(tags or {})}
+    return register_version(client_for(ctx.tracking_uri), name, model_uri(step, model), all_tags, alias)

@@ -13,7 +13,7 @@ from . import __version__
 from .config import MlopsError, find_root, load_config
 
 # %% auto 0
-__all__ = ['cli', 'main', 'validate', 'run', 'status']
+__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'status', 'promote', 'reconcile', 'rollback', 'init_project', 'init']
 
 # %% ../nbs/12_cli.ipynb 4
 class _Group(click.Group):
@@ -63,10 +63,114 @@ def run(ctx, steps, from_step, profile, params, force, verbose):
                  force=force, verbose=verbose, echo=lambda m: click.echo(m, err=True))
 
 @cli.command()
+@click.argument('step')
+@click.argument('space', nargs=-1, required=True)
+@click.option('--grid', 'mode', flag_value='grid', default=True, help='Try every combination (default).')
+@click.option('--random', 'n_random', type=click.IntRange(min=1), metavar='N', help='Try N combinations drawn at random.')
+@click.option('--seed', default=0, show_default=True, help='Seed of --random.')
+@click.option('--metric', help='Metric to optimise (default: sweep.metric in mlops.yaml).')
+@click.option('--goal', type=click.Choice(['max', 'min']), help='Maximise or minimise the metric.')
+@click.option('--profile', metavar='NAME', help='Parameter profile from mlops.yaml.')
+@click.option('-p', '--param', 'params', multiple=True, metavar='[STEP.]NAME=VALUE', help='Fixed parameter override.')
+@click.option('-v', '--verbose', is_flag=True, help='Show cell progress and notebook output.')
+@click.pass_context
+def sweep(ctx, step, space, mode, n_random, seed, metric, goal, profile, params, verbose):
+    """Run STEP once per parameter combination, e.g. `sweep train --grid n_estimators=50,100 max_depth=5,10`."""
+    from mlops_nb.params import parse_overrides
+    from mlops_nb.runner import parse_grid, run_sweep
+    run_sweep(_root(ctx), step, parse_grid(space), random=n_random, seed=seed, metric=metric, goal=goal, profile=profile,
+              overrides=parse_overrides(params), verbose=verbose, echo=lambda m: click.echo(m, err=True))
+
+@cli.command()
 @click.pass_context
 def status(ctx):
-    "Each step's latest state: done, cached, failed, interrupted, stale or never run."
+    "Each step's latest state (done, cached, failed, interrupted, stale, never run), and models.yaml vs the registry."
     from mlops_nb.runner import step_status
-    for r in step_status(_root(ctx)):
+    root = _root(ctx)
+    for r in step_status(root):
         metrics = ', '.join(f"{k}={v:.4g}" for k, v in list(r.get('metrics', {}).items())[:4])
         click.echo(f"{r['step']:<12} {r['status']:<12} {r.get('run_id', ''):<24} {metrics}")
+    if (root / 'models.yaml').exists():
+        from mlops_nb.registry import load_models, plan_reconcile
+        cfg = load_config(root)
+        drift = plan_reconcile(_client(cfg), load_models(root))
+        click.echo('models.yaml and the registry agree' if not drift else 'drift between models.yaml and the registry '
+                   '(run `mlops-nb reconcile`):\n' + '\n'.join(f'  {d}' for d in drift))
+
+# %% ../nbs/12_cli.ipynb 10
+def _client(cfg):
+    from mlops_nb.registry import client_for
+    from mlops_nb.tracking import tracking_uri
+    return client_for(tracking_uri(cfg))
+
+def _gate_table(gates) -> str:
+    return '\n'.join(f"  {'pass' if g['passed'] else 'FAIL'}  {g['gate']} {g['rule']}: {g['detail']}" for g in gates)
+
+@cli.command()
+@click.argument('model')
+@click.argument('version', type=click.IntRange(min=1))
+@click.option('--to', 'alias', default='champion', show_default=True, help='Alias to give VERSION.')
+@click.pass_context
+def promote(ctx, model, version, alias):
+    "Check the promotion gates for MODEL VERSION and, if all pass, set it in models.yaml."
+    from mlops_nb.registry import PromotionRefused, promote
+    cfg = load_config(_root(ctx))
+    try: gates = promote(_client(cfg), cfg, model, version, alias)
+    except PromotionRefused as e:
+        click.echo(_gate_table(e.gates), err=True)
+        raise
+    click.echo(_gate_table(gates) + f"\nmodels.yaml: {model}.{alias} = {version}. Commit it in a pull request; "
+               "`mlops-nb reconcile` applies it after the merge.")
+
+@cli.command()
+@click.option('--dry-run', is_flag=True, help='Print the plan; change nothing.')
+@click.pass_context
+def reconcile(ctx, dry_run):
+    "Make the registry's aliases match models.yaml (idempotent); the changes are audited."
+    from mlops_nb.registry import reconcile
+    cfg = load_config(_root(ctx))
+    changes = reconcile(_client(cfg), cfg, dry_run=dry_run)
+    if not changes: return click.echo('registry matches models.yaml: nothing to do')
+    click.echo('\n'.join(f"  ~ {c}" for c in changes))
+    click.echo(f"plan: {len(changes)} alias change(s); run without --dry-run to apply" if dry_run else
+               f"applied {len(changes)} alias change(s); audit log: models.audit.jsonl")
+
+@cli.command()
+@click.argument('model')
+@click.option('--alias', default='champion', show_default=True)
+@click.pass_context
+def rollback(ctx, model, alias):
+    "Point MODEL's alias in models.yaml back to its previous version (no gates: the way back from a bad release)."
+    from mlops_nb.registry import rollback
+    cfg = load_config(_root(ctx))
+    old, new = rollback(_client(cfg), cfg, model, alias)
+    click.echo(f"models.yaml: {model}.{alias} = {new} (was {old}). Commit it; `mlops-nb reconcile` applies it.")
+
+# %% ../nbs/12_cli.ipynb 12
+_TEMPLATE_FILES = ('mlops.yaml', 'models.yaml', '.gitignore', 'notebooks/*.ipynb', 'notebooks/*.py', '.github/workflows/*.yml')
+
+def init_project(dest: Path, name: str | None = None) -> list[Path]:
+    "Write a new project into `dest` from the weather example; returns the files written."
+    import importlib.resources
+    import re
+    import shutil
+    dest = Path(dest)
+    if (dest / 'mlops.yaml').exists(): raise MlopsError(f"{dest / 'mlops.yaml'} already exists: not overwriting a project")
+    name = name or re.sub(r'[^A-Za-z0-9_.-]', '-', dest.resolve().name).strip('-.') or 'project'
+    src = Path(str(importlib.resources.files('mlops_nb_examples') / 'weather'))
+    written = []
+    for pattern in _TEMPLATE_FILES:
+        for f in sorted(src.glob(pattern)):
+            (dest / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            written.append(Path(shutil.copy2(f, dest / f.relative_to(src))))
+    cfg = dest / 'mlops.yaml'
+    cfg.write_text(re.sub(r'(?m)^name: .*$', f'name: {name}', cfg.read_text(), count=1))
+    return written
+
+@cli.command()
+@click.argument('path', default='.', type=click.Path(file_okay=False, path_type=Path))
+@click.option('--name', help='Project (and MLflow experiment) name; default: the folder name.')
+def init(path, name):
+    "Create a project in PATH: pipeline notebooks, mlops.yaml, models.yaml and CI workflows."
+    files = init_project(path, name)
+    click.echo(f"created {len(files)} files in {path}; next: cd {path} && mlops-nb run --profile pr")

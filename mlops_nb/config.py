@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import graphlib
 import json
+import operator
 import os
+import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto 0
-__all__ = ['MlopsError', 'ConfigError', 'StepConfig', 'ProfileConfig', 'ProjectConfig', 'load_config', 'find_root', 'write_json']
+__all__ = ['GateRule', 'MlopsError', 'ConfigError', 'StepConfig', 'Gate', 'ProfileConfig', 'SweepConfig', 'ProjectConfig',
+           'load_yaml', 'load_config', 'find_root', 'write_text', 'write_json']
 
 # %% ../nbs/00_config.ipynb 5
 class MlopsError(Exception):
@@ -47,9 +51,47 @@ class StepConfig(_Strict):
     def _inside(cls, v):
         return [_project_path(o) for o in v] if isinstance(v, list) else _project_path(v)
 
+# %% ../nbs/00_config.ipynb 9
+_NUM = r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?'
+_GATE = re.compile(rf'^\s*(?P<op>>=|<=|==|!=|>|<)\s*(?:(?P<num>{_NUM})|champion(?:\s*(?P<arith>[-+*])\s*(?P<k>{_NUM}))?)\s*$')
+_OPS = {'>=': operator.ge, '<=': operator.le, '==': operator.eq, '!=': operator.ne, '>': operator.gt, '<': operator.lt}
+_ARITH = {'+': operator.add, '-': operator.sub, '*': operator.mul, None: lambda a, _: a}
+
+def _gate_rule(text: str) -> str:
+    if not _GATE.match(text): raise ValueError(f"cannot parse gate {text!r}; expected e.g. '>= 0.8' or '>= champion - 0.01'")
+    return text
+
+GateRule = Annotated[str, AfterValidator(_gate_rule)]
+
+@dataclass(frozen=True)
+class Gate:
+    "A parsed promotion gate on one metric."
+    metric: str
+    text: str
+
+    def __post_init__(self): _gate_rule(self.text)
+
+    def check(self, candidate: dict[str, float], champion: dict[str, float] | None) -> dict:
+        "Outcome of the gate: `passed` and a `detail` a person can read."
+        m = _GATE.match(self.text)
+        value = candidate.get(self.metric)
+        if value is None: return {'gate': self.metric, 'rule': self.text, 'passed': False, 'detail': 'metric missing'}
+        if m['num'] is not None: bound = float(m['num'])
+        elif champion is None or self.metric not in champion:
+            return {'gate': self.metric, 'rule': self.text, 'passed': True, 'detail': f'{value:.4g} (no champion to compare)'}
+        else: bound = _ARITH[m['arith']](champion[self.metric], float(m['k']) if m['k'] else None)
+        ok = _OPS[m['op']](value, bound)
+        return {'gate': self.metric, 'rule': self.text, 'passed': ok, 'detail': f"{value:.4g} {m['op']} {bound:.4g}"}
+
+# %% ../nbs/00_config.ipynb 11
 class ProfileConfig(_Strict):
     "A named set of parameter overrides (`--profile pr`), applied to every step whose notebook declares them."
     params: dict[str, Any] = {}
+
+class SweepConfig(_Strict):
+    "What `mlops-nb sweep` optimises: a metric the swept step logs."
+    metric: str | None = None          # e.g. val_f1_macro
+    goal: Literal['max', 'min'] = 'max'
 
 class ProjectConfig(_Strict):
     "The whole of `mlops.yaml`."
@@ -58,7 +100,10 @@ class ProjectConfig(_Strict):
     executor: Literal['local'] = 'local'
     steps: dict[str, StepConfig] = Field(min_length=1)
     profiles: dict[str, ProfileConfig] = {}
-    gates: dict[str, str] = {}         # promotion gates, e.g. {accuracy: ">= 0.80"}
+    gates: dict[str, GateRule] = {}    # promotion gates, e.g. {accuracy: ">= 0.80"}
+    sweep: SweepConfig = SweepConfig()
+
+    def gate_list(self) -> list[Gate]: return [Gate(m, t) for m, t in self.gates.items()]
     root: Path = Field(default=Path('.'), exclude=True)  # folder holding mlops.yaml; set by `load_config`
 
     def path(self, rel: str) -> Path:
@@ -85,7 +130,7 @@ def _with_ancestors(cfg, steps):
         if s not in seen: seen.add(s); todo += cfg.steps[s].needs
     return seen
 
-# %% ../nbs/00_config.ipynb 9
+# %% ../nbs/00_config.ipynb 13
 def _line_of(text: str, loc) -> int | None:
     "1-based line of the deepest node of `loc` found in the YAML `text`."
     try: node = yaml.compose(text)
@@ -101,10 +146,10 @@ def _line_of(text: str, loc) -> int | None:
         else: break
     return line
 
-# %% ../nbs/00_config.ipynb 12
-def _model_at(loc):
-    "The pydantic model that holds the last key of `loc`, walking `ProjectConfig`'s fields."
-    model, items = ProjectConfig, list(loc[:-1])
+# %% ../nbs/00_config.ipynb 16
+def _model_at(loc, root_model=None):
+    "The pydantic model that holds the last key of `loc`, walking the fields from `root_model`."
+    model, items = root_model or ProjectConfig, list(loc[:-1])
     while items:
         ann = model.model_fields[items.pop(0)].annotation
         if get_origin(ann) is dict: ann = get_args(ann)[1]; items = items[1:]
@@ -112,16 +157,16 @@ def _model_at(loc):
         model = ann
     return model
 
-def _describe(err) -> str:
+def _describe(err, root_model=None) -> str:
     key = '.'.join(map(str, err['loc']))
     if err['type'] == 'extra_forbidden':
-        model = _model_at(err['loc'])
+        model = _model_at(err['loc'], root_model)
         allowed = ', '.join(k for k, f in model.model_fields.items() if not f.exclude) if model else '?'
         return f"unknown key {key!r} (allowed here: {allowed})"
     if err['type'] == 'missing': return f"missing required key {key!r}"
     return f"{key}: {err['msg'].removeprefix('Value error, ')}, got {err['input']!r}"
 
-# %% ../nbs/00_config.ipynb 14
+# %% ../nbs/00_config.ipynb 18
 def _check_graph(cfg: ProjectConfig, fail):
     for name, step in cfg.steps.items():
         if not cfg.path(step.notebook).is_file():
@@ -134,12 +179,10 @@ def _check_graph(cfg: ProjectConfig, fail):
         cycle = e.args[1]
         fail(('steps', cycle[0], 'needs'), f"cycle in needs: {' -> '.join(cycle)}")
 
-def load_config(path: str | Path = 'mlops.yaml') -> ProjectConfig:
-    "Read and validate a project's `mlops.yaml` (or the one inside the folder `path`)."
-    path = Path(path)
-    if path.is_dir(): path = path / 'mlops.yaml'
-    try: text = path.read_text(encoding='utf-8')
-    except FileNotFoundError: raise ConfigError(f"{path}: not found (`mlops-nb init` creates a project)") from None
+def load_yaml(path: Path, model: type[BaseModel], missing_hint: str = ''):
+    "Parse `path` with `yaml.safe_load` and validate it as `model`; returns (instance, fail) for further checks."
+    try: text = Path(path).read_text(encoding='utf-8')
+    except FileNotFoundError: raise ConfigError(f"{path}: not found{missing_hint}") from None
     except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
     def fail(loc, msg):
@@ -150,16 +193,23 @@ def load_config(path: str | Path = 'mlops.yaml') -> ProjectConfig:
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
         raise ConfigError(f"{path}{f':{mark.line + 1}' if mark else ''}: invalid YAML: {getattr(e, 'problem', e)}") from None
-    if not isinstance(data, dict): raise ConfigError(f"{path}: expected a mapping (name, steps, ...), got {type(data).__name__}")
-    try: cfg = ProjectConfig.model_validate(data)
+    if data is None: data = {}
+    if not isinstance(data, dict): raise ConfigError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
+    try: return model.model_validate(data), fail
     except ValidationError as e:
         err = e.errors()[0]
-        fail(err['loc'], _describe(err))
+        fail(err['loc'], _describe(err, model))
+
+def load_config(path: str | Path = 'mlops.yaml') -> ProjectConfig:
+    "Read and validate a project's `mlops.yaml` (or the one inside the folder `path`)."
+    path = Path(path)
+    if path.is_dir(): path = path / 'mlops.yaml'
+    cfg, fail = load_yaml(path, ProjectConfig, ' (`mlops-nb init` creates a project)')
     cfg.root = path.parent.resolve()
     _check_graph(cfg, fail)
     return cfg
 
-# %% ../nbs/00_config.ipynb 16
+# %% ../nbs/00_config.ipynb 20
 def find_root(start: str | Path = '.') -> Path:
     "The nearest folder at or above `start` that holds `mlops.yaml`."
     start = Path(start).resolve()
@@ -167,16 +217,20 @@ def find_root(start: str | Path = '.') -> Path:
         if (d / 'mlops.yaml').is_file(): return d
     raise ConfigError(f"no mlops.yaml in {start} or any parent folder (`mlops-nb init` creates a project)")
 
-def write_json(path: Path, data) -> None:
-    "Write `data` as JSON to `path` atomically (temporary file in the same folder, fsync, then rename)."
+def write_text(path: Path, text: str) -> None:
+    "Write `text` to `path` atomically (temporary file in the same folder, fsync, then rename)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(data, f, indent=1, default=str)
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text)
             f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+def write_json(path: Path, data) -> None:
+    "Write `data` as JSON to `path` atomically."
+    write_text(path, json.dumps(data, indent=1, default=str))

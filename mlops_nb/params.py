@@ -136,16 +136,18 @@ def step_params(cfg: ProjectConfig, step: str, declared: dict[str, Param], profi
                 raise ParamError(f"{nb}: unknown parameter {k!r} for step {step!r} (from {source}; declared: {known})")
     return values
 
-def check_overrides(cfg: ProjectConfig, declared: dict[str, dict[str, Param]], profile=None, overrides=None):
-    "Refuse an unknown profile, a step-scoped override for a step not in the run, and names no step declares."
+def check_overrides(cfg: ProjectConfig, declared: dict[str, dict[str, Param]], run_steps, profile=None, overrides=None):
+    "Refuse an unknown profile, names that no step declares, and a step-scoped override for a step not in the run."
     overrides = overrides or {}
     if profile and profile not in cfg.profiles:
         raise ParamError(f"unknown profile {profile!r} (profiles in mlops.yaml: {', '.join(cfg.profiles) or 'none'})")
-    names = set().union(*map(set, declared.values()))
-    glob = [('command line', k) for k in overrides if '.' not in k]
-    if profile: glob += [(f"profile {profile!r}", k) for k in cfg.profiles[profile].params]
-    for source, k in glob:
-        if k not in names: raise ParamError(f"unknown parameter {k!r} (from {source}): no step in this run declares it")
+    def names(steps): return set().union(*(set(declared[s]) for s in steps))
+    if profile:  # a profile serves the whole pipeline, so its names are checked against every step
+        for k in cfg.profiles[profile].params:
+            if k not in names(cfg.steps):
+                raise ParamError(f"unknown parameter {k!r} (from profile {profile!r}): no step declares it")
     for k in overrides:
-        if '.' in k and k.split('.', 1)[0] not in declared:
+        if '.' not in k and k not in names(run_steps):
+            raise ParamError(f"unknown parameter {k!r} (from command line): no step in this run declares it")
+        if '.' in k and k.split('.', 1)[0] not in run_steps:
             raise ParamError(f"parameter override {k!r}: step {k.split('.', 1)[0]!r} is not part of this run")

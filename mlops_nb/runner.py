@@ -13,6 +13,7 @@ import secrets
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -27,7 +28,8 @@ from .params import cell_source, check_overrides, load_notebook, notebook_params
 
 # %% auto 0
 __all__ = ['StepFailed', 'RunLocked', 'code_hash', 'cache_key', 'FileHashes', 'StepPlan', 'plan', 'execute_notebook',
-           'StepResult', 'RunResult', 'run_pipeline', 'step_status']
+           'StepResult', 'RunResult', 'run_pipeline', 'parse_grid', 'sweep_trials', 'SweepResult', 'run_sweep',
+           'step_status']
 
 # %% ../nbs/02_runner.ipynb 4
 class StepFailed(MlopsError):
@@ -116,8 +118,8 @@ def plan(cfg: ProjectConfig, steps=None, profile=None, overrides=None, state: Pa
     "Resolve params and cache keys of `steps` (default: all) and everything they need, in dependency order."
     state = state or cfg.root / '.mlops_nb'
     order = cfg.order(steps or None)
-    declared = {s: notebook_params(cfg.path(cfg.steps[s].notebook), state / 'params') for s in order}
-    check_overrides(cfg, declared, profile, overrides)
+    declared = {s: notebook_params(cfg.path(st.notebook), state / 'params') for s, st in cfg.steps.items()}
+    check_overrides(cfg, declared, order, profile, overrides)
     hashes, plans = FileHashes(state / 'hashes.json'), {}
     for s in order:
         st = cfg.steps[s]
@@ -194,14 +196,29 @@ def run_pipeline(root: str | Path = '.', steps=None, *, from_step: str | None = 
     "Run `steps` (default: all) and what they need; cached steps are reused unless `force` or after `from_step`."
     echo = echo or (lambda msg: print(msg, file=sys.stderr))
     cfg = load_config(root)
+    with _locked(cfg) as state:
+        return _run(cfg, state, steps, from_step, profile, overrides or {}, force, verbose, echo)
+
+@contextmanager
+def _locked(cfg: ProjectConfig):
+    "Hold the project's run lock (refusing at once if another run holds it); yields the state folder."
     state = cfg.root / '.mlops_nb'
     state.mkdir(exist_ok=True)
     lock = FileLock(state / 'run.lock')
     try: lock.acquire(timeout=0)
     except Timeout:
         raise RunLocked(f"{cfg.root}: another mlops-nb run is in progress (lock {state / 'run.lock'}); wait for it") from None
-    try: return _run(cfg, state, steps, from_step, profile, overrides or {}, force, verbose, echo)
+    try: yield state
     finally: lock.release()
+
+def _open_run(cfg: ProjectConfig, profile, kind: str = 'run'):
+    "A new run id and folder, the tracker, lineage tags, and the parent MLflow run."
+    from mlops_nb.tracking import Tracker, git_info
+    run_id = datetime.now().strftime('%Y%m%d-%H%M%S-%f')  # sorts in time order
+    tracker, git = Tracker(cfg), git_info(cfg.root)
+    lineage = {'run_id': run_id, 'git_commit': git['commit'], 'git_dirty': git['dirty'], 'version': __version__,
+               'profile': profile or 'default', 'kind': kind}
+    return run_id, cfg.root / 'runs' / run_id, tracker, git, lineage, tracker.start(run_id, lineage)
 
 def _descendants(cfg: ProjectConfig, step: str) -> set[str]:
     out, grew = {step}, True
@@ -222,13 +239,7 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo)
         echo(f"nothing to run: all {len(plans)} steps are up to date")
         return RunResult(None, [StepResult(s, 'cached', Path(e['source_dir']), 0.0, e['metrics']) for s, e in hits.items()])
 
-    from mlops_nb.tracking import Tracker, git_info
-    run_id = datetime.now().strftime('%Y%m%d-%H%M%S-%f')  # sorts in time order
-    run_dir = cfg.root / 'runs' / run_id
-    tracker, git = Tracker(cfg), git_info(cfg.root)
-    lineage = {'run_id': run_id, 'git_commit': git['commit'], 'git_dirty': git['dirty'], 'version': __version__,
-               'profile': profile or 'default'}
-    parent = tracker.start(run_id, lineage)
+    run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile)
     run = {'run_id': run_id, 'started': _now(), 'status': 'running', 'profile': profile, 'overrides': overrides,
            'steps': [p.step for p in plans], 'git': git, 'mlflow_run_id': parent, 'tracking_uri': tracker.uri}
     write_json(run_dir / 'run.json', run)
@@ -243,7 +254,7 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo)
                 results.append(StepResult(p.step, 'cached', Path(entry['source_dir']), 0.0, entry['metrics']))
             else:
                 echo(f"[{i}/{len(plans)}] {p.step}: running {p.notebook.relative_to(cfg.root)}")
-                results.append(_execute(cfg, state, p, run_id, run_dir, tracker, parent, lineage, upstream, verbose))
+                results.append(_execute(cfg, state, p, run_id, run_dir / p.step, tracker, parent, lineage, upstream, verbose))
                 echo(f"[{i}/{len(plans)}] {p.step}: done in {results[-1].seconds:.1f}s")
             upstream[p.step] = str(results[-1].dir)
     except BaseException as e:
@@ -260,14 +271,16 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo)
 _ENTRY_KEYS = ('step', 'run_id', 'cache_key', 'notebook', 'notebook_hash', 'inputs', 'outputs', 'metrics', 'models', 'params',
                'mlflow_run_id', 'source_dir')
 
-def _execute(cfg, state, p: StepPlan, run_id, run_dir, tracker, parent, lineage, upstream, verbose) -> StepResult:
-    st, step_dir = cfg.steps[p.step], run_dir / p.step
+def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage, upstream, verbose,
+             name: str | None = None) -> StepResult:
+    st = cfg.steps[p.step]
     out_nb = step_dir / p.notebook.name
-    mlflow_id = tracker.start(p.step, {**lineage, 'step': p.step, 'notebook': st.notebook, 'notebook_hash': p.code,
+    mlflow_id = tracker.start(name or p.step, {**lineage, 'step': p.step, 'notebook': st.notebook, 'notebook_hash': p.code,
                                        'data_hash': hashlib.sha256(json.dumps(p.inputs, sort_keys=True).encode()).hexdigest(),
                                        'cache_key': p.key}, parent=parent)
     write_json(step_dir / 'context.json', {'root': str(cfg.root), 'tracking_uri': tracker.uri, 'experiment': cfg.name,
-                                           'step': p.step, 'run_id': run_id, 'mlflow_run_id': mlflow_id, 'upstream': upstream})
+                                           'step': p.step, 'run_id': run_id, 'mlflow_run_id': mlflow_id, 'upstream': upstream,
+                                           'lineage': lineage})
     rec = {'step': p.step, 'status': 'running', 'run_id': run_id, 'notebook': st.notebook, 'params': p.params,
            'cache_key': p.key, 'notebook_hash': p.code, 'inputs': p.inputs, 'mlflow_run_id': mlflow_id,
            'pid': os.getpid(), 'started': _now(), 'source_dir': str(step_dir)}
@@ -304,6 +317,76 @@ def _execute(cfg, state, p: StepPlan, run_id, run_dir, tracker, parent, lineage,
     return StepResult(p.step, 'done', step_dir, rec['seconds'], metrics)
 
 # %% ../nbs/02_runner.ipynb 19
+def parse_grid(items) -> dict[str, list[str]]:
+    "`['n=50,100', 'depth=5']` -> `{'n': ['50', '100'], 'depth': ['5']}`."
+    grid = {}
+    for it in items:
+        k, eq, v = it.partition('=')
+        if not eq or not k or not v: raise MlopsError(f"sweep space {it!r}: expected NAME=V1,V2,...")
+        grid[k] = v.split(',')
+    if not grid: raise MlopsError("sweep: give at least one NAME=V1,V2,... to vary")
+    return grid
+
+def sweep_trials(grid: dict[str, list], random: int | None = None, seed: int = 0) -> list[dict]:
+    "Every combination of `grid`, or `random` distinct ones drawn with `seed`."
+    import itertools
+    import random as rnd
+    trials = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    return rnd.Random(seed).sample(trials, min(random, len(trials))) if random else trials
+
+@dataclass
+class SweepResult:
+    run_id: str
+    metric: str
+    trials: list[dict]              # {'params', 'metrics', 'status'} per trial
+    best: dict
+
+def run_sweep(root: str | Path, step: str, grid: dict[str, list], *, random: int | None = None, seed: int = 0,
+              metric: str | None = None, goal: str | None = None, profile: str | None = None,
+              overrides: dict | None = None, verbose: bool = False, echo=None) -> SweepResult:
+    "Run `step` once per trial of `grid` (after what it needs); report the best trial by `metric`."
+    echo = echo or (lambda msg: print(msg, file=sys.stderr))
+    cfg, overrides = load_config(root), overrides or {}
+    metric, goal = metric or cfg.sweep.metric, goal or cfg.sweep.goal
+    if not metric: raise MlopsError("sweep: no metric to optimise (set sweep.metric in mlops.yaml or pass --metric)")
+    if step not in cfg.steps: raise MlopsError(f"unknown step {step!r} (steps: {', '.join(cfg.steps)})")
+    trials = sweep_trials(grid, random, seed)
+    plans = [plan(cfg, [step], profile, {**overrides, **{f'{step}.{k}': v for k, v in t.items()}}) for t in trials]
+    with _locked(cfg) as state:
+        before = [s for s in cfg.order([step]) if s != step]
+        if before: _run(cfg, state, before, None, profile, overrides, False, verbose, echo)
+        run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile, kind='sweep')
+        write_json(run_dir / 'run.json', {'run_id': run_id, 'kind': 'sweep', 'step': step, 'grid': grid, 'started': _now(),
+                                          'status': 'running', 'mlflow_run_id': parent, 'git': git})
+        hashes, results = FileHashes(state / 'hashes.json'), []
+        try:
+            for i, (t, ps) in enumerate(zip(trials, plans, strict=True), 1):
+                p, upstream = ps[-1], {q.step: str(_cached(cfg, state, q.key, hashes)['source_dir']) for q in ps[:-1]}
+                t = {k: p.params[k] for k in t}  # as typed by the notebook's parameters cell
+                if entry := _cached(cfg, state, p.key, hashes):
+                    res = {'params': t, 'metrics': entry['metrics'], 'status': 'cached'}
+                else:
+                    r = _execute(cfg, state, p, run_id, run_dir / f'{step}-{i:03d}', tracker, parent, lineage, upstream,
+                                 verbose, name=f"{step} {' '.join(f'{k}={v}' for k, v in t.items())}")
+                    res = {'params': t, 'metrics': r.metrics, 'status': r.status}
+                if metric not in res['metrics']:
+                    raise MlopsError(f"sweep: step {step!r} did not log metric {metric!r} (logged: {', '.join(res['metrics'])})")
+                results.append(res)
+                echo(f"[{i}/{len(trials)}] {step} {t}: {metric}={res['metrics'][metric]:.4g} ({res['status']})")
+        except BaseException:
+            tracker.finish(parent, 'FAILED')
+            write_json(run_dir / 'run.json', {**json.loads((run_dir / 'run.json').read_text()), 'status': 'failed'})
+            raise
+        pick = max if goal == 'max' else min
+        best = pick(results, key=lambda r: r['metrics'][metric])
+        tracker.finish(parent, 'FINISHED', params={f'best.{k}': v for k, v in best['params'].items()},
+                       metrics={f'best_{metric}': best['metrics'][metric]})
+        write_json(run_dir / 'run.json', {**json.loads((run_dir / 'run.json').read_text()), 'status': 'done',
+                                          'finished': _now(), 'metric': metric, 'goal': goal, 'trials': results, 'best': best})
+    echo(f"best of {len(results)} trials: {best['params']} with {metric}={best['metrics'][metric]:.4g} (sweep {run_id})")
+    return SweepResult(run_id, metric, results, best)
+
+# %% ../nbs/02_runner.ipynb 21
 def _alive(pid) -> bool:
     try: os.kill(int(pid), 0)
     except (OSError, TypeError, ValueError): return False

@@ -42,7 +42,7 @@ def test_valid_config(project):
     ("name: demo\nsteps:\n  a: {notebook: a.ipynb, params: {n: many}}\n",
      "a.ipynb: parameter 'n' expects int, got 'many' (from mlops.yaml)"),
     ("name: demo\nsteps:\n  a: {notebook: a.ipynb}\nprofiles:\n  pr: {params: {nn: 1}}\n",
-     "unknown parameter 'nn' (from profile 'pr'): no step in this run declares it"),
+     "unknown parameter 'nn' (from profile 'pr'): no step declares it"),
 ])
 def test_invalid_config_is_one_clear_line(project, text, expected):
     (project / 'mlops.yaml').write_text(text)

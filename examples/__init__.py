@@ -1,0 +1,1 @@
+"""Example projects shipped with mlops_nb; `mlops-nb init` copies one."""

@@ -1,0 +1,119 @@
+"""The weather example end to end (pr profile), as `mlops-nb init` writes it, checked through MLflow's client."""
+import json
+import subprocess
+
+import mlflow
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import whylogs
+from conftest import BIN, mlops
+from mlflow.tracking import MlflowClient
+from sklearn.metrics import f1_score
+
+CLASSES = ['drizzle', 'fog', 'rain', 'snow', 'sun']
+FEATURES = ['precipitation', 'temp_max', 'temp_min', 'wind', 'month']
+
+
+@pytest.fixture(scope='module')
+def weather(tmp_path_factory):
+    "A project created by `mlops-nb init`, in a git repo, after one `run --profile pr`."
+    root = tmp_path_factory.mktemp('w') / 'weather'
+    r = subprocess.run([str(BIN / 'mlops-nb'), 'init', str(root), '--name', 'weather'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    git = ['git', '-c', 'user.name=T', '-c', 'user.email=t@e']
+    for cmd in ([*git, 'init', '-q'], [*git, 'add', '-A'], [*git, 'commit', '-qm', 'init']):
+        subprocess.run(cmd, cwd=root, check=True)
+    run = mlops(root, 'run', '--profile', 'pr')
+    assert run.returncode == 0, run.stderr
+    client = MlflowClient(f"sqlite:///{root / 'mlruns.db'}", f"sqlite:///{root / 'mlruns.db'}")
+    return root, run, client
+
+
+def _step_run(client, name):
+    exp = client.get_experiment_by_name('weather')
+    return client.search_runs([exp.experiment_id], f"tags.mlflow.runName = '{name}'", order_by=['start_time DESC'])[0]
+
+
+def test_init_wrote_the_project_and_refuses_to_overwrite(weather):
+    root, _, _ = weather
+    for f in ('mlops.yaml', 'models.yaml', '.gitignore', 'notebooks/train.ipynb', 'notebooks/weather_features.py'):
+        assert (root / f).is_file(), f
+    r = subprocess.run([str(BIN / 'mlops-nb'), 'init', str(root)], capture_output=True, text=True)
+    assert r.returncode == 1 and 'already exists: not overwriting' in r.stderr
+
+
+def test_registered_version_with_lineage(weather):
+    root, run, client = weather
+    mv = client.get_model_version_by_alias('weather', 'challenger')
+    assert int(mv.version) == 1
+    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True).stdout.strip()
+    t = mv.tags
+    assert t['mlops_nb.git_commit'] == commit and t['mlops_nb.profile'] == 'pr'
+    assert t['mlops_nb.source_run'] == _step_run(client, 'train').info.run_id
+    assert len(t['mlops_nb.data_hash']) == 64
+    evaluate = _step_run(client, 'evaluate')
+    for m in ('accuracy', 'f1_macro', 'precision_macro', 'recall_macro', *(f'f1_{c}' for c in CLASSES)):
+        assert float(t[f'metric.{m}']) == pytest.approx(evaluate.data.metrics[m])
+
+
+def test_f1_beats_majority_baseline(weather):
+    root, _, client = weather
+    train, test = pd.read_parquet(root / 'data' / 'train.parquet'), pd.read_parquet(root / 'data' / 'test.parquet')
+    baseline = f1_score(test['weather'], [train['weather'].mode()[0]] * len(test), labels=CLASSES, average='macro',
+                        zero_division=0)
+    f1 = _step_run(client, 'evaluate').data.metrics['f1_macro']
+    assert f1 > baseline
+    executed = next((root / 'runs').glob('*/evaluate/evaluate.ipynb')).read_text()
+    assert f'test macro F1 {f1:.3f}' in executed  # written in the notebook's output too
+
+
+def test_onnx_export_agrees_with_sklearn(weather):
+    root, _, client = weather
+    mv = client.get_model_version_by_alias('weather', 'challenger')
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns.db'}")
+    onnx_file = mlflow.artifacts.download_artifacts(mv.tags['mlops_nb.onnx'])
+    model = mlflow.sklearn.load_model('models:/weather@challenger')
+    test = pd.read_parquet(root / 'data' / 'test.parquet')
+    sess = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
+    onnx_pred = sess.run(['label'], {'input': test[FEATURES].to_numpy(np.float32)})[0]
+    agreement = (onnx_pred == model.predict(test[FEATURES])).mean()
+    assert agreement >= 0.98
+    assert _step_run(client, 'register').data.metrics['onnx_agreement'] == pytest.approx(agreement)
+
+
+def test_artifacts_logged(weather):
+    root, _, client = weather
+    names = {s: {a.path for a in client.list_artifacts(_step_run(client, s).info.run_id)}
+             for s in ('ingest', 'evaluate', 'register')}
+    assert {'ingest.ipynb', 'train.whylogs', 'test.whylogs'} <= names['ingest']
+    assert {'evaluate.ipynb', 'confusion_matrix.png', 'feature_importance.png'} <= names['evaluate']
+    assert {'register.ipynb', 'model.onnx'} <= names['register']
+    mv = client.get_model_version_by_alias('weather', 'challenger')
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns.db'}")
+    ref = whylogs.read(mlflow.artifacts.download_artifacts(mv.tags['mlops_nb.reference_profile'])).view()
+    train = pd.read_parquet(root / 'data' / 'train.parquet')
+    assert ref.get_column('temp_max').get_metric('counts').n.value == len(train)
+
+
+def test_failed_constraint_fails_validate_with_table(weather):
+    root, _, _ = weather
+    r = mlops(root, 'run', 'validate', '-p', 'validate.max_precipitation=5')
+    assert r.returncode == 1
+    assert "step 'validate' failed in notebooks/validate.ipynb" in r.stderr
+    assert 'data constraints failed on data/train.parquet' in r.stderr and 'precipitation is in range [0,5.0]' in r.stderr
+
+
+def test_sweep_nested_runs_and_best(weather):
+    root, _, client = weather
+    r = mlops(root, 'sweep', 'train', '--grid', 'n_estimators=10,30', '--profile', 'pr')
+    assert r.returncode == 0, r.stderr
+    sweep = json.loads(sorted((root / 'runs').glob('*/run.json'))[-1].read_text())
+    assert sweep['kind'] == 'sweep' and len(sweep['trials']) == 2
+    scores = [t['metrics']['val_f1_macro'] for t in sweep['trials']]
+    assert sweep['best']['metrics']['val_f1_macro'] == max(scores)
+    assert f"best of 2 trials: {sweep['best']['params']}" in r.stderr
+    children = client.search_runs([client.get_experiment_by_name('weather').experiment_id],
+                                  f"tags.mlflow.parentRunId = '{sweep['mlflow_run_id']}'")
+    assert sorted(c.data.params['n_estimators'] for c in children) == ['10', '30']
