@@ -19,6 +19,7 @@ demo: install
 	$(BIN)/mlops-nb -C examples/weather validate
 	$(BIN)/mlops-nb -C examples/weather run --profile $(or $(PROFILE),pr)
 	$(BIN)/mlops-nb -C examples/weather status
+	$(BIN)/mlops-nb -C examples/weather report
 
 # Everything CI checks: export in sync, clean notebooks, README, lint, notebook tests, pytest.
 test: install

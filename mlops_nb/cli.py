@@ -13,7 +13,8 @@ from . import __version__
 from .config import MlopsError, find_root, load_config
 
 # %% auto 0
-__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'status', 'promote', 'reconcile', 'rollback', 'init_project', 'init']
+__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'status', 'promote', 'reconcile', 'rollback', 'init_project',
+           'init']
 
 # %% ../nbs/12_cli.ipynb 4
 class _Group(click.Group):
@@ -80,6 +81,18 @@ def sweep(ctx, step, space, mode, n_random, seed, metric, goal, profile, params,
     from mlops_nb.runner import parse_grid, run_sweep
     run_sweep(_root(ctx), step, parse_grid(space), random=n_random, seed=seed, metric=metric, goal=goal, profile=profile,
               overrides=parse_overrides(params), verbose=verbose, echo=lambda m: click.echo(m, err=True))
+
+@cli.command()
+@click.option('--summary', is_flag=True, help='Also write the PR summary (reports/pr/summary.md, $GITHUB_STEP_SUMMARY).')
+@click.option('--run', 'run_id', metavar='RUN_ID', help='Run to summarise (default: the latest).')
+@click.option('--out', type=click.Path(file_okay=False, path_type=Path), help='Site folder (default: reports/).')
+@click.pass_context
+def report(ctx, summary, run_id, out):
+    "Build the static report site: runs, metric history, champion vs challenger, every notebook rendered."
+    from mlops_nb.report import build_site, write_summary
+    root = _root(ctx)
+    click.echo(f"report site: {build_site(root, out)}")
+    if summary: click.echo(f"summary: {write_summary(root, run_id, out)}")
 
 @cli.command()
 @click.pass_context

@@ -1,0 +1,153 @@
+"""The reports/ site in a real headless Chromium, and the pull-request summary, on two runs of the weather example."""
+import json
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlparse
+
+import nbformat
+import pytest
+from conftest import BIN, REPO, mlops
+from mlflow.tracking import MlflowClient
+
+SECRET = 's3cr3t-weather-db-pw-42'
+
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    "The weather example run twice (a notebook leaks a planted secret), then `mlops-nb report --summary`."
+    root = tmp_path_factory.mktemp('r') / 'weather'
+    assert subprocess.run([str(BIN / 'mlops-nb'), 'init', str(root)], capture_output=True).returncode == 0
+    nb_file = root / 'notebooks' / 'ingest.ipynb'
+    nb = nbformat.read(nb_file, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell('import os\nprint("connecting with", os.environ["WEATHER_DB_PASSWORD"])'))
+    nbformat.write(nb, nb_file)
+    env = {**os.environ, 'WEATHER_DB_PASSWORD': SECRET}
+    for args in (['--profile', 'pr'], ['--profile', 'pr', '-p', 'train.n_estimators=20']):
+        r = mlops(root, 'run', *args, env=env)
+        assert r.returncode == 0, r.stderr
+    summary_file = root / 'step_summary.md'
+    r = mlops(root, 'report', '--summary', env={**env, 'GITHUB_STEP_SUMMARY': str(summary_file)})
+    assert r.returncode == 0, r.stderr
+    return root, summary_file
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == 'a' and a.get('href'): self.links.append(a['href'])
+        if tag == 'img' and a.get('src') and not a['src'].startswith('data:'): self.links.append(a['src'])
+
+
+def _crawl(index: Path) -> set[Path]:
+    "Every local page reachable from `index`; fails on a link to a missing file."
+    seen, todo = set(), [index]
+    while todo:
+        page = todo.pop()
+        if page in seen: continue
+        seen.add(page)
+        parser = _Links()
+        parser.feed(page.read_text())
+        for href in parser.links:
+            if urlparse(href).scheme or href.startswith('#'): continue
+            target = (page.parent / href.split('#')[0]).resolve()
+            assert target.is_file(), f'{page}: broken link {href}'
+            if target.suffix == '.html': todo.append(target)
+    return seen
+
+
+def test_secret_is_scrubbed_everywhere(site):
+    root, summary_file = site
+    executed = next((root / 'runs').glob('*/ingest/ingest.ipynb')).read_text()
+    assert SECRET in executed  # the leak is real ...
+    for f in (root / 'reports').rglob('*'):
+        if f.is_file(): assert SECRET not in f.read_text(errors='ignore'), f  # ... and never reaches a report
+    assert SECRET not in summary_file.read_text()
+    assert '[redacted]' in next((root / 'reports' / 'runs').glob('*/ingest.html')).read_text()
+
+
+def test_all_links_resolve(site):
+    root, _ = site
+    pages = _crawl(root / 'reports' / 'index.html')
+    runs = sorted(p.name for p in (root / 'runs').iterdir())
+    assert {root / 'reports' / 'runs' / r / 'index.html' for r in runs} <= pages
+    assert len([p for p in pages if p.name == 'evaluate.html']) == 2
+
+
+def test_site_in_headless_chromium(site):
+    if not (shutil.which('chromium') and shutil.which('chromedriver')):
+        pytest.skip('chromium/chromedriver not installed (Debian: apt-get install chromium chromium-driver; .ci/run does it)')
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    root, _ = site
+    opts = webdriver.ChromeOptions()
+    for a in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
+              '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic',
+              f'--user-data-dir={root / ".chrome"}', '--window-size=1280,1000'):
+        opts.add_argument(a)
+    opts.binary_location = shutil.which('chromium')
+    opts.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
+    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(shutil.which('chromedriver')))
+    try:
+        driver.get((root / 'reports' / 'index.html').as_uri())
+        runs = sorted(p.name for p in (root / 'runs').iterdir())
+        rows = driver.find_elements(By.CSS_SELECTOR, 'table tr td:first-child a')
+        assert sorted(r.text for r in rows) == runs
+        img = driver.find_element(By.ID, 'history')
+        assert driver.execute_script('return arguments[0].complete && arguments[0].naturalWidth', img) > 100
+        shots = REPO / 'reports' / 'test-output'
+        shots.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(shots / 'report_index.png'))
+        rows[0].click()  # the newest run's page, then a rendered notebook with its code toggle
+        assert 'run ' in driver.title
+        driver.find_element(By.LINK_TEXT, 'evaluate.ipynb').click()
+        toggle = driver.find_element(By.ID, 'mlops-toggle')
+        toggle.click()
+        assert toggle.text == 'show code'
+        assert driver.execute_script("return document.querySelectorAll('img[src^=\"data:image/png\"]').length") >= 2
+        driver.save_screenshot(str(shots / 'report_notebook.png'))
+        errors = [e for e in driver.get_log('browser') if e['level'] == 'SEVERE']
+        assert errors == [], errors
+    finally:
+        driver.quit()
+
+
+def test_summary_shows_regression_and_failed_gate(site):
+    root, summary_file = site
+    md = summary_file.read_text()
+    assert md == (root / 'reports' / 'pr' / 'summary.md').read_text()
+    assert '| f1_macro |' in md and 'champion (none yet)' in md
+    # Make version 1 a champion that was much better: the latest run is now a regression.
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    client = MlflowClient(uri, uri)
+    client.set_model_version_tag('weather', '1', 'metric.f1_macro', '0.99')
+    (root / 'models.yaml').write_text('models:\n  weather: {champion: 1}\n')
+    assert mlops(root, 'reconcile').returncode == 0
+    assert mlops(root, 'report', '--summary').returncode == 0
+    md = (root / 'reports' / 'pr' / 'summary.md').read_text()
+    row = next(line for line in md.splitlines() if line.startswith('| f1_macro |'))
+    assert '0.9900' in row and '▼ -' in row
+    gate = next(line for line in md.splitlines() if line.startswith('| f1_macro | `>= champion - 0.01`'))
+    assert '❌ FAIL' in gate and '>= 0.98' in gate
+    run_id = sorted(p.name for p in (root / 'runs').iterdir())[-1]
+    assert f'reports/runs/{run_id}/index.html' in md
+    assert json.loads((root / 'runs' / run_id / 'run.json').read_text())['status'] == 'done'
+
+
+def test_failed_step_in_summary_and_page(site):
+    root, _ = site
+    r = mlops(root, 'run', 'validate', '--profile', 'pr', '-p', 'validate.max_precipitation=5')
+    assert r.returncode == 1
+    assert mlops(root, 'report', '--summary').returncode == 0
+    md = (root / 'reports' / 'pr' / 'summary.md').read_text()
+    assert "**❌ step `validate` failed** in `notebooks/validate.ipynb`, cell 4: `ConstraintsFailed`" in md
+    assert 'precipitation is in range [0,5.0]' in md
+    run_id = sorted(p.name for p in (root / 'runs').iterdir())[-1]
+    page = (root / 'reports' / 'runs' / run_id / 'validate.html').read_text()
+    assert 'celltag_failed' in page
