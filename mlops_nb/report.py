@@ -244,8 +244,8 @@ def pr_summary(root: str | Path = '.', run_id: str | None = None, site: str = 'r
 def write_summary(root: str | Path = '.', run_id: str | None = None, out: str | Path | None = None) -> Path:
     "Write the summary to `reports/pr/summary.md`, and append it to `$GITHUB_STEP_SUMMARY` when that is set."
     cfg = load_config(root)
-    out = Path(out) if out else cfg.root / 'reports'
-    md = pr_summary(cfg.root, run_id, site=os.path.relpath(out, cfg.root))
+    out = Path(out).resolve() if out else cfg.root / 'reports'
+    md = pr_summary(cfg.root, run_id, site=str(out.relative_to(cfg.root) if out.is_relative_to(cfg.root) else out))
     write_text(out / 'pr' / 'summary.md', md)
     if step_summary := os.environ.get('GITHUB_STEP_SUMMARY'):
         with open(step_summary, 'a', encoding='utf-8') as f: f.write(md)

@@ -25,9 +25,10 @@ def tracking_uri(cfg: ProjectConfig) -> str:
         uri = prefix + str(cfg.root / uri[len(prefix):])
     return uri
 
-def artifact_location(cfg: ProjectConfig) -> str:
-    "Where new experiments keep artifacts: `mlartifacts/` in the project for a local store."
-    return (cfg.root / 'mlartifacts').as_uri()
+def artifact_location(cfg: ProjectConfig) -> str | None:
+    "Where new experiments keep artifacts: `mlartifacts/` beside a SQLite store; a server decides for itself."
+    uri = tracking_uri(cfg)
+    return (Path(uri[len('sqlite:///'):]).parent / 'mlartifacts').as_uri() if uri.startswith('sqlite:///') else None
 
 # %% ../nbs/03_tracking.ipynb 6
 def git_info(root: Path) -> dict[str, str]:
