@@ -13,8 +13,8 @@ from . import __version__
 from .config import MlopsError, find_root, load_config
 
 # %% auto 0
-__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'status', 'promote', 'reconcile', 'rollback', 'init_project',
-           'init', 'ci_event', 'run_ci', 'ci']
+__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'monitor', 'status', 'promote', 'reconcile', 'rollback',
+           'init_project', 'init', 'ci_event', 'run_ci', 'ci']
 
 # %% ../nbs/12_cli.ipynb 4
 class _Group(click.Group):
@@ -93,6 +93,27 @@ def report(ctx, summary, run_id, out):
     root = _root(ctx)
     click.echo(f"report site: {build_site(root, out)}")
     if summary: click.echo(f"summary: {write_summary(root, run_id, out)}")
+
+@cli.command()
+@click.option('--data', required=True, type=click.Path(dir_okay=False, path_type=Path), help='New data (CSV or Parquet).')
+@click.option('--model', help='Registered model whose reference profile is the baseline (default: monitor.model).')
+@click.option('--alias', help='Alias of that model (default: monitor.alias, champion).')
+@click.option('--reference', type=click.Path(exists=True, dir_okay=False, path_type=Path), help='A whylogs profile instead.')
+@click.option('--action', type=click.Choice(['notify', 'retrain', 'fallback']), help='On drift (default: monitor.action).')
+@click.option('--out', type=click.Path(file_okay=False, path_type=Path), help='Report folder (default: reports/monitor).')
+@click.pass_context
+def monitor(ctx, data, model, alias, reference, action, out):
+    "Compare new data with the model's training profile; exit 3 on drift (after the configured action)."
+    from mlops_nb.monitor import act_on_drift, drift_table, monitor
+    root = _root(ctx)
+    rep = monitor(root, data, model, alias, reference, out)
+    click.echo(f"{rep.data} ({rep.rows} rows) vs {rep.reference}")
+    for row in [['feature', 'test', 'p-value', 'threshold', 'verdict'], *drift_table(rep)]:
+        click.echo(f"  {row[0]:<16} {row[1]:<11} {row[2]:>10} {row[3]:>9}  {row[4]}")
+    if rep.extra_columns: click.echo(f"  columns not in the reference: {', '.join(rep.extra_columns)}")
+    if not rep.drifted: return click.echo('no drift')
+    click.echo(f"DRIFT in {', '.join(rep.drifted)}; {act_on_drift(load_config(root), rep, action, echo=click.echo)}")
+    ctx.exit(3)
 
 @cli.command()
 @click.pass_context

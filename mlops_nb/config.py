@@ -19,8 +19,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # %% auto 0
-__all__ = ['GateRule', 'MlopsError', 'ConfigError', 'StepConfig', 'Gate', 'ProfileConfig', 'SweepConfig', 'ProjectConfig',
-           'load_yaml', 'load_config', 'find_root', 'write_text', 'write_json']
+__all__ = ['GateRule', 'MlopsError', 'ConfigError', 'StepConfig', 'Gate', 'ProfileConfig', 'SweepConfig', 'MonitorConfig',
+           'ProjectConfig', 'load_yaml', 'load_config', 'find_root', 'write_text', 'write_json']
 
 # %% ../nbs/00_config.ipynb 5
 class MlopsError(Exception):
@@ -93,6 +93,17 @@ class SweepConfig(_Strict):
     metric: str | None = None          # e.g. val_f1_macro
     goal: Literal['max', 'min'] = 'max'
 
+class MonitorConfig(_Strict):
+    "What `mlops-nb monitor` compares new data with, how strictly, and what it does on drift."
+    model: str | None = None                 # registered model whose reference profile is the baseline
+    alias: str = 'champion'
+    features: list[str] = []                 # columns compared (default: every column of the reference)
+    p_value: float = Field(0.01, gt=0, lt=1) # drift when a feature's p-value is below this
+    thresholds: dict[str, float] = {}        # per-feature p-value thresholds
+    action: Literal['notify', 'retrain', 'fallback'] = 'notify'
+    retrain_profile: str | None = None
+    retrain_step: str = 'ingest'             # step whose `extra_data` parameter receives the new data
+
 class ProjectConfig(_Strict):
     "The whole of `mlops.yaml`."
     name: str = Field(pattern=r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')  # project and MLflow experiment name
@@ -102,6 +113,7 @@ class ProjectConfig(_Strict):
     profiles: dict[str, ProfileConfig] = {}
     gates: dict[str, GateRule] = {}    # promotion gates, e.g. {accuracy: ">= 0.80"}
     sweep: SweepConfig = SweepConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     def gate_list(self) -> list[Gate]: return [Gate(m, t) for m, t in self.gates.items()]
     root: Path = Field(default=Path('.'), exclude=True)  # folder holding mlops.yaml; set by `load_config`

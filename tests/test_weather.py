@@ -1,5 +1,6 @@
 """The weather example end to end (pr profile), as `mlops-nb init` writes it, checked through MLflow's client."""
 import json
+import os
 import subprocess
 
 import mlflow
@@ -117,3 +118,77 @@ def test_sweep_nested_runs_and_best(weather):
     children = client.search_runs([client.get_experiment_by_name('weather').experiment_id],
                                   f"tags.mlflow.parentRunId = '{sweep['mlflow_run_id']}'")
     assert sorted(c.data.params['n_estimators'] for c in children) == ['10', '30']
+
+
+# Monitoring, against the reference profile the pipeline attached to the registered version.
+
+def _held_out(root, tmp_path, name='held_out.csv', **changes):
+    "The held-out months as CSV, optionally altered."
+    df = pd.read_parquet(root / 'data' / 'test.parquet').drop(columns=['month'])
+    df = df.assign(**{k: v(df) for k, v in changes.items()})
+    df.to_csv(tmp_path / name, index=False)
+    return tmp_path / name
+
+
+def test_monitor_no_drift_on_held_out_months(weather, tmp_path):
+    root, _, _ = weather
+    data = _held_out(root, tmp_path, month=lambda d: pd.to_datetime(d.date).dt.month)
+    r = mlops(root, 'monitor', '--data', str(data), '--alias', 'challenger')
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().endswith('no drift')
+    report = json.loads((root / 'reports' / 'monitor' / 'drift.json').read_text())
+    assert report['drifted'] == [] and set(report['features']) == set(FEATURES)
+    assert all(f['algorithm'] == 'ks' and f['pvalue'] >= 0.01 for f in report['features'].values())
+    assert (root / 'reports' / 'monitor' / 'drift.html').is_file()
+
+
+def test_monitor_flags_shifted_features(weather, tmp_path):
+    root, _, _ = weather
+    data = _held_out(root, tmp_path, temp_max=lambda d: d.temp_max + 8, temp_min=lambda d: d.temp_min + 8,
+                     wind=lambda d: d.wind * 2, month=lambda d: pd.to_datetime(d.date).dt.month)
+    summary = tmp_path / 'summary.md'
+    r = mlops(root, 'monitor', '--data', str(data), '--alias', 'challenger',
+              env={**os.environ, 'GITHUB_STEP_SUMMARY': str(summary)})
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert 'DRIFT in temp_max, temp_min, wind; notified' in r.stdout
+    verdicts = {line.split()[0]: line.split()[-1] for line in r.stdout.splitlines()[2:7]}
+    assert verdicts == {'precipitation': 'ok', 'temp_max': 'DRIFT', 'temp_min': 'DRIFT', 'wind': 'DRIFT', 'month': 'ok'}
+    assert '| wind | ks |' in summary.read_text() and '❌ DRIFT' in summary.read_text()
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda d: d.rename(columns={'temp_max': 'tmax'}), "column 'temp_max' missing (new columns: tmax)"),
+    (lambda d: d.assign(wind=d.wind.astype(object).where(d.index != 5, 'windy')), "column 'wind' should be numeric"),
+    (lambda d: d.iloc[:0], 'no rows'),
+])
+def test_monitor_bad_data_is_one_clear_error(weather, tmp_path, make, message):
+    root, _, _ = weather
+    df = pd.read_parquet(root / 'data' / 'test.parquet')
+    make(df).to_csv(tmp_path / 'bad.csv', index=False)
+    r = mlops(root, 'monitor', '--data', str(tmp_path / 'bad.csv'), '--alias', 'challenger')
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and 'Traceback' not in r.stderr
+    (tmp_path / 'empty.csv').write_text('')
+    r = mlops(root, 'monitor', '--data', str(tmp_path / 'empty.csv'), '--alias', 'challenger')
+    assert r.returncode == 1 and 'empty.csv: no rows' in r.stderr
+
+
+def test_monitor_fallback_edits_models_yaml(weather, tmp_path):
+    root, _, _ = weather
+    (root / 'models.yaml').write_text('# desired\nmodels:\n  weather: {champion: 2, backup: 1}\n')
+    data = _held_out(root, tmp_path, wind=lambda d: d.wind * 3, month=lambda d: pd.to_datetime(d.date).dt.month)
+    r = mlops(root, 'monitor', '--data', str(data), '--alias', 'challenger', '--action', 'fallback')
+    assert r.returncode == 3 and 'fallback: models.yaml weather.champion = 1 (was 2)' in r.stdout
+    assert (root / 'models.yaml').read_text() == '# desired\nmodels:\n  weather:\n    champion: 1\n    backup: 1\n'
+    (root / 'models.yaml').write_text('models:\n  weather: {}\n')
+
+
+def test_monitor_retrain_registers_a_new_challenger(weather, tmp_path):
+    root, _, client = weather
+    data = _held_out(root, tmp_path, 'new_days.csv', wind=lambda d: d.wind * 3, month=lambda d: pd.to_datetime(d.date).dt.month)
+    r = mlops(root, 'monitor', '--data', str(data), '--alias', 'challenger', '--action', 'retrain')
+    assert r.returncode == 3 and 'retrained: run ' in r.stdout, r.stdout + r.stderr
+    assert (root / 'data' / 'incoming' / 'new_days.csv').is_file()
+    ingest = json.loads(sorted((root / 'runs').glob('*/ingest/step.json'))[-1].read_text())
+    assert ingest['params']['extra_data'] == 'data/incoming/new_days.csv' and ingest['status'] == 'done'
+    assert int(client.get_model_version_by_alias('weather', 'challenger').version) == 2
