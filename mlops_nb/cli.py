@@ -13,7 +13,7 @@ from . import __version__
 from .config import MlopsError, find_root, load_config
 
 # %% auto 0
-__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'monitor', 'status', 'promote', 'reconcile', 'rollback',
+__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'monitor', 'serve', 'status', 'promote', 'reconcile', 'rollback',
            'init_project', 'init', 'ci_event', 'run_ci', 'ci']
 
 # %% ../nbs/12_cli.ipynb 4
@@ -114,6 +114,21 @@ def monitor(ctx, data, model, alias, reference, action, out):
     if not rep.drifted: return click.echo('no drift')
     click.echo(f"DRIFT in {', '.join(rep.drifted)}; {act_on_drift(load_config(root), rep, action, echo=click.echo)}")
     ctx.exit(3)
+
+@cli.command()
+@click.argument('model')
+@click.option('--alias', default='champion', show_default=True, help='Registry alias to serve.')
+@click.option('--shadow', metavar='ALIAS', help='Also score every request with this alias, off the response path.')
+@click.option('--host', default='127.0.0.1', show_default=True, help='Interface to bind (localhost only by default).')
+@click.option('--port', default=8000, show_default=True)
+@click.option('--max-batch', default=1000, show_default=True, help='Most records in one request.')
+@click.option('--poll', default=0.0, help='Re-resolve aliases every N seconds (0: only on POST /admin/reload).')
+@click.pass_context
+def serve(ctx, model, alias, shadow, host, port, max_batch, poll):
+    "Serve MODEL@ALIAS over HTTP: POST /predict, GET /health, GET /metrics, POST /admin/reload."
+    from mlops_nb.serve import ServeOptions, serve
+    click.echo(f"serving {model}@{alias} on http://{host}:{port}", err=True)
+    serve(_root(ctx), model, alias, shadow, host, port, ServeOptions(max_batch=max_batch, poll_seconds=poll))
 
 @cli.command()
 @click.pass_context

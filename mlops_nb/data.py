@@ -10,7 +10,8 @@ from pathlib import Path
 from .config import MlopsError
 
 # %% auto 0
-__all__ = ['ConstraintsFailed', 'format_report', 'profile', 'write_profile', 'read_profile', 'check_constraints']
+__all__ = ['TABULAR', 'ConstraintsFailed', 'format_report', 'profile', 'write_profile', 'read_profile', 'DataError',
+           'profile_file', 'profile_step_files', 'check_constraints']
 
 # %% ../nbs/05_data.ipynb 4
 class ConstraintsFailed(MlopsError):
@@ -43,7 +44,50 @@ def read_profile(path: Path):
     from whylogs.core import DatasetProfileView
     return DatasetProfileView.read(str(path))
 
-# %% ../nbs/05_data.ipynb 7
+# %% ../nbs/05_data.ipynb 6
+class DataError(MlopsError):
+    "New data cannot be compared: unreadable, empty, or with a schema the reference does not have."
+
+# %% ../nbs/05_data.ipynb 8
+def _chunks(path: Path, chunksize: int):
+    import pandas as pd
+    if path.suffix == '.parquet':
+        import pyarrow.parquet as pq
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunksize): yield batch.to_pandas()
+    elif path.suffix in ('.csv', '.txt', '.gz'):
+        try: yield from pd.read_csv(path, chunksize=chunksize)
+        except pd.errors.EmptyDataError: return
+        except UnicodeDecodeError as e: raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
+        except pd.errors.ParserError as e: raise DataError(f"{path}: not a readable CSV: {e}") from None
+    else: raise DataError(f"{path}: unsupported file type {path.suffix!r} (use .csv or .parquet)")
+
+def profile_file(path: str | Path, chunksize: int = 100_000, columns: list[str] | None = None):
+    "whylogs profile view of a CSV or Parquet file, built chunk by chunk; returns (view, rows, dtypes of chunk 1)."
+    import whylogs as why
+    path, view, rows, dtypes = Path(path), None, 0, {}
+    if not path.is_file(): raise DataError(f"{path}: not found")
+    for chunk in _chunks(path, chunksize):
+        if chunk.empty: continue
+        if columns: chunk = chunk[[c for c in columns if c in chunk.columns]]
+        if not dtypes: dtypes = {c: str(t) for c, t in chunk.dtypes.items()}
+        v = why.log(pandas=chunk).view()
+        view, rows = (v if view is None else view.merge(v)), rows + len(chunk)
+    if not rows: raise DataError(f"{path}: no rows")
+    return view, rows, dtypes
+
+# %% ../nbs/05_data.ipynb 10
+TABULAR = ('.csv', '.parquet')
+
+def profile_step_files(root: Path, paths: list[str], dest: Path) -> list[Path]:
+    "Profile the tabular files among the project-relative `paths` into `dest`; returns the profiles written."
+    out = []
+    for rel in paths:
+        if Path(rel).suffix in TABULAR and (Path(root) / rel).is_file():
+            view, _, _ = profile_file(Path(root) / rel)
+            out.append(write_profile(view, Path(dest) / (rel.replace('/', '__') + '.whylogs')))
+    return out
+
+# %% ../nbs/05_data.ipynb 12
 def check_constraints(data, constraints: list, name: str = 'data', raise_on_failure: bool = True) -> list[dict]:
     "Evaluate whylogs `constraints` on a DataFrame or profile view; raise `ConstraintsFailed` if any fails."
     from whylogs.core.constraints import ConstraintsBuilder

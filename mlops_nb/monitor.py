@@ -12,43 +12,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import MlopsError, ProjectConfig, load_config, write_text
+from .data import DataError, profile_file
 
 # %% auto 0
-__all__ = ['DataError', 'profile_file', 'check_schema', 'DriftReport', 'compare', 'reference_profile', 'monitor', 'drift_table',
-           'drift_markdown', 'drift_html', 'act_on_drift']
+__all__ = ['check_schema', 'DriftReport', 'compare', 'reference_profile', 'monitor', 'drift_table', 'drift_markdown',
+           'drift_html', 'act_on_drift']
 
-# %% ../nbs/08_monitor.ipynb 4
-class DataError(MlopsError):
-    "New data cannot be compared: unreadable, empty, or with a schema the reference does not have."
-
-# %% ../nbs/08_monitor.ipynb 6
-def _chunks(path: Path, chunksize: int):
-    import pandas as pd
-    if path.suffix == '.parquet':
-        import pyarrow.parquet as pq
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunksize): yield batch.to_pandas()
-    elif path.suffix in ('.csv', '.txt', '.gz'):
-        try: yield from pd.read_csv(path, chunksize=chunksize)
-        except pd.errors.EmptyDataError: return
-        except UnicodeDecodeError as e: raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
-        except pd.errors.ParserError as e: raise DataError(f"{path}: not a readable CSV: {e}") from None
-    else: raise DataError(f"{path}: unsupported file type {path.suffix!r} (use .csv or .parquet)")
-
-def profile_file(path: str | Path, chunksize: int = 100_000, columns: list[str] | None = None):
-    "whylogs profile view of a CSV or Parquet file, built chunk by chunk; returns (view, rows, dtypes of chunk 1)."
-    import whylogs as why
-    path, view, rows, dtypes = Path(path), None, 0, {}
-    if not path.is_file(): raise DataError(f"{path}: not found")
-    for chunk in _chunks(path, chunksize):
-        if chunk.empty: continue
-        if columns: chunk = chunk[[c for c in columns if c in chunk.columns]]
-        if not dtypes: dtypes = {c: str(t) for c, t in chunk.dtypes.items()}
-        v = why.log(pandas=chunk).view()
-        view, rows = (v if view is None else view.merge(v)), rows + len(chunk)
-    if not rows: raise DataError(f"{path}: no rows")
-    return view, rows, dtypes
-
-# %% ../nbs/08_monitor.ipynb 8
+# %% ../nbs/08_monitor.ipynb 5
 def _kind(view, col) -> str:
     "Dominant kind of a profiled column: numeric, text or empty."
     types = view.get_column(col).get_metric('types')
@@ -96,7 +66,7 @@ def compare(ref, new, features: list[str], p_value: float = 0.01, thresholds: di
                   'drift': p is not None and p < t}
     return out
 
-# %% ../nbs/08_monitor.ipynb 10
+# %% ../nbs/08_monitor.ipynb 7
 def reference_profile(cfg: ProjectConfig, model: str, alias: str):
     "The reference profile attached to `model@alias` in the registry (downloaded from its run)."
     import mlflow
@@ -135,7 +105,7 @@ def monitor(root: str | Path, data: str | Path, model: str | None = None, alias:
         with open(summary, 'a', encoding='utf-8') as f: f.write(drift_markdown(report))
     return report
 
-# %% ../nbs/08_monitor.ipynb 11
+# %% ../nbs/08_monitor.ipynb 8
 def drift_table(report: DriftReport) -> list[list[str]]:
     "Rows (feature, test, p-value, threshold, verdict) for the terminal and the HTML page."
     return [[c, f['algorithm'], 'n/a' if f['pvalue'] is None else f"{f['pvalue']:.3g}", f"{f['threshold']:g}",
@@ -161,7 +131,7 @@ def drift_html(cfg: ProjectConfig, report: DriftReport) -> str:
     return scrub(_page(f"{cfg.name}: data drift — {len(report.drifted)} of {len(report.features)} features drifted", body),
                  secret_values())
 
-# %% ../nbs/08_monitor.ipynb 13
+# %% ../nbs/08_monitor.ipynb 10
 def act_on_drift(cfg: ProjectConfig, report: DriftReport, action: str | None = None, echo=print) -> str:
     "Carry out the configured action for a drifted `report`; returns what was done."
     import shutil

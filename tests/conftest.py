@@ -1,4 +1,5 @@
 """Shared helpers: throwaway projects with real notebooks, and the real `mlops-nb` command."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,9 +23,18 @@ def write_nb(path: Path, params: str | None, *cells: str, markdown: str = 'A ste
     return path
 
 
-def mlops(root: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+def clean_env(env=None) -> dict:
+    """`env` (default: ours) without MLFLOW_TRACKING_URI: `mlflow.set_tracking_uri` in a test exports it, and a child
+    process must use its project's own store, not whichever store a previous test opened."""
+    env = dict(os.environ if env is None else env)
+    env.pop('MLFLOW_TRACKING_URI', None)
+    return env
+
+
+def mlops(root: Path, *args: str, env=None, **kw) -> subprocess.CompletedProcess:
     "Run the installed `mlops-nb` command on the project `root`."
-    return subprocess.run([str(BIN / 'mlops-nb'), '-C', str(root), *args], capture_output=True, text=True, **kw)
+    return subprocess.run([str(BIN / 'mlops-nb'), '-C', str(root), *args], capture_output=True, text=True,
+                          env=clean_env(env), **kw)
 
 
 THREE_STEPS = """\

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import nbformat
-from conftest import BIN, mlops, write_nb
+from conftest import BIN, clean_env, mlops, write_nb
 from mlflow.tracking import MlflowClient
 
 
@@ -185,7 +185,7 @@ def _train_running(root):
 
 def test_sigkill_mid_step_then_rerun(three_step):
     proc = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(three_step), 'run', '-p', 'pause=60'],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=clean_env())
     try:
         assert _wait_for(lambda: _train_running(three_step)), 'train never started'
         # A second run while the first holds the lock refuses with a message.

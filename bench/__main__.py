@@ -1,0 +1,189 @@
+"""Benchmarks: `python -m bench [--quick]` (or `make bench`). Each figure is a ratio against a baseline measured in
+the same run, since this machine's speed varies; results go to reports/bench/results.{json,md}."""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO / 'tests'))
+from conftest import THREE_STEPS, write_nb  # noqa: E402  (the same 3-step pipeline the tests use)
+
+
+def _timed(cmd, **kw) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, **kw)
+    return time.perf_counter() - t
+
+
+def cache_hit(repeat: int) -> dict:
+    "A full cache-hit rerun of a 3-step pipeline vs the bare interpreter start and (if installed) `dvc repro`."
+    root = Path(tempfile.mkdtemp()) / 'proj'
+    (root / 'raw').mkdir(parents=True)
+    (root / 'raw' / 'values.txt').write_text('1\n2\n3\n')
+    write_nb(root / 'notebooks' / 'ingest.ipynb', 'limit = 100', 'import mlops_nb as mn',
+             'mn.output_path("data/values.csv").write_text(mn.input_path("raw/values.txt").read_text())')
+    write_nb(root / 'notebooks' / 'prep.ipynb', 'scale = 1.0', 'import mlops_nb as mn',
+             'mn.output_path("data/scaled.csv").write_text(mn.input_path("data/values.csv").read_text())')
+    write_nb(root / 'notebooks' / 'train.ipynb', 'boost = 0\npause = 0.0', 'import mlops_nb as mn\nmn.log_metric("x", 1)')
+    (root / 'mlops.yaml').write_text(THREE_STEPS)
+    subprocess.run([BIN / 'mlops-nb', '-C', root, 'run'], check=True, capture_output=True)
+    hit = statistics.median(_timed([BIN / 'mlops-nb', '-C', root, 'run']) for _ in range(repeat))
+    python = statistics.median(_timed([sys.executable, '-c', 'pass']) for _ in range(repeat))
+    out = {'mlops_nb_cache_hit_s': hit, 'python_start_s': python, 'ratio_vs_python_start': hit / python}
+    dvc = BIN / 'dvc'
+    if dvc.exists():
+        d = Path(tempfile.mkdtemp())
+        subprocess.run(['git', 'init', '-q'], cwd=d, check=True)
+        subprocess.run([dvc, 'init', '-q'], cwd=d, check=True)
+        (d / 'dvc.yaml').write_text('stages:\n' + ''.join(
+            f'  s{i}:\n    cmd: cp {a} {b}\n    deps: [{a}]\n    outs: [{b}]\n' for i, (a, b) in enumerate(
+                [('in.txt', 'a.txt'), ('a.txt', 'b.txt'), ('b.txt', 'c.txt')])))
+        (d / 'in.txt').write_text('x')
+        subprocess.run([dvc, 'repro', '-q'], cwd=d, check=True, capture_output=True)
+        out['dvc_repro_s'] = statistics.median(_timed([dvc, 'repro', '-q'], cwd=d) for _ in range(repeat))
+        out['ratio_vs_dvc_repro'] = hit / out['dvc_repro_s']
+    return out
+
+
+_PROFILE = ("import os, resource, sys, time; from mlops_nb.data import profile_file; t = time.perf_counter(); "
+            "v, n, _ = profile_file(sys.argv[1], chunksize=100_000); "
+            "print(n, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+
+
+def monitor_profile(rows: int) -> dict:
+    "Chunked whylogs profiling of a generated CSV of `rows` and `5 * rows` rows: rows/s and peak RSS."
+    out, rng, d = {}, np.random.default_rng(0), Path(tempfile.mkdtemp())
+    for n in (rows, 5 * rows):
+        f = d / f'{n}.csv'
+        with open(f, 'w') as fh:
+            for start in range(0, n, 500_000):
+                m = min(500_000, n - start)
+                pd.DataFrame({'precipitation': rng.exponential(3, m).round(1), 'temp_max': rng.normal(16, 7, m).round(1),
+                              'temp_min': rng.normal(8, 5, m).round(1), 'wind': rng.gamma(3, 1, m).round(1),
+                              'month': rng.integers(1, 13, m)}).to_csv(fh, index=False, header=start == 0)
+        got, secs, rss_kb = subprocess.run([sys.executable, '-c', _PROFILE, f], check=True, capture_output=True,
+                                           text=True).stdout.split()
+        assert int(got) == n
+        out[f'{n}_rows'] = {'rows_per_s': n / float(secs), 'peak_rss_mb': int(rss_kb) / 1024, 'file_mb': f.stat().st_size / 2**20}
+        f.unlink()
+    small, big = out[f'{rows}_rows'], out[f'{5 * rows}_rows']
+    out['rss_ratio_5x'] = big['peak_rss_mb'] / small['peak_rss_mb']
+    return out
+
+
+def _load(url: str, body, n: int, threads: int = 4, headers=None) -> dict:
+    "Send `n` POSTs with `threads` keep-alive clients; throughput and latency percentiles (bounded, localhost)."
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    def worker(k):
+        s, lat = requests.Session(), []
+        for _ in range(k):
+            t = time.perf_counter()
+            r = s.post(url, data=body, headers={'Content-Type': 'application/json', **(headers or {})}, timeout=30)
+            r.raise_for_status()
+            lat.append(time.perf_counter() - t)
+        return lat
+    t = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool: lats = [x for part in pool.map(worker, [n // threads] * threads) for x in part]
+    wall = time.perf_counter() - t
+    ms = 1000 * np.asarray(lats)
+    return {'rps': len(lats) / wall, 'p50_ms': float(np.percentile(ms, 50)), 'p99_ms': float(np.percentile(ms, 99))}
+
+
+def _wait(url: str, proc, seconds=120):
+    import requests
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).ok: return
+        except requests.ConnectionError: time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f'{url} did not come up')
+
+
+def serving(n: int) -> dict:
+    "mlops-nb serve (ONNX) vs `mlflow models serve --env-manager local`, one 100-tree forest, 1 and 100 rows a request."
+    import socket
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from test_serve import _register
+    root = Path(tempfile.mkdtemp())
+    write_nb(root / 'a.ipynb', None, 'x = 1')
+    (root / 'mlops.yaml').write_text('name: iris\nsteps:\n  a: {notebook: a.ipynb}\n')
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.create_experiment('iris', artifact_location=(root / 'mlartifacts').as_uri())
+    _, _, X = _register(root, MlflowClient(uri, uri), exp, 100, 'champion')
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0)); ports.append(s.getsockname()[1])
+    ours = subprocess.Popen([BIN / 'mlops-nb', '-C', root, 'serve', 'iris', '--port', str(ports[0])], stderr=subprocess.DEVNULL)
+    theirs = subprocess.Popen([BIN / 'mlflow', 'models', 'serve', '-m', 'models:/iris@champion', '--env-manager', 'local',
+                               '-p', str(ports[1]), '-h', '127.0.0.1'], env={**os.environ, 'MLFLOW_TRACKING_URI': uri},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(f'http://127.0.0.1:{ports[0]}/health', ours)
+        _wait(f'http://127.0.0.1:{ports[1]}/health', theirs)
+        one, hundred = X.iloc[0].to_dict(), X.sample(100, replace=True, random_state=0).to_dict('records')
+        res = {
+            'mlops_nb_single': _load(f'http://127.0.0.1:{ports[0]}/predict', json.dumps(one), n),
+            'mlflow_single': _load(f'http://127.0.0.1:{ports[1]}/invocations', json.dumps({'dataframe_records': [one]}), n // 4),
+            'mlops_nb_batch100': _load(f'http://127.0.0.1:{ports[0]}/predict', json.dumps({'records': hundred}), n // 4),
+            'mlflow_batch100': _load(f'http://127.0.0.1:{ports[1]}/invocations',
+                                     json.dumps({'dataframe_records': hundred}), n // 8),
+        }
+    finally:
+        ours.terminate(); theirs.terminate()
+    res['single_rps_ratio'] = res['mlops_nb_single']['rps'] / res['mlflow_single']['rps']
+    res['batch_rows_ratio'] = res['mlops_nb_batch100']['rps'] / res['mlflow_batch100']['rps']
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument('--quick', action='store_true', help='smaller sizes, fewer repeats')
+    ap.add_argument('--out', type=Path, default=REPO / 'reports' / 'bench')
+    a = ap.parse_args()
+    results = {'machine': {'cpus': os.cpu_count(), 'python': sys.version.split()[0]},
+               'cache_hit': cache_hit(3 if a.quick else 7),
+               'monitor_profile': monitor_profile(200_000 if a.quick else 1_000_000),
+               'serving': serving(400 if a.quick else 2000)}
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / 'results.json').write_text(json.dumps(results, indent=1))
+    c, m = results['cache_hit'], results['monitor_profile']
+    lines = ['| benchmark | measured | baseline (same run) | ratio |', '|---|---|---|---|',
+             f"| cache-hit rerun, 3 steps | {c['mlops_nb_cache_hit_s']:.3f} s | python start {c['python_start_s']:.3f} s | "
+             f"{c['ratio_vs_python_start']:.1f}× |"]
+    if 'dvc_repro_s' in c:
+        lines.append(f"| cache-hit rerun, 3 steps | {c['mlops_nb_cache_hit_s']:.3f} s | dvc repro {c['dvc_repro_s']:.3f} s | "
+                     f"{c['ratio_vs_dvc_repro']:.2f}× |")
+    sizes = [k for k in m if k.endswith('_rows')]
+    lines.append(f"| chunked profiling peak RSS, {sizes[1]} vs {sizes[0]} | {m[sizes[1]]['peak_rss_mb']:.0f} MB | "
+                 f"{m[sizes[0]]['peak_rss_mb']:.0f} MB | {m['rss_ratio_5x']:.2f}× |")
+    lines += [f"| chunked profiling speed, {k} | {m[k]['rows_per_s']:,.0f} rows/s | | |" for k in sizes]
+    v = results['serving']
+    lines += [f"| serve single record | {v['mlops_nb_single']['rps']:,.0f} req/s, p99 {v['mlops_nb_single']['p99_ms']:.1f} ms | "
+              f"mlflow models serve {v['mlflow_single']['rps']:,.0f} req/s, p99 {v['mlflow_single']['p99_ms']:.1f} ms | "
+              f"{v['single_rps_ratio']:.1f}× |",
+              f"| serve 100-record batches | {100 * v['mlops_nb_batch100']['rps']:,.0f} rows/s | "
+              f"mlflow models serve {100 * v['mlflow_batch100']['rps']:,.0f} rows/s | {v['batch_rows_ratio']:.1f}× |"]
+    (a.out / 'results.md').write_text('\n'.join(lines) + '\n')
+    print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+    main()
