@@ -102,7 +102,7 @@ def _load(url: str, body, n: int, threads: int = 4, headers=None) -> dict:
     return {'rps': len(lats) / wall, 'p50_ms': float(np.percentile(ms, 50)), 'p99_ms': float(np.percentile(ms, 99))}
 
 
-def _wait(url: str, proc, seconds=120):
+def _wait(url: str, proc, seconds=180):
     import requests
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -110,7 +110,7 @@ def _wait(url: str, proc, seconds=120):
             if requests.get(url, timeout=1).ok: return
         except requests.ConnectionError: time.sleep(0.3)
     proc.kill()
-    raise RuntimeError(f'{url} did not come up')
+    raise RuntimeError(f'{url} did not come up (exit code {proc.poll()})')
 
 
 def serving(n: int) -> dict:
@@ -133,8 +133,8 @@ def serving(n: int) -> dict:
             s.bind(('127.0.0.1', 0)); ports.append(s.getsockname()[1])
     ours = subprocess.Popen([BIN / 'mlops-nb', '-C', root, 'serve', 'iris', '--port', str(ports[0])], stderr=subprocess.DEVNULL)
     theirs = subprocess.Popen([BIN / 'mlflow', 'models', 'serve', '-m', 'models:/iris@champion', '--env-manager', 'local',
-                               '-p', str(ports[1]), '-h', '127.0.0.1'], env={**os.environ, 'MLFLOW_TRACKING_URI': uri},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               '-p', str(ports[1]), '--host', '127.0.0.1'], env={**os.environ, 'MLFLOW_TRACKING_URI': uri},
+                              stdout=subprocess.DEVNULL, stderr=open(root / 'mlflow-serve.log', 'w'))
     try:
         _wait(f'http://127.0.0.1:{ports[0]}/health', ours)
         _wait(f'http://127.0.0.1:{ports[1]}/health', theirs)

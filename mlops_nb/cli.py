@@ -13,8 +13,8 @@ from . import __version__
 from .config import MlopsError, find_root, load_config
 
 # %% auto 0
-__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'monitor', 'serve', 'status', 'promote', 'reconcile', 'rollback',
-           'init_project', 'init', 'ci_event', 'run_ci', 'ci']
+__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'monitor', 'serve', 'runs', 'compare', 'status', 'promote',
+           'reconcile', 'rollback', 'init_project', 'init', 'ci_event', 'run_ci', 'ci']
 
 # %% ../nbs/12_cli.ipynb 4
 class _Group(click.Group):
@@ -129,6 +129,38 @@ def serve(ctx, model, alias, shadow, host, port, max_batch, poll):
     from mlops_nb.serve import ServeOptions, serve
     click.echo(f"serving {model}@{alias} on http://{host}:{port}", err=True)
     serve(_root(ctx), model, alias, shadow, host, port, ServeOptions(max_batch=max_batch, poll_seconds=poll))
+
+@cli.command()
+@click.pass_context
+def runs(ctx):
+    "Pipeline runs, newest first: id, profile, status and key metrics."
+    from mlops_nb.report import key_metrics, load_runs
+    root = _root(ctx)
+    records = load_runs(root)
+    keys = key_metrics(load_config(root), records)
+    for r in reversed(records):
+        metrics = ', '.join(f"{k}={r.metrics[k]:.4g}" for k in keys if k in r.metrics)
+        click.echo(f"{r.id:<24} {r.info.get('profile') or 'default':<8} {r.info['status']:<8} {metrics}")
+
+@cli.command()
+@click.argument('run_a')
+@click.argument('run_b')
+@click.pass_context
+def compare(ctx, run_a, run_b):
+    "Parameters and metrics that differ between two runs, side by side."
+    from mlops_nb.report import load_runs
+    by_id = {r.id: r for r in load_runs(_root(ctx))}
+    for rid in (run_a, run_b):
+        if rid not in by_id: raise MlopsError(f"no run {rid!r} (see `mlops-nb runs`)")
+    a, b = by_id[run_a], by_id[run_b]
+    def flat(r): return {**{f'{s}.{k}': v for s, st in r.steps.items() for k, v in st.get('params', {}).items()}, **r.metrics}
+    fa, fb = flat(a), flat(b)
+    click.echo(f"{'':<28} {run_a:<24} {run_b:<24} change")
+    for k in sorted(set(fa) | set(fb)):
+        va, vb = fa.get(k, ''), fb.get(k, '')
+        if va == vb: continue
+        change = f"{vb - va:+.4g}" if isinstance(va, float) and isinstance(vb, float) else ''
+        click.echo(f"{k:<28} {str(va):<24} {str(vb):<24} {change}")
 
 @cli.command()
 @click.pass_context
