@@ -133,7 +133,8 @@ def serving(n: int) -> dict:
             s.bind(('127.0.0.1', 0)); ports.append(s.getsockname()[1])
     ours = subprocess.Popen([BIN / 'mlops-nb', '-C', root, 'serve', 'iris', '--port', str(ports[0])], stderr=subprocess.DEVNULL)
     theirs = subprocess.Popen([BIN / 'mlflow', 'models', 'serve', '-m', 'models:/iris@champion', '--env-manager', 'local',
-                               '-p', str(ports[1]), '--host', '127.0.0.1'], env={**os.environ, 'MLFLOW_TRACKING_URI': uri},
+                               '-p', str(ports[1]), '--host', '127.0.0.1'],
+                              env={**os.environ, 'MLFLOW_TRACKING_URI': uri, 'PATH': f"{BIN}:{os.environ['PATH']}"},
                               stdout=subprocess.DEVNULL, stderr=open(root / 'mlflow-serve.log', 'w'))
     try:
         _wait(f'http://127.0.0.1:{ports[0]}/health', ours)
@@ -157,11 +158,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument('--quick', action='store_true', help='smaller sizes, fewer repeats')
     ap.add_argument('--out', type=Path, default=REPO / 'reports' / 'bench')
+    ap.add_argument('--only', choices=['cache_hit', 'monitor_profile', 'serving'], help='run one benchmark and print it')
     a = ap.parse_args()
-    results = {'machine': {'cpus': os.cpu_count(), 'python': sys.version.split()[0]},
-               'cache_hit': cache_hit(3 if a.quick else 7),
-               'monitor_profile': monitor_profile(200_000 if a.quick else 1_000_000),
-               'serving': serving(400 if a.quick else 2000)}
+    cases = {'cache_hit': lambda: cache_hit(3 if a.quick else 7),
+             'monitor_profile': lambda: monitor_profile(200_000 if a.quick else 1_000_000),
+             'serving': lambda: serving(400 if a.quick else 2000)}
+    if a.only: return print(json.dumps(cases[a.only](), indent=1))
+    results = {'machine': {'cpus': os.cpu_count(), 'python': sys.version.split()[0]}, **{k: f() for k, f in cases.items()}}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / 'results.json').write_text(json.dumps(results, indent=1))
     c, m = results['cache_hit'], results['monitor_profile']

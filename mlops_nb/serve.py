@@ -114,7 +114,7 @@ def create_app(load, primary_alias: str = 'champion', shadow_alias: str | None =
             return JSONResponse({'detail': f'body over {opts.max_body_bytes} bytes'}, status_code=413)
         return await call_next(request)
 
-    def auth(request: Request):
+    async def auth(request: Request):
         if token and request.headers.get('authorization') != f'Bearer {token}':
             requests.labels('401').inc()
             raise HTTPException(401, 'missing or wrong bearer token', headers={'WWW-Authenticate': 'Bearer'})
@@ -130,8 +130,9 @@ def create_app(load, primary_alias: str = 'champion', shadow_alias: str | None =
                 f.write(json.dumps({'time': time.time(), 'primary_version': state['primary'].version,
                                     'shadow_version': shadow.version, 'n': len(rows), 'agree': agree}) + '\n')
 
+    # async: the model call takes microseconds, so it runs on the event loop instead of hopping to a thread pool
     @app.post('/predict', dependencies=[Depends(auth)])
-    def predict(body: Batch | Record, background: BackgroundTasks):
+    async def predict(body: Record | Batch, background: BackgroundTasks):
         recs = body.records if isinstance(body, Batch) else [body]
         model, shadow = state['primary'], state['shadow']  # one consistent pair for this request
         rows = [[float(getattr(r, c)) for c, _ in model.columns] for r in recs]

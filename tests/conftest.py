@@ -66,3 +66,21 @@ def three_step(tmp_path) -> Path:
              'mn.log_metric("total", total)\nmn.log_params({"n_values": 3})')
     (root / 'mlops.yaml').write_text(THREE_STEPS)
     return root
+
+
+def register_versions(root: Path, name: str, metrics: list[dict], alias: str | None = None):
+    "Register one tiny model per entry of `metrics` (as `metric.*` tags) in the SQLite store of `root`; returns the client."
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from sklearn.dummy import DummyClassifier
+
+    from mlops_nb.registry import register_version
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.create_experiment(f'{name}-models', artifact_location=(root / 'mlartifacts').as_uri())
+    client = MlflowClient(uri, uri)
+    for m in metrics:
+        with mlflow.start_run(experiment_id=exp):
+            info = mlflow.sklearn.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name='model')
+        register_version(client, name, info.model_uri, tags={f'metric.{k}': v for k, v in m.items()}, alias=alias)
+    return client

@@ -2,16 +2,13 @@
 import json
 import os
 
-import mlflow
 import nbformat
 import pytest
-from conftest import clean_env, write_nb
-from mlflow.tracking import MlflowClient
+from conftest import clean_env, register_versions, write_nb
 from nbclient import NotebookClient
-from sklearn.dummy import DummyClassifier
 
 from mlops_nb.jupyter import param_form, promotion_panel, run_explorer
-from mlops_nb.registry import load_models, register_version
+from mlops_nb.registry import load_models
 
 MLOPS = """name: nbproj
 steps:
@@ -30,14 +27,7 @@ def project(tmp_path, monkeypatch):
              'import mlops_nb as mn\nmn.log_metric("score", alpha * len(tags) + flag)')
     (tmp_path / 'mlops.yaml').write_text(MLOPS)
     (tmp_path / 'models.yaml').write_text('models:\n  m: {}\n')
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    mlflow.set_tracking_uri(uri)
-    exp = mlflow.create_experiment('models', artifact_location=(tmp_path / 'mlartifacts').as_uri())
-    client = MlflowClient(uri, uri)
-    for f1 in (0.6, 0.4):
-        with mlflow.start_run(experiment_id=exp):
-            info = mlflow.sklearn.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name='model')
-        register_version(client, 'm', info.model_uri, tags={'metric.f1_macro': f1})
+    register_versions(tmp_path, 'm', [{'f1_macro': 0.6}, {'f1_macro': 0.4}])
     monkeypatch.delenv('MLFLOW_TRACKING_URI', raising=False)
     return tmp_path
 

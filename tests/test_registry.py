@@ -3,11 +3,7 @@ import json
 
 import mlflow
 import pytest
-from conftest import mlops, write_nb
-from mlflow.tracking import MlflowClient
-from sklearn.dummy import DummyClassifier
-
-from mlops_nb.registry import register_version
+from conftest import mlops, register_versions, write_nb
 
 MLOPS = 'name: reg\nsteps:\n  a: {notebook: a.ipynb}\ngates:\n  accuracy: ">= 0.5"\n  f1_macro: ">= champion - 0.01"\n'
 
@@ -18,14 +14,7 @@ def reg(tmp_path):
     write_nb(tmp_path / 'a.ipynb', None, 'x = 1')
     (tmp_path / 'mlops.yaml').write_text(MLOPS)
     (tmp_path / 'models.yaml').write_text('# desired state\nmodels:\n  m: {}\n')
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    mlflow.set_tracking_uri(uri)
-    exp = mlflow.create_experiment('reg', artifact_location=(tmp_path / 'mlartifacts').as_uri())
-    client = MlflowClient(uri, uri)
-    for f1 in (0.60, 0.70, 0.50):
-        with mlflow.start_run(experiment_id=exp):
-            info = mlflow.sklearn.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name='model')
-        register_version(client, 'm', info.model_uri, tags={'metric.f1_macro': f1, 'metric.accuracy': 0.8}, alias='challenger')
+    client = register_versions(tmp_path, 'm', [{'f1_macro': f1, 'accuracy': 0.8} for f1 in (0.60, 0.70, 0.50)], 'challenger')
     return tmp_path, client
 
 
