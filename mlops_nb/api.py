@@ -93,6 +93,9 @@ def _mlflow():
     if ctx.mlflow_run_id and (active is None or active.info.run_id != ctx.mlflow_run_id):
         mlflow.start_run(run_id=ctx.mlflow_run_id)
     elif ctx.adhoc and active is None:
+        from mlops_nb.tracking import artifact_location
+        if mlflow.get_experiment_by_name(ctx.experiment) is None:  # artifacts where the runner puts them
+            mlflow.create_experiment(ctx.experiment, artifact_location(load_config(ctx.root)))
         mlflow.set_experiment(ctx.experiment)
         mlflow.start_run(run_name='adhoc', tags={'mlops_nb.adhoc': 'true'})
         print(f"mlops_nb: ad-hoc MLflow run {mlflow.active_run().info.run_id} (not part of a pipeline run)")

@@ -110,3 +110,17 @@ def test_promotion_panel_shows_gates_and_writes_models_yaml(project):
     panel.refresh()
     panel.button.click()
     assert load_models(project).models == {'m': {'champion': 1}} and 'Commit it' in panel.status.value
+
+
+def test_notebook_run_by_hand_is_an_adhoc_run(project):
+    "Opening the step's notebook in Jupyter and running it: same defaults, an ad-hoc MLflow run in the project's store."
+    from mlflow.tracking import MlflowClient
+    nb = nbformat.read(project / 'score.ipynb', as_version=4)
+    NotebookClient(nb, timeout=300, resources={'metadata': {'path': str(project)}}, env=clean_env()).execute()
+    assert 'ad-hoc MLflow run' in ''.join(o.get('text', '') for c in nb.cells for o in c.get('outputs', []))
+    uri = f"sqlite:///{project / 'mlruns.db'}"
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name('nbproj').experiment_id], "tags.`mlops_nb.adhoc` = 'true'")
+    assert len(runs) == 1 and runs[0].data.metrics == {'score': 1.0}  # alpha 0.5 * 2 tags + False: the notebook's defaults
+    assert not (project / 'runs').exists()  # not a pipeline run
+    assert runs[0].info.artifact_uri.startswith((project / 'mlartifacts').as_uri())  # where the runner keeps artifacts
