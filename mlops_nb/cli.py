@@ -172,9 +172,19 @@ def status(ctx):
         metrics = ', '.join(f"{k}={v:.4g}" for k, v in list(r.get('metrics', {}).items())[:4])
         click.echo(f"{r['step']:<12} {r['status']:<12} {r.get('run_id', ''):<24} {metrics}")
     if (root / 'models.yaml').exists():
+        from mlflow.exceptions import MlflowException
         from mlops_nb.registry import load_models, plan_reconcile
+        from mlops_nb.tracking import tracking_uri
         cfg = load_config(root)
-        drift = plan_reconcile(_client(cfg), load_models(root))
+        client, models = _client(cfg), load_models(root)
+        for name in models.models:
+            try: rm = client.get_registered_model(name)
+            except MlflowException:
+                click.echo(f"model {name}: not registered yet"); continue
+            latest = max(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+            aliases = ', '.join(f"{a}=v{v}" for a, v in sorted(rm.aliases.items())) or 'no aliases'
+            click.echo(f"model {name}: latest v{latest}; {aliases} (registry {tracking_uri(cfg)})")
+        drift = plan_reconcile(client, models)
         click.echo('models.yaml and the registry agree' if not drift else 'drift between models.yaml and the registry '
                    '(run `mlops-nb reconcile`):\n' + '\n'.join(f'  {d}' for d in drift))
 
