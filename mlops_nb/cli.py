@@ -123,12 +123,15 @@ def monitor(ctx, data, model, alias, reference, action, out):
 @click.option('--port', default=8000, show_default=True)
 @click.option('--max-batch', default=1000, show_default=True, help='Most records in one request.')
 @click.option('--poll', default=0.0, help='Re-resolve aliases every N seconds (0: only on POST /admin/reload).')
+@click.option('--log-requests', type=click.Path(file_okay=False, path_type=Path), help='Profile inputs here (whylogs).')
+@click.option('--window', default=3600, show_default=True, help='Seconds per request-profile window.')
 @click.pass_context
-def serve(ctx, model, alias, shadow, host, port, max_batch, poll):
+def serve(ctx, model, alias, shadow, host, port, max_batch, poll, log_requests, window):
     "Serve MODEL@ALIAS over HTTP: POST /predict, GET /health, GET /metrics, POST /admin/reload."
     from mlops_nb.serve import ServeOptions, serve
     click.echo(f"serving {model}@{alias} on http://{host}:{port}", err=True)
-    serve(_root(ctx), model, alias, shadow, host, port, ServeOptions(max_batch=max_batch, poll_seconds=poll))
+    serve(_root(ctx), model, alias, shadow, host, port,
+          ServeOptions(max_batch=max_batch, poll_seconds=poll, request_log=log_requests, window_seconds=window))
 
 @cli.command()
 @click.pass_context

@@ -94,7 +94,10 @@ def monitor(root: str | Path, data: str | Path, model: str | None = None, alias:
         if not model: raise MlopsError("monitor: which model's reference? (--model, or monitor.model in mlops.yaml)")
         ref, ref_name = reference_profile(cfg, model, alias or mc.alias)
     features = mc.features or [c for c in ref.get_columns()]
-    new, rows, dtypes = profile_file(data)
+    if data.suffix == '.whylogs':  # e.g. a window of served requests (`mlops-nb serve --log-requests`)
+        new, dtypes = read_profile(data), {}
+        rows = max(new.get_column(c).get_metric('counts').n.value for c in new.get_columns())
+    else: new, rows, dtypes = profile_file(data)
     check_schema(ref, new, features, data, dtypes)
     report = DriftReport(str(data), ref_name, rows, compare(ref, new, features, mc.p_value, mc.thresholds),
                          sorted(set(new.get_columns()) - set(ref.get_columns())), time.strftime('%Y-%m-%dT%H:%M:%S%z'))

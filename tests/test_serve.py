@@ -53,7 +53,8 @@ def server(tmp_path_factory):
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(root), 'serve', 'iris', '--port', str(port),
-                             '--shadow', 'challenger', '--max-batch', '200'],
+                             '--shadow', 'challenger', '--max-batch', '200', '--log-requests', str(root / 'requests'),
+                             '--window', '2'],
                             env=clean_env({**os.environ, 'MLOPS_NB_TOKEN': TOKEN}), stderr=subprocess.PIPE, text=True)
     url = f'http://127.0.0.1:{port}'
     deadline = time.monotonic() + 60
@@ -138,3 +139,21 @@ def test_hot_reload_under_load_drops_nothing(server):
     assert requests.get(f"{server['url']}/health").json()['version'] == 2
     assert {x.json()['version'] for x in results} <= {1, 2}
     assert pd.Series([x.json()['version'] for x in results]).iloc[-1] == 2 or post(server, rec).json()['version'] == 2
+
+
+def test_request_profiles_in_windows_feed_the_monitor(server):
+    from mlops_nb.data import profile, read_profile, write_profile
+    X, root = server['X'], server['root']
+    for i in range(3): assert post(server, X.iloc[i].to_dict()).status_code == 200
+    time.sleep(2.2)  # the next request opens a new window, which writes the previous one
+    assert post(server, X.iloc[3].to_dict()).status_code == 200
+    time.sleep(0.5)
+    files = sorted((root / 'requests').glob('*.whylogs'))
+    assert files
+    counts = [read_profile(f).get_column('sl').get_metric('counts').n.value for f in files]
+    assert sum(counts) >= 3  # earlier tests' requests land in earlier windows too
+    write_profile(profile(X), root / 'train.whylogs')
+    r = subprocess.run([str(BIN / 'mlops-nb'), '-C', str(root), 'monitor', '--data', str(files[-1]),
+                        '--reference', str(root / 'train.whylogs')], capture_output=True, text=True, env=clean_env())
+    assert r.returncode in (0, 3) and f'({counts[-1]} rows)' in r.stdout, r.stdout + r.stderr
+    assert set(json.loads((root / 'reports' / 'monitor' / 'drift.json').read_text())['features']) == {'sl', 'sw', 'pl', 'pw'}
