@@ -42,11 +42,13 @@ def write_profile(view, path: Path) -> Path:
 def read_profile(path: Path):
     "Read a profile view written by `write_profile`."
     from whylogs.core import DatasetProfileView
-    return DatasetProfileView.read(str(path))
+    try: return DatasetProfileView.read(str(path))
+    except FileNotFoundError: raise DataError(f"{path}: not found") from None
+    except Exception as e: raise DataError(f"{path}: not a whylogs profile ({type(e).__name__})") from None
 
 # %% ../nbs/05_data.ipynb 6
 class DataError(MlopsError):
-    "New data cannot be compared: unreadable, empty, or with a schema the reference does not have."
+    "A data file cannot be used: missing, unreadable, empty, or with a schema the reference does not have."
 
 # %% ../nbs/05_data.ipynb 8
 def _chunks(path: Path, chunksize: int):

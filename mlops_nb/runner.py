@@ -28,9 +28,9 @@ from .data import TABULAR, profile_step_files
 from .params import cell_source, check_overrides, load_notebook, notebook_params, parameters_cell, step_params
 
 # %% auto 0
-__all__ = ['StepFailed', 'RunLocked', 'code_hash', 'cache_key', 'FileHashes', 'StepPlan', 'plan', 'execute_notebook',
-           'StepResult', 'RunResult', 'run_pipeline', 'parse_grid', 'sweep_trials', 'SweepResult', 'run_sweep',
-           'step_status']
+__all__ = ['MAX_OUTPUT_CHARS', 'StepFailed', 'RunLocked', 'code_hash', 'cache_key', 'FileHashes', 'StepPlan', 'plan',
+           'truncate_outputs', 'execute_notebook', 'StepResult', 'RunResult', 'run_pipeline', 'parse_grid',
+           'sweep_trials', 'SweepResult', 'run_sweep', 'step_status']
 
 # %% ../nbs/02_runner.ipynb 4
 class StepFailed(MlopsError):
@@ -143,6 +143,23 @@ def _source_cell(nb_path: Path, executed_index: int, injected: bool) -> int:
     shift = 1 if injected and (pi is None or executed_index > pi) else 0
     return executed_index - shift + 1
 
+MAX_OUTPUT_CHARS = 200_000  # per output; a runaway print must not make the executed notebook or its report unusable
+
+def truncate_outputs(nb_path: Path, limit: int = MAX_OUTPUT_CHARS) -> int:
+    "Cut text outputs longer than `limit` in the executed notebook, with a note saying so; returns how many were cut."
+    import nbformat
+    nb, cut = nbformat.read(nb_path, as_version=4), 0
+    for cell in nb.cells:
+        for out in cell.get('outputs', []):
+            for holder, key in ((out, 'text'), *((out.get('data', {}), k) for k in ('text/plain', 'text/html'))):
+                text = holder.get(key)
+                if isinstance(text, list): text = ''.join(text)
+                if isinstance(text, str) and len(text) > limit:
+                    holder[key] = text[:limit] + f"\n[mlops_nb: output truncated, {len(text) - limit:,} more characters]\n"
+                    cut += 1
+    if cut: nbformat.write(nb, nb_path)
+    return cut
+
 @cache
 def _ipc_kernel_manager():
     "A kernel manager on IPC sockets: no TCP port is opened for a kernel that only this process talks to."
@@ -170,6 +187,7 @@ def execute_notebook(nb_path: Path, out_nb: Path, params: dict, step_dir: Path, 
     finally:
         if old is None: os.environ.pop(STEP_DIR_ENV, None)
         else: os.environ[STEP_DIR_ENV] = old
+        if out_nb.exists(): truncate_outputs(out_nb)
     return None
 
 # %% ../nbs/02_runner.ipynb 15
