@@ -3,6 +3,7 @@ the same run, since this machine's speed varies; results go to reports/bench/res
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,8 +41,8 @@ def cache_hit(repeat: int) -> dict:
     hit = statistics.median(_timed([BIN / 'mlops-nb', '-C', root, 'run']) for _ in range(repeat))
     python = statistics.median(_timed([sys.executable, '-c', 'pass']) for _ in range(repeat))
     out = {'mlops_nb_cache_hit_s': hit, 'python_start_s': python, 'ratio_vs_python_start': hit / python}
-    dvc = BIN / 'dvc'
-    if dvc.exists():
+    dvc = shutil.which('dvc', path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")  # optional: not a dependency
+    if dvc:
         d = Path(tempfile.mkdtemp())
         subprocess.run(['git', 'init', '-q'], cwd=d, check=True)
         subprocess.run([dvc, 'init', '-q'], cwd=d, check=True)
