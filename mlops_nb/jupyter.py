@@ -143,10 +143,10 @@ class RunExplorer:
                 and (self.step.value == '(all)' or r.steps.get(self.step.value, {}).get('status') == 'done')]
 
     def refresh(self):
-        from mlops_nb.report import _table
+        from mlops_nb.report import html_table
         ids = self.visible()
         self.pick.options = ids
-        self.table.value = _table(['run', 'profile', 'status', 'metrics'], [
+        self.table.value = html_table(['run', 'profile', 'status', 'metrics'], [
             [i, self.runs[i].info.get('profile') or 'default', self.runs[i].info['status'],
              ', '.join(f'{k}={v:.3g}' for k, v in list(self.runs[i].metrics.items())[:4])] for i in ids])
 
@@ -192,7 +192,7 @@ class PromotionPanel:
 
     def refresh(self):
         from mlops_nb.registry import _version, alias_version, check_gates, load_models
-        from mlops_nb.report import _table
+        from mlops_nb.report import html_table
         if self.version.value is None:
             self.button.disabled, self.gates.value = True, 'no registered versions'
             return
@@ -200,7 +200,7 @@ class PromotionPanel:
             alias_version(self.client, self.model, 'champion'))
         self.results = check_gates(self.client, self.cfg, self.model, self.version.value,
                                    champ if champ != self.version.value else None)
-        self.gates.value = _table(['gate', 'rule', 'result', ''], [[g['gate'], g['rule'], g['detail'],
+        self.gates.value = html_table(['gate', 'rule', 'result', ''], [[g['gate'], g['rule'], g['detail'],
                                   'pass' if g['passed'] else 'FAIL'] for g in self.results])
         self.button.disabled = not all(g['passed'] for g in self.results)
 

@@ -124,14 +124,14 @@ def drift_markdown(report: DriftReport) -> str:
 
 def drift_html(cfg: ProjectConfig, report: DriftReport) -> str:
     import html
-    from mlops_nb.report import _page, _table, scrub, secret_values
+    from mlops_nb.report import html_page, html_table, scrub, secret_values
     rows = [[html.escape(c) for c in r[:-1]] + [f"<span class='{'FAIL' if r[-1] == 'DRIFT' else 'pass'}'>{r[-1]}</span>"]
             for r in drift_table(report)]
     body = (f"<p>{html.escape(report.data)} ({report.rows} rows) against {html.escape(report.reference)}, "
             f"{html.escape(report.created)}</p>"
-            + _table(['feature', 'test', 'p-value', 'threshold', 'verdict'], rows)
+            + html_table(['feature', 'test', 'p-value', 'threshold', 'verdict'], rows)
             + (f"<p>Not in the reference: {html.escape(', '.join(report.extra_columns))}</p>" if report.extra_columns else ''))
-    return scrub(_page(f"{cfg.name}: data drift — {len(report.drifted)} of {len(report.features)} features drifted", body),
+    return scrub(html_page(f"{cfg.name}: data drift — {len(report.drifted)} of {len(report.features)} features drifted", body),
                  secret_values())
 
 # %% ../nbs/08_monitor.ipynb 10

@@ -17,7 +17,7 @@ from .config import ProjectConfig, load_config, write_text
 
 # %% auto 0
 __all__ = ['REDACTED', 'secret_values', 'scrub', 'render_notebook', 'RunRecord', 'load_runs', 'key_metrics', 'model_roles',
-           'build_site', 'pr_summary', 'write_summary']
+           'html_page', 'html_table', 'build_site', 'pr_summary', 'write_summary']
 
 # %% ../nbs/07_report.ipynb 4
 _SECRET_NAME = re.compile(r'TOKEN|SECRET|PASSWORD|PASSWD|KEY', re.I)
@@ -110,11 +110,11 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 th{background:#f3f3f3}.failed,.FAIL{color:#c62828;font-weight:bold}.done,.pass{color:#2e7d32}.cached{color:#666}
 code{background:#f5f5f5;padding:0 3px}img{max-width:100%}"""
 
-def _page(title: str, body: str) -> str:
+def html_page(title: str, body: str) -> str:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f'<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>')
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def html_table(header: list[str], rows: list[list[str]]) -> str:
     "An HTML table; cells are already-escaped HTML."
     th = ''.join(f'<th>{h}</th>' for h in header)
     return f"<table><tr>{th}</tr>{''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in r) + '</tr>' for r in rows)}</table>"
@@ -168,16 +168,16 @@ def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str])
             figures.append(f'<figure><img src="img/{dest.name}" alt="{html.escape(name)} {html.escape(png.stem)}">'
                            f'<figcaption>{html.escape(name)}: {html.escape(png.stem)}</figcaption></figure>')
     i, git = run.info, run.info.get('git', {})
-    lineage = _table(['run', 'status', 'started', 'profile', 'git commit', 'dirty', 'MLflow run'], [[
+    lineage = html_table(['run', 'status', 'started', 'profile', 'git commit', 'dirty', 'MLflow run'], [[
         html.escape(run.id), f"<span class='{i['status']}'>{i['status']}</span>", _fmt(i.get('started', '')),
         _fmt(i.get('profile') or 'default'), f"<code>{_fmt(git.get('commit', ''))}</code>", _fmt(git.get('dirty', '')),
         f"<code>{_fmt(i.get('mlflow_run_id', ''))}</code>"]])
     overrides = ''.join(f'<li><code>{html.escape(f"{k}={v}")}</code></li>' for k, v in i.get('overrides', {}).items())
     body = ('<p><a href="../../index.html">all runs</a></p>' + lineage
             + (f'<h2>Overrides</h2><ul>{overrides}</ul>' if overrides else '')
-            + '<h2>Steps</h2>' + _table(['step', 'status', 'time', 'parameters', 'metrics', 'notebook'], rows)
+            + '<h2>Steps</h2>' + html_table(['step', 'status', 'time', 'parameters', 'metrics', 'notebook'], rows)
             + ('<h2>Figures</h2>' + ''.join(figures) if figures else ''))
-    return _page(f'{cfg.name}: run {run.id}', body)
+    return html_page(f'{cfg.name}: run {run.id}', body)
 
 def build_site(root: str | Path = '.', out: str | Path | None = None) -> Path:
     "Build the static report site of the project at `root` into `out` (default `reports/`); returns index.html."
@@ -197,15 +197,15 @@ def build_site(root: str | Path = '.', out: str | Path | None = None) -> Path:
     for name, by in roles.items():
         names = sorted({k for a in by.values() for k in a['metrics']})
         cols = [a for a in ('champion', 'challenger') if a in by]
-        compare += f'<h3>{html.escape(name)}</h3>' + _table(
+        compare += f'<h3>{html.escape(name)}</h3>' + html_table(
             ['metric', *(f'{a} v{by[a]["version"]}' for a in cols)],
             [[html.escape(k), *(_fmt(by[a]['metrics'].get(k, '')) for a in cols)] for k in names])
     body = (('<img src="history.png" alt="metric history" id="history">' if plot else '<p>No metrics yet.</p>')
             + (f'<h2>Champion vs challenger</h2>{compare}' if role_rows else '')
             + f'<h2>Runs ({len(runs)})</h2>'
-            + _table(['run', 'started', 'commit', 'profile', 'status', *map(html.escape, keys)], rows))
+            + html_table(['run', 'started', 'commit', 'profile', 'status', *map(html.escape, keys)], rows))
     index = out / 'index.html'
-    write_text(index, scrub(_page(f'{cfg.name}: pipeline reports', body), secrets))
+    write_text(index, scrub(html_page(f'{cfg.name}: pipeline reports', body), secrets))
     return index
 
 # %% ../nbs/07_report.ipynb 15

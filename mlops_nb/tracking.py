@@ -14,7 +14,7 @@ from pathlib import Path
 from .config import ProjectConfig
 
 # %% auto 0
-__all__ = ['TAG', 'tracking_uri', 'artifact_location', 'git_info', 'Tracker']
+__all__ = ['TAG', 'tracking_uri', 'artifact_location', 'git', 'git_info', 'Tracker']
 
 # %% ../nbs/03_tracking.ipynb 4
 def tracking_uri(cfg: ProjectConfig) -> str:
@@ -31,15 +31,17 @@ def artifact_location(cfg: ProjectConfig) -> str | None:
     return (Path(uri[len('sqlite:///'):]).parent / 'mlartifacts').as_uri() if uri.startswith('sqlite:///') else None
 
 # %% ../nbs/03_tracking.ipynb 6
+def git(root: Path, *args: str) -> str | None:
+    "Output of `git ARGS` in `root`, or None when git fails (not a repository, no commit yet)."
+    r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
 def git_info(root: Path) -> dict[str, str]:
     "Commit, dirty flag and author of the git checkout holding `root`."
-    def git(*args):
-        r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else None
-    commit = git('rev-parse', 'HEAD')
+    commit = git(root, 'rev-parse', 'HEAD')
     if commit is None: return {'commit': 'none', 'dirty': 'unknown', 'author': 'unknown'}
-    return {'commit': commit, 'dirty': str(bool(git('status', '--porcelain', '--untracked-files=no'))).lower(),
-            'author': git('log', '-1', '--format=%an <%ae>') or 'unknown'}
+    return {'commit': commit, 'dirty': str(bool(git(root, 'status', '--porcelain', '--untracked-files=no'))).lower(),
+            'author': git(root, 'log', '-1', '--format=%an <%ae>') or 'unknown'}
 
 # %% ../nbs/03_tracking.ipynb 8
 TAG = 'mlops_nb.'  # prefix of our tags, so they never collide with MLflow's own
