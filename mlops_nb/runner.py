@@ -24,7 +24,7 @@ from filelock import FileLock, Timeout
 from . import __version__
 from .api import STEP_DIR_ENV
 from .config import MlopsError, ProjectConfig, load_config, write_json
-from .data import TABULAR, profile_step_files
+from .data import profile_step_files
 from .params import cell_source, check_overrides, load_notebook, notebook_params, parameters_cell, step_params
 
 # %% auto 0
@@ -329,8 +329,7 @@ def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage
     for o, sha in outputs.items():
         if not _object(state, sha).exists(): _copy_atomic(cfg.path(o), _object(state, sha))
     hashes.save()
-    if any(Path(f).suffix in TABULAR for f in [*st.inputs, *st.outputs]):
-        artifacts += profile_step_files(cfg.root, [*st.inputs, *st.outputs], step_dir / 'artifacts')
+    artifacts += profile_step_files(cfg.root, [*st.inputs, *st.outputs], step_dir / 'artifacts')
     tracker.finish(mlflow_id, 'FINISHED', {**p.params, **logged}, metrics, artifacts)
     rec.update(status='done', outputs=outputs)
     write_json(step_dir / 'step.json', rec)
