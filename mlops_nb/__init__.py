@@ -8,7 +8,8 @@ __all__ = ['load_ipython_extension']
 
 # %% ../nbs/13_package.ipynb 3
 from .api import (context, data_hash, input_path, load_model, log_artifact, log_figure, log_metric, log_metrics,
-                          log_model, log_params, log_profile, model_uri, output_path, register_model, upstream_dir)
+                          log_model, log_params, log_profile, model_uri, output_path, register_model, upstream_dir,
+                          upstream_record)
 
 # %% ../nbs/13_package.ipynb 5
 def load_ipython_extension(ipython):

@@ -17,8 +17,8 @@ from .config import MlopsError, find_root, load_config, write_json
 
 # %% auto 0
 __all__ = ['STEP_DIR_ENV', 'StepContext', 'context', 'input_path', 'output_path', 'log_metrics', 'log_metric', 'log_params',
-           'log_artifact', 'log_model', 'upstream_dir', 'model_uri', 'load_model', 'log_figure', 'log_profile',
-           'data_hash', 'register_model']
+           'log_artifact', 'log_model', 'upstream_dir', 'upstream_record', 'model_uri', 'load_model', 'log_figure',
+           'log_profile', 'data_hash', 'register_model']
 
 # %% ../nbs/04_api.ipynb 5
 STEP_DIR_ENV = 'MLOPS_NB_STEP_DIR'
@@ -143,9 +143,13 @@ def upstream_dir(step: str) -> Path:
     if d is None: raise MlopsError(f"step {step!r} has no successful run yet (run it, or add it to `needs`)")
     return Path(d)
 
+def upstream_record(step: str) -> dict:
+    "The `step.json` of `step`'s latest successful run: params, metrics, models, outputs, MLflow run id."
+    return json.loads((upstream_dir(step) / 'step.json').read_text())
+
 def model_uri(step: str = 'train', name: str = 'model') -> str:
     "URI of the model `name` logged by `step`."
-    models = json.loads((upstream_dir(step) / 'step.json').read_text()).get('models', {})
+    models = upstream_record(step).get('models', {})
     if name not in models:
         raise MlopsError(f"step {step!r} logged no model named {name!r} (logged: {', '.join(models) or 'none'})")
     return models[name]['uri']
@@ -177,7 +181,7 @@ def log_profile(df, name: str):
 def data_hash() -> str:
     "Hash of every upstream step's declared outputs: what data this pipeline run saw."
     import hashlib
-    outs = {s: json.loads((Path(d) / 'step.json').read_text()).get('outputs', {}) for s, d in sorted(context().upstream.items())}
+    outs = {s: upstream_record(s).get('outputs', {}) for s in sorted(context().upstream)}
     return hashlib.sha256(json.dumps(outs, sort_keys=True).encode()).hexdigest()
 
 def register_model(name: str, step: str = 'train', model: str = 'model', metrics_from: str | None = 'evaluate',
@@ -185,8 +189,8 @@ def register_model(name: str, step: str = 'train', model: str = 'model', metrics
     "Register the model logged by `step` as a version of `name`, with lineage and `metrics_from`'s metrics."
     from mlops_nb.registry import client_for, register_version
     ctx = context()
-    src = json.loads((upstream_dir(step) / 'step.json').read_text())
-    metrics = json.loads((upstream_dir(metrics_from) / 'step.json').read_text()).get('metrics', {}) if metrics_from else {}
+    src = upstream_record(step)
+    metrics = upstream_record(metrics_from).get('metrics', {}) if metrics_from else {}
     lineage = {f'mlops_nb.{k}': v for k, v in ctx.lineage.items()}
     all_tags = {**lineage, 'mlops_nb.source_run': src.get('mlflow_run_id', ''), 'mlops_nb.data_hash': data_hash(),
                 **{f'metric.{k}': v for k, v in metrics.items()}, **(tags or {})}

@@ -48,6 +48,16 @@ def validate(ctx):
                f"profiles: {', '.join(cfg.profiles) or 'none'}")
 
 # %% ../nbs/12_cli.ipynb 8
+def _execution_options(f):
+    "`--executor`, `--jobs`, `--scheduler`: how steps run (default: mlops.yaml's choice, else one cold kernel at a time)."
+    for opt in reversed([
+        click.option('--executor', type=click.Choice(['local', 'warm', 'dask']),
+                     help='local: a new kernel per step; warm: kernels started ahead with imports done; dask: a Dask cluster.'),
+        click.option('-j', '--jobs', type=click.IntRange(min=1), help='Independent steps (or sweep trials) to run at once.'),
+        click.option('--scheduler', metavar='ADDRESS', help='Dask scheduler, e.g. tcp://host:8786 (default: a LocalCluster).')]):
+        f = opt(f)
+    return f
+
 @cli.command()
 @click.argument('steps', nargs=-1)
 @click.option('--from', 'from_step', metavar='STEP', help='Rerun STEP and every step after it, even if cached.')
@@ -55,13 +65,15 @@ def validate(ctx):
 @click.option('-p', '--param', 'params', multiple=True, metavar='[STEP.]NAME=VALUE', help='Override a notebook parameter.')
 @click.option('--force', is_flag=True, help='Ignore the cache: execute every selected step.')
 @click.option('-v', '--verbose', is_flag=True, help='Show cell progress and notebook output.')
+@_execution_options
 @click.pass_context
-def run(ctx, steps, from_step, profile, params, force, verbose):
+def run(ctx, steps, from_step, profile, params, force, verbose, executor, jobs, scheduler):
     "Run the pipeline (or STEPS and what they need); unchanged steps are reused from the cache."
     from mlops_nb.params import parse_overrides
     from mlops_nb.runner import run_pipeline
     run_pipeline(_root(ctx), list(steps), from_step=from_step, profile=profile, overrides=parse_overrides(params),
-                 force=force, verbose=verbose, echo=lambda m: click.echo(m, err=True))
+                 force=force, verbose=verbose, echo=lambda m: click.echo(m, err=True), executor=executor, jobs=jobs,
+                 scheduler=scheduler)
 
 @cli.command()
 @click.argument('step')
@@ -74,13 +86,15 @@ def run(ctx, steps, from_step, profile, params, force, verbose):
 @click.option('--profile', metavar='NAME', help='Parameter profile from mlops.yaml.')
 @click.option('-p', '--param', 'params', multiple=True, metavar='[STEP.]NAME=VALUE', help='Fixed parameter override.')
 @click.option('-v', '--verbose', is_flag=True, help='Show cell progress and notebook output.')
+@_execution_options
 @click.pass_context
-def sweep(ctx, step, space, mode, n_random, seed, metric, goal, profile, params, verbose):
+def sweep(ctx, step, space, mode, n_random, seed, metric, goal, profile, params, verbose, executor, jobs, scheduler):
     """Run STEP once per parameter combination, e.g. `sweep train --grid n_estimators=50,100 max_depth=5,10`."""
     from mlops_nb.params import parse_overrides
     from mlops_nb.runner import parse_grid, run_sweep
     run_sweep(_root(ctx), step, parse_grid(space), random=n_random, seed=seed, metric=metric, goal=goal, profile=profile,
-              overrides=parse_overrides(params), verbose=verbose, echo=lambda m: click.echo(m, err=True))
+              overrides=parse_overrides(params), verbose=verbose, echo=lambda m: click.echo(m, err=True),
+              executor=executor, jobs=jobs, scheduler=scheduler)
 
 @cli.command()
 @click.option('--summary', is_flag=True, help='Also write the PR summary (reports/pr/summary.md, $GITHUB_STEP_SUMMARY).')

@@ -108,7 +108,10 @@ class ProjectConfig(_Strict):
     "The whole of `mlops.yaml`."
     name: str = Field(pattern=r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')  # project and MLflow experiment name
     tracking_uri: str = 'sqlite:///mlruns.db'  # relative sqlite paths resolve against the project root
-    executor: Literal['local'] = 'local'
+    artifact_location: str | None = None       # folder or URI for artifacts of a shared store (see tracking)
+    executor: Literal['local', 'warm', 'dask'] = 'local'  # how steps run: see the runner's Executors section
+    jobs: int | None = Field(None, ge=1)    # steps or sweep trials at once (default 1; dask: one worker per core)
+    scheduler: str | None = None           # dask: scheduler address; none starts a LocalCluster
     steps: dict[str, StepConfig] = Field(min_length=1)
     profiles: dict[str, ProfileConfig] = {}
     gates: dict[str, GateRule] = {}    # promotion gates, e.g. {accuracy: ">= 0.80"}

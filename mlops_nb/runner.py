@@ -13,6 +13,7 @@ import secrets
 import shutil
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,14 +24,17 @@ from filelock import FileLock, Timeout
 
 from . import __version__
 from .api import STEP_DIR_ENV
-from .config import MlopsError, ProjectConfig, load_config, write_json
+from .config import MlopsError, ProjectConfig, load_config, write_json, write_text
 from .data import profile_step_files
+from .kernels import KernelPool, notebook_imports, preamble, register_warm_engine, step_kernel_manager
 from .params import cell_source, check_overrides, load_notebook, notebook_params, parameters_cell, step_params
+from .report import REDACTED, scrub, secret_values
+from .tracking import redact_uri
 
 # %% auto 0
 __all__ = ['MAX_OUTPUT_CHARS', 'StepFailed', 'RunLocked', 'code_hash', 'cache_key', 'FileHashes', 'StepPlan', 'plan',
-           'truncate_outputs', 'execute_notebook', 'StepResult', 'RunResult', 'run_pipeline', 'parse_grid',
-           'sweep_trials', 'SweepResult', 'run_sweep', 'step_status']
+           'sanitize_outputs', 'execute_notebook', 'ExecOptions', 'exec_options', 'execute_step', 'StepResult',
+           'RunResult', 'run_pipeline', 'parse_grid', 'sweep_trials', 'SweepResult', 'run_sweep', 'step_status']
 
 # %% ../nbs/02_runner.ipynb 4
 class StepFailed(MlopsError):
@@ -41,6 +45,9 @@ class StepFailed(MlopsError):
         where = f"{notebook}, cell {cell}" if cell else notebook
         super().__init__('\n'.join([f"step {step!r} failed in {where}: {ename}: {evalue}", *('  ' + t for t in tail),
                                     f"executed notebook kept at {executed}"]))
+
+    def __reduce__(self):  # crosses process boundaries (Dask workers) intact
+        return StepFailed, (self.step, self.notebook, self.cell, self.ename, self.evalue, self.tail, self.executed)
 
 class RunLocked(MlopsError):
     "Another `mlops-nb run` holds the project's run lock."
@@ -145,10 +152,13 @@ def _source_cell(nb_path: Path, executed_index: int, injected: bool) -> int:
 
 MAX_OUTPUT_CHARS = 200_000  # per output; a runaway print must not make the executed notebook or its report unusable
 
-def truncate_outputs(nb_path: Path, limit: int = MAX_OUTPUT_CHARS) -> int:
-    "Cut text outputs longer than `limit` in the executed notebook, with a note saying so; returns how many were cut."
+def sanitize_outputs(nb_path: Path, secrets: list[str] = (), limit: int = MAX_OUTPUT_CHARS) -> int:
+    """Mask `secrets` anywhere in the executed notebook, and cut text outputs longer than `limit` with a note saying
+    so; returns how many outputs were cut."""
     import nbformat
-    nb, cut = nbformat.read(nb_path, as_version=4), 0
+    raw = masked = nb_path.read_text()
+    for v in secrets: masked = masked.replace(json.dumps(v)[1:-1], REDACTED)
+    nb, cut = nbformat.reads(masked, as_version=4), 0
     for cell in nb.cells:
         for out in cell.get('outputs', []):
             for holder, key in ((out, 'text'), *((out.get('data', {}), k) for k in ('text/plain', 'text/html'))):
@@ -158,39 +168,128 @@ def truncate_outputs(nb_path: Path, limit: int = MAX_OUTPUT_CHARS) -> int:
                     holder[key] = text[:limit] + f"\n[mlops_nb: output truncated, {len(text) - limit:,} more characters]\n"
                     cut += 1
     if cut: nbformat.write(nb, nb_path)
+    elif masked != raw: write_text(nb_path, masked)
     return cut
 
-@cache
-def _ipc_kernel_manager():
-    "A kernel manager on IPC sockets: no TCP port is opened for a kernel that only this process talks to."
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
+def _last_started_cell(out_nb: Path) -> int | None:
+    "Index, in the executed notebook, of the last cell papermill started: where a kernel died."
+    if not out_nb.exists(): return None
+    started = [i for i, c in enumerate(json.loads(out_nb.read_text())['cells'])
+               if c.get('metadata', {}).get('papermill', {}).get('start_time')]
+    return started[-1] if started else None
 
-    class IPCKernelManager(AsyncKernelManager):
-        @default('transport')
-        def _default_transport(self): return 'ipc'
-    return IPCKernelManager
-
-def execute_notebook(nb_path: Path, out_nb: Path, params: dict, step_dir: Path, verbose=False):
-    "Execute `nb_path` with Papermill into `out_nb`; the kernel sees `step_dir` as its step folder."
+def execute_notebook(nb_path: Path, out_nb: Path, params: dict, step_dir: Path, verbose=False,
+                     pool: KernelPool | None = None) -> dict | None:
+    """Execute `nb_path` with Papermill into `out_nb` (on a warm kernel from `pool` if given); returns the error, if
+    any. Values of secret-looking environment variables never stay in the executed notebook or the error."""
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
-    old = os.environ.get(STEP_DIR_ENV)
-    os.environ[STEP_DIR_ENV] = str(step_dir)
+    kw, km = {'progress_bar': verbose or (sys.stderr.isatty() and not os.environ.get('CI')), 'log_output': verbose}, None
     try:
-        pm.execute_notebook(str(nb_path), str(out_nb), parameters=params, cwd=str(nb_path.parent),
-                            progress_bar=verbose or (sys.stderr.isatty() and not os.environ.get('CI')),
-                            log_output=verbose, kernel_manager_class=_ipc_kernel_manager())
+        if pool:
+            km = pool.take(notebook_imports(nb_path, pool.root))
+            kw.update(engine_name=register_warm_engine(), km=km, preamble=preamble(step_dir, nb_path.parent))
+        else:
+            kw.update(kernel_manager_class=step_kernel_manager({STEP_DIR_ENV: str(step_dir)}),
+                      resources={'metadata': {'path': str(nb_path.parent)}})
+        pm.execute_notebook(str(nb_path), str(out_nb), parameters=params, **kw)
     except PapermillExecutionError as e:
-        tail = [line for t in e.traceback for line in _ANSI.sub('', t).splitlines() if line.strip()][-6:]
-        return {'cell': _source_cell(nb_path, e.cell_index, bool(params)), 'ename': e.ename, 'evalue': e.evalue, 'tail': tail}
+        tail = [scrub(line, secret_values()) for t in e.traceback for line in _ANSI.sub('', t).splitlines() if line.strip()]
+        return {'cell': _source_cell(nb_path, e.cell_index, bool(params)), 'ename': e.ename,
+                'evalue': scrub(e.evalue, secret_values()), 'tail': tail[-6:]}
+    except DeadKernelError:
+        i = _last_started_cell(out_nb)
+        return {'cell': None if i is None else _source_cell(nb_path, i, bool(params)), 'ename': 'DeadKernelError',
+                'evalue': 'the kernel died (killed, out of memory, or crashed in native code)', 'tail': []}
     finally:
-        if old is None: os.environ.pop(STEP_DIR_ENV, None)
-        else: os.environ[STEP_DIR_ENV] = old
-        if out_nb.exists(): truncate_outputs(out_nb)
+        if km is not None: pool.release(km)
+        if out_nb.exists(): sanitize_outputs(out_nb, secret_values())
     return None
 
 # %% ../nbs/02_runner.ipynb 15
+@dataclass
+class ExecOptions:
+    executor: str = 'local'          # local: a new kernel per step; warm: kernels warmed ahead; dask: a Dask cluster
+    jobs: int = 1                    # steps or trials at once (dask without a scheduler: LocalCluster workers)
+    scheduler: str | None = None     # dask scheduler address, e.g. tcp://10.0.0.5:8786
+
+def exec_options(cfg: ProjectConfig, executor=None, jobs=None, scheduler=None) -> ExecOptions:
+    "Command-line choices over `mlops.yaml`'s (`executor`, `jobs`, `scheduler`)."
+    executor = executor or cfg.executor
+    jobs = jobs or cfg.jobs or (os.cpu_count() or 1 if executor == 'dask' else 1)
+    if jobs < 1: raise MlopsError(f"--jobs {jobs}: must be at least 1")
+    return ExecOptions(executor, jobs, scheduler or cfg.scheduler)
+
+class _Inline(Executor):
+    "Runs each task at once, in this thread."
+    def submit(self, fn, /, *args, **kw):
+        f = Future()
+        try: f.set_result(fn(*args, **kw))
+        except Exception as e: f.set_exception(e)
+        return f
+
+def _resolved(value) -> Future:
+    f = Future()
+    f.set_result(value)
+    return f
+
+@contextmanager
+def _executor(opts: ExecOptions):
+    "An executor for step tasks: this thread, a thread pool, or a Dask cluster."
+    if opts.executor == 'dask':
+        from distributed import Client, LocalCluster
+        if opts.scheduler:
+            with Client(opts.scheduler) as client: yield client.get_executor(pure=False)
+            return
+        with LocalCluster(n_workers=opts.jobs, threads_per_worker=1, host='127.0.0.1', dashboard_address=None) as cluster, \
+             Client(cluster) as client:
+            yield client.get_executor(pure=False)
+    elif opts.jobs > 1:
+        with ThreadPoolExecutor(opts.jobs, thread_name_prefix='mlops-nb-step') as ex: yield ex
+    else: yield _Inline()
+
+def _pool(cfg: ProjectConfig, opts: ExecOptions, notebooks: list[Path]) -> KernelPool | None:
+    "For the warm executor, a kernel pool already warming kernels for `notebooks`, in order."
+    if opts.executor != 'warm' or not notebooks: return None
+    pool = KernelPool(cfg.root, size=opts.jobs + 1)
+    pool.plan([notebook_imports(nb, cfg.root) for nb in notebooks])
+    return pool
+
+def _local(opts: ExecOptions, pool, tracker) -> dict:
+    "What a task in this process shares with the runner (nothing crosses to a Dask worker)."
+    return {} if opts.executor == 'dask' else {'pool': pool, 'tracker': tracker}
+
+def _dispatch(order: list, needs: dict, submit, jobs: int, done):
+    "`submit(item)` (returning a Future) for each item of `order` once its `needs` are done, at most `jobs` at once."
+    finished, running, todo, failure = set(), {}, list(order), None
+    while todo or running:
+        for item in [i for i in todo if set(needs.get(i, ())) <= finished]:
+            if failure is not None or len(running) >= jobs: break
+            todo.remove(item)
+            running[submit(item)] = item
+        if not running: break
+        for f in wait(running, return_when=FIRST_COMPLETED).done:
+            item = running.pop(f)
+            if f.exception() is None:
+                finished.add(item)
+                done(item, f.result())
+            elif failure is None: failure = f.exception()
+    if failure is not None: raise failure
+
+@cache
+def _worker_tracker(root: str):
+    from mlops_nb.tracking import Tracker
+    return Tracker(load_config(root))
+
+def execute_step(root: Path, p: StepPlan, run_id: str, step_dir: Path, parent: str, lineage: dict, upstream: dict,
+                 verbose=False, name: str | None = None, pool: KernelPool | None = None, tracker=None) -> StepResult:
+    "Execute one planned step into `step_dir`: the task every executor runs."
+    cfg = load_config(root)
+    return _execute(cfg, cfg.root / '.mlops_nb', p, run_id, step_dir, tracker or _worker_tracker(str(cfg.root)), parent,
+                    lineage, upstream, verbose, name, pool)
+
+# %% ../nbs/02_runner.ipynb 17
 @dataclass
 class StepResult:
     step: str
@@ -211,12 +310,14 @@ def _now() -> str: return time.strftime('%Y-%m-%dT%H:%M:%S%z')
 def _read(path: Path) -> dict: return json.loads(path.read_text()) if path.exists() else {}
 
 def run_pipeline(root: str | Path = '.', steps=None, *, from_step: str | None = None, profile: str | None = None,
-                 overrides: dict | None = None, force: bool = False, verbose: bool = False, echo=None) -> RunResult:
+                 overrides: dict | None = None, force: bool = False, verbose: bool = False, echo=None,
+                 executor: str | None = None, jobs: int | None = None, scheduler: str | None = None) -> RunResult:
     "Run `steps` (default: all) and what they need; cached steps are reused unless `force` or after `from_step`."
     echo = echo or (lambda msg: print(msg, file=sys.stderr))
     cfg = load_config(root)
+    opts = exec_options(cfg, executor, jobs, scheduler)
     with _locked(cfg) as state:
-        return _run(cfg, state, steps, from_step, profile, overrides or {}, force, verbose, echo)
+        return _run(cfg, state, steps, from_step, profile, overrides or {}, force, verbose, echo, opts)
 
 @contextmanager
 def _locked(cfg: ProjectConfig):
@@ -246,7 +347,7 @@ def _descendants(cfg: ProjectConfig, step: str) -> set[str]:
         out, grew = out | new, bool(new)
     return out
 
-def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo) -> RunResult:
+def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo, opts: ExecOptions) -> RunResult:
     plans = plan(cfg, steps, profile, overrides, state)
     if from_step and from_step not in {p.step for p in plans}:
         raise MlopsError(f"--from {from_step!r}: not a step of this run ({', '.join(p.step for p in plans)})")
@@ -258,42 +359,55 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo)
         echo(f"nothing to run: all {len(plans)} steps are up to date")
         return RunResult(None, [StepResult(s, 'cached', Path(e['source_dir']), 0.0, e['metrics']) for s, e in hits.items()])
 
-    run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile)
-    run = {'run_id': run_id, 'started': _now(), 'status': 'running', 'profile': profile, 'overrides': overrides,
-           'steps': [p.step for p in plans], 'git': git, 'mlflow_run_id': parent, 'tracking_uri': tracker.uri}
-    write_json(run_dir / 'run.json', run)
-    echo(f"run {run_id}: {len(plans)} steps, {sum(1 for e in hits.values() if not e)} to execute")
-    results, upstream, t0 = [], {}, time.perf_counter()
+    pool = _pool(cfg, opts, [p.notebook for p in plans if not hits[p.step]])  # kernels warm up while MLflow opens
     try:
-        for i, p in enumerate(plans, 1):
-            if entry := hits[p.step]:
-                rec = {**entry, 'status': 'cached', 'run_id': run_id}
-                write_json(run_dir / p.step / 'step.json', rec)
-                echo(f"[{i}/{len(plans)}] {p.step}: cached (from run {entry['run_id']})")
-                results.append(StepResult(p.step, 'cached', Path(entry['source_dir']), 0.0, entry['metrics']))
-            else:
-                echo(f"[{i}/{len(plans)}] {p.step}: running {p.notebook.relative_to(cfg.root)}")
-                results.append(_execute(cfg, state, p, run_id, run_dir / p.step, tracker, parent, lineage, upstream, verbose))
-                echo(f"[{i}/{len(plans)}] {p.step}: done in {results[-1].seconds:.1f}s")
-            upstream[p.step] = str(results[-1].dir)
-    except BaseException as e:
-        write_json(run_dir / 'run.json', {**run, 'status': 'failed', 'finished': _now(), 'error': str(e).splitlines()[0]})
-        tracker.finish(parent, 'FAILED' if isinstance(e, Exception) else 'KILLED')
-        raise
+        run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile)
+        run = {'run_id': run_id, 'started': _now(), 'status': 'running', 'profile': profile, 'overrides': overrides,
+               'steps': [p.step for p in plans], 'git': git, 'mlflow_run_id': parent, 'tracking_uri': redact_uri(tracker.uri),
+               'executor': opts.executor, 'jobs': opts.jobs}
+        write_json(run_dir / 'run.json', run)
+        echo(f"run {run_id}: {len(plans)} steps, {sum(1 for e in hits.values() if not e)} to execute"
+             + (f" ({opts.executor} executor, {opts.jobs} at a time)" if opts.executor != 'local' or opts.jobs > 1 else ''))
+        by_step, results, t0 = {p.step: (i, p) for i, p in enumerate(plans, 1)}, {}, time.perf_counter()
+        try:
+            with _executor(opts) as ex:
+                def submit(s):
+                    i, p = by_step[s]
+                    if entry := hits[s]:
+                        write_json(run_dir / s / 'step.json', {**entry, 'status': 'cached', 'run_id': run_id})
+                        echo(f"[{i}/{len(plans)}] {s}: cached (from run {entry['run_id']})")
+                        return _resolved(StepResult(s, 'cached', Path(entry['source_dir']), 0.0, entry['metrics']))
+                    echo(f"[{i}/{len(plans)}] {s}: running {p.notebook.relative_to(cfg.root)}")
+                    upstream = {d: str(r.dir) for d, r in results.items()}
+                    return ex.submit(execute_step, cfg.root, p, run_id, run_dir / s, parent, lineage, upstream, verbose,
+                                     **_local(opts, pool, tracker))
+
+                def done(s, r: StepResult):
+                    results[s] = r
+                    if r.status == 'done': echo(f"[{by_step[s][0]}/{len(plans)}] {s}: done in {r.seconds:.1f}s")
+                _dispatch(list(by_step), {s: cfg.steps[s].needs for s in by_step}, submit, opts.jobs, done)
+        except BaseException as e:
+            write_json(run_dir / 'run.json', {**run, 'status': 'failed', 'finished': _now(), 'error': str(e).splitlines()[0]})
+            tracker.finish(parent, 'FAILED' if isinstance(e, Exception) else 'KILLED')
+            raise
+    finally:
+        if pool: pool.close()
     write_json(run_dir / 'run.json', {**run, 'status': 'done', 'finished': _now(), 'seconds': time.perf_counter() - t0})
     tracker.finish(parent, 'FINISHED')
     echo(f"run {run_id} done in {time.perf_counter() - t0:.1f}s: {run_dir}\n"
-         f"MLflow: experiment {cfg.name!r}, run {parent} at {tracker.uri}")
-    return RunResult(run_id, results, run_dir, parent)
+         f"MLflow: experiment {cfg.name!r}, run {parent} at {redact_uri(tracker.uri)}")
+    return RunResult(run_id, [results[p.step] for p in plans], run_dir, parent)
 
-# %% ../nbs/02_runner.ipynb 17
+# %% ../nbs/02_runner.ipynb 19
 _ENTRY_KEYS = ('step', 'run_id', 'cache_key', 'notebook', 'notebook_hash', 'inputs', 'outputs', 'metrics', 'models', 'params',
                'mlflow_run_id', 'source_dir')
 
 def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage, upstream, verbose,
-             name: str | None = None) -> StepResult:
+             name: str | None = None, pool: KernelPool | None = None) -> StepResult:
     st = cfg.steps[p.step]
     out_nb = step_dir / p.notebook.name
+    if (prev := _read(step_dir / 'step.json')).get('status') == 'running':  # a Dask retry: the first worker died
+        tracker.finish(prev['mlflow_run_id'], 'KILLED')
     mlflow_id = tracker.start(name or p.step, {**lineage, 'step': p.step, 'notebook': st.notebook, 'notebook_hash': p.code,
                                        'data_hash': hashlib.sha256(json.dumps(p.inputs, sort_keys=True).encode()).hexdigest(),
                                        'cache_key': p.key}, parent=parent)
@@ -306,7 +420,7 @@ def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage
     write_json(step_dir / 'step.json', rec)
     t0 = time.perf_counter()
     try:
-        error = execute_notebook(p.notebook, out_nb, p.params, step_dir, verbose)
+        error = execute_notebook(p.notebook, out_nb, p.params, step_dir, verbose, pool)
         missing = [o for o in st.outputs if not cfg.path(o).is_file()]
         if error is None and missing:
             error = {'cell': None, 'ename': 'MissingOutput', 'evalue': f"declared output {missing[0]!r} not written", 'tail': []}
@@ -336,7 +450,7 @@ def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage
     write_json(state / 'cache' / f'{p.key}.json', {k: rec[k] for k in _ENTRY_KEYS})
     return StepResult(p.step, 'done', step_dir, rec['seconds'], metrics)
 
-# %% ../nbs/02_runner.ipynb 19
+# %% ../nbs/02_runner.ipynb 21
 def parse_grid(items) -> dict[str, list[str]]:
     "`['n=50,100', 'depth=5']` -> `{'n': ['50', '100'], 'depth': ['5']}`."
     grid = {}
@@ -363,40 +477,53 @@ class SweepResult:
 
 def run_sweep(root: str | Path, step: str, grid: dict[str, list], *, random: int | None = None, seed: int = 0,
               metric: str | None = None, goal: str | None = None, profile: str | None = None,
-              overrides: dict | None = None, verbose: bool = False, echo=None) -> SweepResult:
+              overrides: dict | None = None, verbose: bool = False, echo=None,
+              executor: str | None = None, jobs: int | None = None, scheduler: str | None = None) -> SweepResult:
     "Run `step` once per trial of `grid` (after what it needs); report the best trial by `metric`."
     echo = echo or (lambda msg: print(msg, file=sys.stderr))
     cfg, overrides = load_config(root), overrides or {}
+    opts = exec_options(cfg, executor, jobs, scheduler)
     metric, goal = metric or cfg.sweep.metric, goal or cfg.sweep.goal
     if not metric: raise MlopsError("sweep: no metric to optimise (set sweep.metric in mlops.yaml or pass --metric)")
     if step not in cfg.steps: raise MlopsError(f"unknown step {step!r} (steps: {', '.join(cfg.steps)})")
     trials = sweep_trials(grid, random, seed)
-    plans = [plan(cfg, [step], profile, {**overrides, **{f'{step}.{k}': v for k, v in t.items()}}) for t in trials]
+    plans = [plan(cfg, [step], profile, {**overrides, **{f'{step}.{k}': v for k, v in t.items()}})[-1] for t in trials]
+    typed = [{k: p.params[k] for k in t} for t, p in zip(trials, plans, strict=True)]  # as the parameters cell types them
     with _locked(cfg) as state:
         before = [s for s in cfg.order([step]) if s != step]
-        if before: _run(cfg, state, before, None, profile, overrides, False, verbose, echo)
-        run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile, kind='sweep')
-        write_json(run_dir / 'run.json', {'run_id': run_id, 'kind': 'sweep', 'step': step, 'grid': grid, 'started': _now(),
-                                          'status': 'running', 'mlflow_run_id': parent, 'git': git})
-        hashes, results = FileHashes(state / 'hashes.json'), []
+        upstream = {r.step: str(r.dir) for r in _run(cfg, state, before, None, profile, overrides, False, verbose, echo,
+                                                      opts).steps} if before else {}
+        hashes = FileHashes(state / 'hashes.json')
+        hits = [_cached(cfg, state, p.key, hashes) for p in plans]
+        pool = _pool(cfg, opts, [p.notebook for p, h in zip(plans, hits, strict=True) if not h])
         try:
-            for i, (t, ps) in enumerate(zip(trials, plans, strict=True), 1):
-                p, upstream = ps[-1], {q.step: str(_cached(cfg, state, q.key, hashes)['source_dir']) for q in ps[:-1]}
-                t = {k: p.params[k] for k in t}  # as typed by the notebook's parameters cell
-                if entry := _cached(cfg, state, p.key, hashes):
-                    res = {'params': t, 'metrics': entry['metrics'], 'status': 'cached'}
-                else:
-                    r = _execute(cfg, state, p, run_id, run_dir / f'{step}-{i:03d}', tracker, parent, lineage, upstream,
-                                 verbose, name=f"{step} {' '.join(f'{k}={v}' for k, v in t.items())}")
-                    res = {'params': t, 'metrics': r.metrics, 'status': r.status}
-                if metric not in res['metrics']:
-                    raise MlopsError(f"sweep: step {step!r} did not log metric {metric!r} (logged: {', '.join(res['metrics'])})")
-                results.append(res)
-                echo(f"[{i}/{len(trials)}] {step} {t}: {metric}={res['metrics'][metric]:.4g} ({res['status']})")
-        except BaseException:
-            tracker.finish(parent, 'FAILED')
-            write_json(run_dir / 'run.json', {**json.loads((run_dir / 'run.json').read_text()), 'status': 'failed'})
-            raise
+            run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile, kind='sweep')
+            write_json(run_dir / 'run.json', {'run_id': run_id, 'kind': 'sweep', 'step': step, 'grid': grid, 'started': _now(),
+                                              'status': 'running', 'mlflow_run_id': parent, 'git': git, 'jobs': opts.jobs,
+                                              'executor': opts.executor})
+            results = [None] * len(trials)
+            try:
+                with _executor(opts) as ex:
+                    def submit(i):
+                        if e := hits[i]: return _resolved(StepResult(step, 'cached', Path(e['source_dir']), 0.0, e['metrics']))
+                        name = f"{step} {' '.join(f'{k}={v}' for k, v in typed[i].items())}"
+                        return ex.submit(execute_step, cfg.root, plans[i], run_id, run_dir / f'{step}-{i + 1:03d}', parent,
+                                         lineage, upstream, verbose, name, **_local(opts, pool, tracker))
+
+                    def done(i, r: StepResult):
+                        results[i] = {'params': typed[i], 'metrics': r.metrics, 'status': r.status}
+                        value = f"{r.metrics[metric]:.4g}" if metric in r.metrics else 'missing'
+                        echo(f"[{i + 1}/{len(trials)}] {step} {typed[i]}: {metric}={value} ({r.status})")
+                    _dispatch(list(range(len(trials))), {}, submit, opts.jobs, done)
+                if missing := [r for r in results if metric not in r['metrics']]:
+                    raise MlopsError(f"sweep: step {step!r} did not log metric {metric!r} "
+                                     f"(logged: {', '.join(missing[0]['metrics'])})")
+            except BaseException:
+                tracker.finish(parent, 'FAILED')
+                write_json(run_dir / 'run.json', {**json.loads((run_dir / 'run.json').read_text()), 'status': 'failed'})
+                raise
+        finally:
+            if pool: pool.close()
         pick = max if goal == 'max' else min
         best = pick(results, key=lambda r: r['metrics'][metric])
         tracker.finish(parent, 'FINISHED', params={f'best.{k}': v for k, v in best['params'].items()},
@@ -406,7 +533,7 @@ def run_sweep(root: str | Path, step: str, grid: dict[str, list], *, random: int
     echo(f"best of {len(results)} trials: {best['params']} with {metric}={best['metrics'][metric]:.4g} (sweep {run_id})")
     return SweepResult(run_id, metric, results, best)
 
-# %% ../nbs/02_runner.ipynb 21
+# %% ../nbs/02_runner.ipynb 23
 def _alive(pid) -> bool:
     try: os.kill(int(pid), 0)
     except (OSError, TypeError, ValueError): return False

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
 
-from .config import ProjectConfig
+from .config import MlopsError, ProjectConfig
 
 # %% auto 0
-__all__ = ['TAG', 'tracking_uri', 'artifact_location', 'git', 'git_info', 'Tracker']
+__all__ = ['TAG', 'LOCK_WAIT_ENV', 'tracking_uri', 'artifact_location', 'redact_uri', 'git', 'git_info', 'StoreLocked',
+           'retry_locked', 'Tracker']
 
 # %% ../nbs/03_tracking.ipynb 4
 def tracking_uri(cfg: ProjectConfig) -> str:
@@ -26,9 +28,18 @@ def tracking_uri(cfg: ProjectConfig) -> str:
     return uri
 
 def artifact_location(cfg: ProjectConfig) -> str | None:
-    "Where new experiments keep artifacts: `mlartifacts/` beside a SQLite store; a server decides for itself."
+    """Where new experiments keep artifacts: `artifact_location` from `mlops.yaml` (a folder every machine sees, or
+    any MLflow artifact URI), else `mlartifacts/` beside a SQLite store or in the project; a server decides for itself."""
     uri = tracking_uri(cfg)
-    return (Path(uri[len('sqlite:///'):]).parent / 'mlartifacts').as_uri() if uri.startswith('sqlite:///') else None
+    if cfg.artifact_location:
+        loc = cfg.artifact_location
+        return loc if '://' in loc else (cfg.root / loc).resolve().as_uri()
+    if uri.startswith('sqlite:///'): return (Path(uri[len('sqlite:///'):]).parent / 'mlartifacts').as_uri()
+    return None if uri.startswith(('http://', 'https://', 'databricks')) else (cfg.root / 'mlartifacts').resolve().as_uri()
+
+def redact_uri(uri: str) -> str:
+    "`uri` without its password, for logs and run records: `postgresql://me:***@db/mlflow`."
+    return re.sub(r'(://[^:/@]+):[^@/]+@', r'\1:***@', uri)
 
 # %% ../nbs/03_tracking.ipynb 6
 def git(root: Path, *args: str) -> str | None:
@@ -46,6 +57,27 @@ def git_info(root: Path) -> dict[str, str]:
 # %% ../nbs/03_tracking.ipynb 8
 TAG = 'mlops_nb.'  # prefix of our tags, so they never collide with MLflow's own
 
+LOCK_WAIT_ENV = 'MLOPS_NB_LOCK_WAIT'  # seconds to keep retrying a locked store (default 60)
+
+class StoreLocked(MlopsError):
+    "The tracking store stayed locked by another writer for longer than we wait."
+
+def _locked_store(e: Exception) -> bool:
+    return 'database is locked' in str(e) or 'could not obtain lock' in str(e)
+
+def retry_locked(fn, *args, uri: str = '', **kw):
+    "`fn(*args, **kw)`, retried with exponential backoff while the store is locked, then a `StoreLocked` error."
+    budget, delay, t0 = float(os.environ.get(LOCK_WAIT_ENV, 60)), 0.05, time.monotonic()
+    while True:
+        try: return fn(*args, **kw)
+        except Exception as e:
+            if not _locked_store(e): raise
+            if time.monotonic() - t0 + delay > budget:
+                raise StoreLocked(f"tracking store {redact_uri(uri)} is locked by another writer; gave up after "
+                                  f"{time.monotonic() - t0:.0f}s of retries ({LOCK_WAIT_ENV} to wait longer)") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
 class Tracker:
     "Opens and closes the MLflow runs of one pipeline run (a parent, then one nested run per executed step)."
     def __init__(self, cfg: ProjectConfig):
@@ -53,21 +85,33 @@ class Tracker:
         logging.getLogger('mlflow.store.db.utils').setLevel(logging.WARNING)  # "Creating initial tables" is not news
         self.uri = tracking_uri(cfg)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-        exp = self.client.get_experiment_by_name(cfg.name)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(cfg.name, artifact_location(cfg))
+        self.experiment_id = self._call(self._experiment, cfg)
+
+    def _call(self, fn, *args, **kw): return retry_locked(fn, *args, uri=self.uri, **kw)
+
+    def _experiment(self, cfg) -> str:
+        "Id of the project's experiment, created if missing (another process may create it at the same moment)."
+        if exp := self.client.get_experiment_by_name(cfg.name): return exp.experiment_id
+        try: return self.client.create_experiment(cfg.name, artifact_location(cfg))
+        except Exception:
+            if exp := self.client.get_experiment_by_name(cfg.name): return exp.experiment_id
+            raise
 
     def start(self, name: str, tags: dict, parent: str | None = None) -> str:
         "Create a run named `name` (nested under `parent` if given) with `tags`; returns its id."
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
         t = {MLFLOW_RUN_NAME: name, **{TAG + k: str(v) for k, v in tags.items()}}
         if parent: t[MLFLOW_PARENT_RUN_ID] = parent
-        return self.client.create_run(self.experiment_id, tags=t, run_name=name).info.run_id
+        return self._call(self.client.create_run, self.experiment_id, tags=t, run_name=name).info.run_id
 
     def finish(self, run_id: str, status: str, params=None, metrics=None, artifacts=()):
-        "Log `params`, `metrics` and artifact files in one batch, then end the run as FINISHED or FAILED."
+        """Log `params`, `metrics` and artifact files in one batch, then end the run as FINISHED or FAILED. Values of
+        secret-looking environment variables are masked in params: they never reach the store."""
         from mlflow.entities import Metric, Param
-        now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
-                              params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()])
-        for a in artifacts: self.client.log_artifact(run_id, str(a))
-        self.client.set_terminated(run_id, status)
+
+        from mlops_nb.report import scrub, secret_values
+        now, secrets = int(time.time() * 1000), secret_values()
+        self._call(self.client.log_batch, run_id, metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+                   params=[Param(k, scrub(str(v), secrets)[:6000]) for k, v in (params or {}).items()])
+        for a in artifacts: self._call(self.client.log_artifact, run_id, str(a))
+        self._call(self.client.set_terminated, run_id, status)

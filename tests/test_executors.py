@@ -1,0 +1,165 @@
+"""Executors: the warm-kernel pool (isolation, preloading, a crashing kernel), `--jobs`, and Dask sweeps."""
+import json
+import os
+import signal
+import time
+
+import psutil
+from conftest import mlops, write_nb
+
+TWO_STEPS = """\
+name: iso
+steps:
+  a: {notebook: notebooks/a.ipynb}
+  b: {notebook: notebooks/b.ipynb, needs: [a]}
+"""
+
+
+def _step(root, step, run='*'):
+    return json.loads(sorted(root.glob(f'runs/{run}/{step}/step.json'))[-1].read_text())
+
+
+def _two_steps(root):
+    "Step a leaves a variable, an environment variable and a changed working directory behind; b looks for them."
+    write_nb(root / 'notebooks' / 'a.ipynb', None, 'import os\nleak = 42\nos.environ["MN_LEAK"] = "1"\nos.chdir("/")',
+             'import mlops_nb as mn\nmn.log_metric("a_ran", 1)')
+    write_nb(root / 'notebooks' / 'b.ipynb', None,
+             'import os, sys\npreloaded = "fractions" in sys.modules  # before this notebook imports it',
+             'import fractions\nimport mlops_nb as mn',
+             'mn.log_metrics({"leak_seen": "leak" in globals(), "env_seen": "MN_LEAK" in os.environ,\n'
+             '                "cwd_is_notebooks": os.getcwd() == os.path.dirname(os.path.abspath("b.ipynb")) and\n'
+             '                                    os.path.basename(os.getcwd()) == "notebooks",\n'
+             '                "step_dir_ok": os.environ["MLOPS_NB_STEP_DIR"].endswith("/b"), "preloaded": preloaded})')
+    (root / 'mlops.yaml').write_text(TWO_STEPS)
+
+
+def test_warm_executor_isolates_steps_and_preloads_imports(tmp_path):
+    for executor, preloaded in (('warm', 1.0), ('local', 0.0)):
+        root = tmp_path / executor
+        _two_steps(root)
+        r = mlops(root, 'run', '--executor', executor)
+        assert r.returncode == 0, r.stderr
+        m = _step(root, 'b')['metrics']
+        assert m == {'leak_seen': 0.0, 'env_seen': 0.0, 'cwd_is_notebooks': 1.0, 'step_dir_ok': 1.0, 'preloaded': preloaded}
+    assert 'warm executor' in r.stderr or executor == 'local'
+
+
+def test_executor_from_mlops_yaml(tmp_path):
+    _two_steps(tmp_path)
+    (tmp_path / 'mlops.yaml').write_text(TWO_STEPS + 'executor: warm\n')
+    r = mlops(tmp_path, 'run')
+    assert r.returncode == 0, r.stderr
+    assert '(warm executor, 1 at a time)' in r.stderr
+    assert _step(tmp_path, 'b')['metrics']['preloaded'] == 1.0
+
+
+def test_a_crashing_kernel_fails_its_step_only(tmp_path):
+    write_nb(tmp_path / 'notebooks' / 'crash.ipynb', None, 'x = 1', 'import os, signal\nos.kill(os.getpid(), signal.SIGKILL)')
+    write_nb(tmp_path / 'notebooks' / 'ok.ipynb', None, 'import time\ntime.sleep(2)',
+             'import mlops_nb as mn\nmn.log_metric("ok", 1)')
+    (tmp_path / 'mlops.yaml').write_text('name: crash\nsteps:\n  crash: {notebook: notebooks/crash.ipynb}\n'
+                                         '  ok: {notebook: notebooks/ok.ipynb}\n')
+    r = mlops(tmp_path, 'run', '--executor', 'warm', '--jobs', '2')
+    assert r.returncode != 0
+    assert "step 'crash' failed in notebooks/crash.ipynb, cell 3: DeadKernelError: the kernel died" in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr
+    assert _step(tmp_path, 'crash')['status'] == 'failed' and _step(tmp_path, 'ok')['status'] == 'done'
+    write_nb(tmp_path / 'notebooks' / 'crash.ipynb', None, 'x = 1')
+    r = mlops(tmp_path, 'run', '--executor', 'warm')
+    assert r.returncode == 0, r.stderr
+    assert 'ok: cached' in r.stderr and 'crash: done' in r.stderr
+
+
+def test_jobs_run_independent_steps_at_once_and_dependants_after(tmp_path):
+    for s in ('left', 'right', 'join'):
+        write_nb(tmp_path / 'notebooks' / f'{s}.ipynb', None,
+                 'import time\nimport mlops_nb as mn\nstart = time.time()\ntime.sleep(2)',
+                 'mn.log_metrics({"start": start, "end": time.time()})')
+    (tmp_path / 'mlops.yaml').write_text('name: par\nsteps:\n  left: {notebook: notebooks/left.ipynb}\n'
+                                         '  right: {notebook: notebooks/right.ipynb}\n'
+                                         '  join: {notebook: notebooks/join.ipynb, needs: [left, right]}\n')
+    r = mlops(tmp_path, 'run', '--jobs', '2')
+    assert r.returncode == 0, r.stderr
+    left, right, join = (_step(tmp_path, s)['metrics'] for s in ('left', 'right', 'join'))
+    assert left['start'] < right['end'] and right['start'] < left['end'], (left, right)  # they overlapped
+    assert join['start'] >= max(left['end'], right['end'])
+
+
+SWEEP = """\
+name: sweep
+steps:
+  prep:  {notebook: notebooks/prep.ipynb, outputs: [data/base.txt]}
+  train: {notebook: notebooks/train.ipynb, needs: [prep]}
+sweep: {metric: score, goal: max}
+"""
+
+
+def _sweep_project(root, pause=0.0):
+    "A sweep whose score peaks at x=3 (not at an end of the grid), on top of a prepared base value."
+    write_nb(root / 'notebooks' / 'prep.ipynb', None,
+             'import mlops_nb as mn\nmn.output_path("data/base.txt").write_text("10")')
+    write_nb(root / 'notebooks' / 'train.ipynb', f'x = 0\npause = {pause}',
+             'import time\nimport mlops_nb as mn\ntime.sleep(pause)',
+             'base = float(mn.input_path("data/base.txt").read_text())\nmn.log_metric("score", base - (x - 3) ** 2)')
+    (root / 'mlops.yaml').write_text(SWEEP)
+
+
+def _trial_runs(root, sweep_run_id):
+    "The nested MLflow runs under the sweep's parent run."
+    from mlflow.tracking import MlflowClient
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    client = MlflowClient(uri)
+    parent = json.loads((root / 'runs' / sweep_run_id / 'run.json').read_text())['mlflow_run_id']
+    exp = client.get_experiment_by_name('sweep')
+    return client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'", max_results=100)
+
+
+def _sweep_run_id(root):
+    return next(json.loads(f.read_text())['run_id'] for f in sorted(root.glob('runs/*/run.json'), reverse=True)
+                if json.loads(f.read_text()).get('kind') == 'sweep')
+
+
+def test_dask_sweep_matches_the_local_executor(tmp_path):
+    best = {}
+    for executor in ('local', 'dask'):
+        root = tmp_path / executor
+        _sweep_project(root)
+        r = mlops(root, 'sweep', 'train', 'x=0,1,2,3,4,5,6,7', '--executor', executor, '--jobs', '2')
+        assert r.returncode == 0, r.stderr
+        run = json.loads((root / 'runs' / _sweep_run_id(root) / 'run.json').read_text())
+        best[executor] = run['best']
+        assert len(run['trials']) == 8 and all(t['status'] == 'done' for t in run['trials'])
+        runs = _trial_runs(root, run['run_id'])
+        assert sorted(r.data.tags['mlflow.runName'] for r in runs) == [f'train x={i}' for i in range(8)]
+        assert {r.info.status for r in runs} == {'FINISHED'}
+    assert best['dask'] == best['local'] == {'params': {'x': 3}, 'metrics': {'score': 10.0}, 'status': 'done'}
+
+
+def _workers(pid):
+    "Dask worker processes of the runner `pid` (spawned children running a Python interpreter)."
+    return [c for c in psutil.Process(pid).children() if 'spawn_main' in ' '.join(c.cmdline())]
+
+
+def test_dask_worker_killed_mid_sweep_still_finishes_every_trial(tmp_path):
+    import subprocess
+
+    from conftest import BIN, clean_env
+    _sweep_project(tmp_path, pause=3.0)
+    assert mlops(tmp_path, 'run', 'prep').returncode == 0
+    proc = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(tmp_path), 'sweep', 'train', 'x=0,1,2,3,4,5,6,7',
+                             '--executor', 'dask', '--jobs', '2'], stderr=subprocess.PIPE, text=True, env=clean_env())
+    deadline = time.time() + 120
+    while not list(tmp_path.glob('runs/*/train-00[12]/step.json')) and time.time() < deadline: time.sleep(0.2)
+    time.sleep(1.0)  # the trials' notebooks are running now
+    workers = _workers(proc.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[0].pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    run = json.loads((tmp_path / 'runs' / _sweep_run_id(tmp_path) / 'run.json').read_text())
+    assert len(run['trials']) == 8 and run['best']['params'] == {'x': 3}
+    runs = _trial_runs(tmp_path, run['run_id'])
+    finished = sorted(r.data.tags['mlflow.runName'] for r in runs if r.info.status == 'FINISHED')
+    assert finished == [f'train x={i}' for i in range(8)]  # each trial finished exactly once
+    assert {r.info.status for r in runs} <= {'FINISHED', 'KILLED', 'RUNNING'}
+    assert len(runs) > 8  # the killed attempt left a run, not marked finished
