@@ -56,6 +56,138 @@ def cache_hit(repeat: int) -> dict:
     return out
 
 
+
+_SCRIPT = """# Baseline: the weather notebooks' code as one Python process, with the same per-step MLflow bookkeeping.
+import json, os, sys
+from pathlib import Path
+import mlflow
+from IPython.display import display
+import mlops_nb.api
+from mlops_nb.config import load_config, write_json
+from mlops_nb.tracking import Tracker
+root = Path(sys.argv[1]).resolve()
+cfg, steps = load_config(root), json.loads(Path(sys.argv[2]).read_text())
+tracker = Tracker(cfg)
+parent = tracker.start('script', {})
+upstream = json.loads(Path(sys.argv[3]).read_text()) if len(sys.argv) > 3 else {}  # steps run before, for a loop
+for i, (step, folder, code) in enumerate(steps):
+    d = root / 'script' / f'{i}-{step}'
+    d.mkdir(parents=True, exist_ok=True)
+    rid = tracker.start(step, {}, parent)
+    write_json(d / 'context.json', {'root': str(root), 'tracking_uri': tracker.uri, 'experiment': cfg.name, 'step': step,
+                                    'run_id': 'script', 'mlflow_run_id': rid, 'upstream': dict(upstream), 'lineage': {}})
+    os.environ['MLOPS_NB_STEP_DIR'] = str(d)
+    mlops_nb.api.context.cache_clear()
+    os.chdir(folder)
+    sys.path.insert(0, folder)
+    exec(compile(code, step + '.py', 'exec'), {'__name__': '__main__', 'display': display})
+    read = lambda n: json.loads((d / n).read_text()) if (d / n).exists() else {}
+    write_json(d / 'step.json', {'step': step, 'status': 'done', 'metrics': read('metrics.json'), 'models': read('models.json'),
+                                 'mlflow_run_id': rid, 'outputs': {}})
+    if mlflow.active_run(): mlflow.end_run()
+    tracker.finish(rid, 'FINISHED', read('params.json'), read('metrics.json'))
+    upstream[step] = str(d)
+tracker.finish(parent, 'FINISHED')
+"""
+
+
+def _weather(d: Path) -> Path:
+    "A fresh `mlops-nb init` of the weather example under `d`."
+    root = d / 'weather'
+    subprocess.run([BIN / 'mlops-nb', 'init', root, '--name', 'weather'], check=True, capture_output=True)
+    return root
+
+
+def _script_steps(root: Path, profile: str, steps=None, overrides=None) -> list:
+    "[step, notebook folder, code] per step: code cells in order, the parameters cell replaced by resolved values."
+    from mlops_nb.config import load_config
+    from mlops_nb.params import cell_source, load_notebook, parameters_cell
+    from mlops_nb.runner import plan
+    cfg, out = load_config(root), []
+    for p in plan(cfg, steps, profile, overrides):
+        nb = load_notebook(p.notebook)
+        pcell = parameters_cell(nb)
+        code = [''.join(f'{k} = {v!r}\n' for k, v in p.params.items()) if cell_source(c) == pcell else cell_source(c)
+                for c in nb['cells'] if c.get('cell_type') == 'code']
+        out.append([p.step, str(p.notebook.parent), '\n'.join('\n'.join(ln for ln in c.splitlines()
+                                                                      if not ln.lstrip().startswith(('%', '!'))) for c in code)])
+    return out
+
+
+def pipeline(repeat: int) -> dict:
+    "The weather `pr` pipeline: one plain script vs mlops_nb with cold kernels and with the warm executor; cache-hit rerun."
+    times = {'script': [], 'local': [], 'warm': [], 'cache_hit': []}
+    for _ in range(repeat):
+        d = Path(tempfile.mkdtemp())
+        root = _weather(d / 's')
+        spec = d / 'steps.json'
+        spec.write_text(json.dumps(_script_steps(root, 'pr')))
+        times['script'].append(_timed([sys.executable, '-c', _SCRIPT, root, spec]))
+        for ex in ('local', 'warm'):
+            root = _weather(d / ex)
+            times[ex].append(_timed([BIN / 'mlops-nb', '-C', root, 'run', '--profile', 'pr', '--executor', ex]))
+        times['cache_hit'].append(_timed([BIN / 'mlops-nb', '-C', root, 'run', '--profile', 'pr']))
+        shutil.rmtree(d, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {**{f'{k}_s': v for k, v in med.items()}, 'all_s': times,
+            'local_vs_script': med['local'] / med['script'], 'warm_vs_script': med['warm'] / med['script']}
+
+
+GRID = ['n_estimators=20,30,40,50', 'max_depth=4,8']
+
+
+def sweep(repeat: int) -> dict:
+    "An 8-trial sweep of the weather train step: a plain loop vs mlops_nb warm with --jobs 1 and 2, and Dask 1 vs 2 workers."
+    d = Path(tempfile.mkdtemp())
+    root = _weather(d)
+    subprocess.run([BIN / 'mlops-nb', '-C', root, 'run', 'features', '--profile', 'pr'], check=True, capture_output=True)
+    times, seed = {'loop': [], 'warm_jobs1': [], 'warm_jobs2': [], 'dask_workers1': [], 'dask_workers2': []}, 100
+    for _ in range(repeat):
+        trials = [{'n_estimators': n, 'max_depth': m} for n in (20, 30, 40, 50) for m in (4, 8)]
+        spec = d / 'loop.json'
+        seed += 1
+        spec.write_text(json.dumps([s for t in trials for s in _script_steps(
+            root, 'pr', ['train'], {**{f'train.{k}': str(v) for k, v in t.items()}, 'train.seed': str(seed)})[-1:]]))
+        times['loop'].append(_timed([sys.executable, '-c', _SCRIPT, root, spec, _upstream(root, d / 'upstream.json')]))
+        for name in ('warm_jobs1', 'warm_jobs2', 'dask_workers1', 'dask_workers2'):
+            seed += 1
+            times[name].append(_timed([BIN / 'mlops-nb', '-C', root, 'sweep', 'train', *GRID, '--profile', 'pr',
+                                       '-p', f'train.seed={seed}', '--executor', name[:4], '--jobs', name[-1]]))
+    shutil.rmtree(d, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {**{f'{k}_s': v for k, v in med.items()}, 'all_s': times, 'warm_jobs1_vs_loop': med['warm_jobs1'] / med['loop'],
+            'jobs2_speedup': med['warm_jobs1'] / med['warm_jobs2'],
+            'dask_2_workers_speedup': med['dask_workers1'] / med['dask_workers2']}
+
+
+def _upstream(root: Path, out: Path) -> Path:
+    "Write the latest successful folder of each step (what a loop's trials read upstream) to `out`."
+    found = {}
+    for f in sorted(root.glob('runs/*/*/step.json')):
+        rec = json.loads(f.read_text())
+        if rec['status'] in ('done', 'cached'): found[rec['step']] = rec.get('source_dir', str(f.parent))
+    out.write_text(json.dumps(found))
+    return out
+
+
+def tracking(n: int) -> dict:
+    "Seconds per logged metric (one `log_metric` call each) into SQLite vs a throwaway PostgreSQL on localhost."
+    from mlflow.tracking import MlflowClient
+    from services import pg_bin, postgres
+
+    def per_metric(uri: str) -> float:
+        c = MlflowClient(uri)
+        run = c.create_run(c.create_experiment(f'bench-{time.time_ns()}', artifact_location=Path(tempfile.mkdtemp()).as_uri()))
+        t = time.perf_counter()
+        for i in range(n): c.log_metric(run.info.run_id, 'm', float(i), step=i)
+        return (time.perf_counter() - t) / n
+    out = {'sqlite_s_per_metric': per_metric(f"sqlite:///{Path(tempfile.mkdtemp()) / 'mlruns.db'}")}
+    if pg_bin():
+        with postgres() as uri: out['postgres_s_per_metric'] = per_metric(uri)
+        out['postgres_vs_sqlite'] = out['postgres_s_per_metric'] / out['sqlite_s_per_metric']
+    return out
+
+
 _PROFILE = ("import os, resource, sys, time; from mlops_nb.data import profile_file; t = time.perf_counter(); "
             "v, n, _ = profile_file(sys.argv[1], chunksize=100_000); "
             "print(n, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
@@ -159,17 +291,36 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument('--quick', action='store_true', help='smaller sizes, fewer repeats')
     ap.add_argument('--out', type=Path, default=REPO / 'reports' / 'bench')
-    ap.add_argument('--only', choices=['cache_hit', 'monitor_profile', 'serving'], help='run one benchmark and print it')
+    ap.add_argument('--only', choices=['pipeline', 'sweep', 'tracking', 'cache_hit', 'monitor_profile', 'serving'],
+                    help='run one benchmark and print it')
     a = ap.parse_args()
-    cases = {'cache_hit': lambda: cache_hit(3 if a.quick else 7),
+    cases = {'pipeline': lambda: pipeline(1 if a.quick else 3),
+             'sweep': lambda: sweep(1),
+             'tracking': lambda: tracking(100 if a.quick else 300),
+             'cache_hit': lambda: cache_hit(3 if a.quick else 7),
              'monitor_profile': lambda: monitor_profile(200_000 if a.quick else 1_000_000),
              'serving': lambda: serving(400 if a.quick else 2000)}
     if a.only: return print(json.dumps(cases[a.only](), indent=1))
     results = {'machine': {'cpus': os.cpu_count(), 'python': sys.version.split()[0]}, **{k: f() for k, f in cases.items()}}
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / 'results.json').write_text(json.dumps(results, indent=1))
-    c, m = results['cache_hit'], results['monitor_profile']
+    c, m, p, w, t = (results[k] for k in ('cache_hit', 'monitor_profile', 'pipeline', 'sweep', 'tracking'))
     lines = ['| benchmark | measured | baseline (same run) | ratio |', '|---|---|---|---|',
+             f"| weather pr pipeline, warm executor | {p['warm_s']:.1f} s | plain script {p['script_s']:.1f} s | "
+             f"{p['warm_vs_script']:.2f}× |",
+             f"| weather pr pipeline, cold kernels | {p['local_s']:.1f} s | plain script {p['script_s']:.1f} s | "
+             f"{p['local_vs_script']:.2f}× |",
+             f"| weather pipeline cache-hit rerun | {p['cache_hit_s']:.2f} s | | |",
+             f"| 8-trial sweep, warm, --jobs 1 | {w['warm_jobs1_s']:.1f} s | plain loop {w['loop_s']:.1f} s | "
+             f"{w['warm_jobs1_vs_loop']:.2f}× |",
+             f"| 8-trial sweep, warm, --jobs 2 | {w['warm_jobs2_s']:.1f} s | --jobs 1 {w['warm_jobs1_s']:.1f} s | "
+             f"{w['jobs2_speedup']:.2f}× faster |",
+             f"| 8-trial sweep, Dask 2 workers | {w['dask_workers2_s']:.1f} s | 1 worker {w['dask_workers1_s']:.1f} s | "
+             f"{w['dask_2_workers_speedup']:.2f}× faster |"]
+    if 'postgres_s_per_metric' in t:
+        lines.append(f"| one logged metric, PostgreSQL | {1000 * t['postgres_s_per_metric']:.1f} ms | "
+                     f"SQLite {1000 * t['sqlite_s_per_metric']:.1f} ms | {t['postgres_vs_sqlite']:.2f}× |")
+    lines += [
              f"| cache-hit rerun, 3 steps | {c['mlops_nb_cache_hit_s']:.3f} s | python start {c['python_start_s']:.3f} s | "
              f"{c['ratio_vs_python_start']:.1f}× |"]
     if 'dvc_repro_s' in c:

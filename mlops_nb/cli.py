@@ -5,6 +5,7 @@
 # %% ../nbs/12_cli.ipynb 3
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -17,11 +18,19 @@ __all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'monitor', 'serv
            'reconcile', 'rollback', 'init_project', 'init', 'ci_event', 'run_ci', 'ci']
 
 # %% ../nbs/12_cli.ipynb 4
+_NO_SPACE = re.compile(r'No space left|File too large|database or disk is full|disk I/O error|Disk quota exceeded|'
+                       r'Read-only file system')  # SQLite reports a full disk as either of its two messages
+
 class _Group(click.Group):
-    "A click group that renders `MlopsError` as a one-line error with exit code 1."
+    "A click group that renders `MlopsError`, and a full disk, as a one-line error with exit code 1."
     def invoke(self, ctx):
         try: return super().invoke(ctx)
         except MlopsError as e: raise click.ClickException(str(e)) from None
+        except Exception as e:
+            if not _NO_SPACE.search(str(e)): raise
+            where = f" writing {e.filename}" if getattr(e, 'filename', None) else ''
+            raise click.ClickException(f"write failed{where} (disk full?): {str(e).splitlines()[0]}; finished runs, cached "
+                                       "steps and registered versions are unchanged (free space, then run again)") from None
 
 @click.group(cls=_Group, context_settings={'help_option_names': ['-h', '--help']})
 @click.version_option(__version__, '-V', '--version', prog_name='mlops-nb')

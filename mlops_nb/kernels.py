@@ -50,8 +50,15 @@ def step_kernel_manager(env: dict[str, str]) -> type:
     return StepKernelManager
 
 # %% ../nbs/02a_kernels.ipynb 7
+_LAZY = {  # mlops_nb functions -> the modules they import when called
+    **dict.fromkeys(['log_model', 'load_model'], ('mlflow', 'mlflow.sklearn', 'mlflow.models', 'skops.io')),
+    **dict.fromkeys(['register_model', 'client_for', 'alias_version', 'promote'], ('mlflow',)),
+    **dict.fromkeys(['log_profile', 'profile', 'check_constraints', 'read_profile'], ('whylogs',)),
+    'log_figure': ('matplotlib.pyplot',)}
+
 def notebook_imports(nb_path: Path, root: Path) -> tuple[str, ...]:
-    "Modules `nb_path` imports (`import a.b`, `from a.b import c` give `a.b`) that come from installed packages."
+    """Modules `nb_path` imports (`import a.b`, `from a.b import c` give `a.b`), and those the mlops_nb functions it
+    calls import lazily, that come from installed packages."""
     mods = {}
     for c in load_notebook(nb_path)['cells']:
         if c.get('cell_type') != 'code': continue
@@ -60,7 +67,10 @@ def notebook_imports(nb_path: Path, root: Path) -> tuple[str, ...]:
         except SyntaxError: continue
         for n in ast.walk(tree):
             if isinstance(n, ast.Import): mods.update(dict.fromkeys(a.name for a in n.names))
-            elif isinstance(n, ast.ImportFrom) and n.module and not n.level: mods[n.module] = None
+            elif isinstance(n, ast.ImportFrom) and n.module and not n.level:
+                mods[n.module] = None
+                mods.update(dict.fromkeys(m for a in n.names for m in _LAZY.get(a.name, ())))
+            elif isinstance(n, ast.Attribute): mods.update(dict.fromkeys(_LAZY.get(n.attr, ())))
     return tuple(m for m in mods if _installed(m.partition('.')[0], root.resolve()))
 
 @cache
@@ -95,9 +105,16 @@ class KernelPool:
             self._fill()
 
     def _fill(self):
-        while self._plan and len(self._warming) < self.size and not self.closed:
+        "Warm the next planned kernels, two at a time (the first needed are ready soonest), up to `size` ahead."
+        while self._plan and len(self._warming) < self.size and not self.closed and \
+                sum(not f.done() for _, f in self._warming) < 2:
             mods = self._plan.pop(0)
-            self._warming.append((mods, asyncio.run_coroutine_threadsafe(self._start(mods), self.loop)))
+            fut = asyncio.run_coroutine_threadsafe(self._start(mods), self.loop)
+            self._warming.append((mods, fut))
+            fut.add_done_callback(lambda _: self._refill())
+
+    def _refill(self):
+        with self._lock: self._fill()
 
     async def _start(self, mods: tuple[str, ...]):
         km = kernel_manager_class()()

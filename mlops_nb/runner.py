@@ -252,7 +252,7 @@ def _executor(opts: ExecOptions):
 def _pool(cfg: ProjectConfig, opts: ExecOptions, notebooks: list[Path]) -> KernelPool | None:
     "For the warm executor, a kernel pool already warming kernels for `notebooks`, in order."
     if opts.executor != 'warm' or not notebooks: return None
-    pool = KernelPool(cfg.root, size=opts.jobs + 1)
+    pool = KernelPool(cfg.root, size=opts.jobs + 2)
     pool.plan([notebook_imports(nb, cfg.root) for nb in notebooks])
     return pool
 
@@ -491,7 +491,9 @@ def run_sweep(root: str | Path, step: str, grid: dict[str, list], *, random: int
     typed = [{k: p.params[k] for k in t} for t, p in zip(trials, plans, strict=True)]  # as the parameters cell types them
     with _locked(cfg) as state:
         before = [s for s in cfg.order([step]) if s != step]
-        upstream = {r.step: str(r.dir) for r in _run(cfg, state, before, None, profile, overrides, False, verbose, echo,
+        declared = set().union(*(notebook_params(cfg.path(cfg.steps[s].notebook), state / 'params') for s in before))
+        pre = {k: v for k, v in overrides.items() if (k.split('.', 1)[0] in before if '.' in k else k in declared)}
+        upstream = {r.step: str(r.dir) for r in _run(cfg, state, before, None, profile, pre, False, verbose, echo,
                                                       opts).steps} if before else {}
         hashes = FileHashes(state / 'hashes.json')
         hits = [_cached(cfg, state, p.key, hashes) for p in plans]

@@ -82,20 +82,24 @@ class Tracker:
     "Opens and closes the MLflow runs of one pipeline run (a parent, then one nested run per executed step)."
     def __init__(self, cfg: ProjectConfig):
         from mlflow.tracking import MlflowClient
-        logging.getLogger('mlflow.store.db.utils').setLevel(logging.WARNING)  # "Creating initial tables" is not news
+        # "Creating initial tables" is not news, and a database error is re-raised (and reported once, by us)
+        logging.getLogger('mlflow.store.db.utils').setLevel(logging.CRITICAL)
         self.uri = tracking_uri(cfg)
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-        self.experiment_id = self._call(self._experiment, cfg)
+        self.client, self.experiment_id = self._call(self._open, MlflowClient, cfg)
 
     def _call(self, fn, *args, **kw): return retry_locked(fn, *args, uri=self.uri, **kw)
 
-    def _experiment(self, cfg) -> str:
-        "Id of the project's experiment, created if missing (another process may create it at the same moment)."
-        if exp := self.client.get_experiment_by_name(cfg.name): return exp.experiment_id
-        try: return self.client.create_experiment(cfg.name, artifact_location(cfg))
-        except Exception:
-            if exp := self.client.get_experiment_by_name(cfg.name): return exp.experiment_id
-            raise
+    def _open(self, client_class, cfg):
+        """A client and the id of the project's experiment, created if missing. Two processes opening a new database
+        store at once race to create its tables (and the experiment): the loser waits for the winner and tries again."""
+        for attempt in range(6):
+            try:
+                client = client_class(tracking_uri=self.uri, registry_uri=self.uri)
+                if exp := client.get_experiment_by_name(cfg.name): return client, exp.experiment_id
+                return client, client.create_experiment(cfg.name, artifact_location(cfg))
+            except Exception as e:
+                if attempt == 5 or not re.search(r'already exists|duplicate key', str(e)): raise
+                time.sleep(0.5 * (attempt + 1))
 
     def start(self, name: str, tags: dict, parent: str | None = None) -> str:
         "Create a run named `name` (nested under `parent` if given) with `tags`; returns its id."

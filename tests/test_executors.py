@@ -124,7 +124,7 @@ def test_dask_sweep_matches_the_local_executor(tmp_path):
     for executor in ('local', 'dask'):
         root = tmp_path / executor
         _sweep_project(root)
-        r = mlops(root, 'sweep', 'train', 'x=0,1,2,3,4,5,6,7', '--executor', executor, '--jobs', '2')
+        r = mlops(root, 'sweep', 'train', 'x=0,1,2,3,4,5,6,7', '-p', 'train.pause=0.1', '--executor', executor, '--jobs', '2')
         assert r.returncode == 0, r.stderr
         run = json.loads((root / 'runs' / _sweep_run_id(root) / 'run.json').read_text())
         best[executor] = run['best']

@@ -1,0 +1,122 @@
+"""Faults: a locked tracking store, a full disk, secrets in the environment, and SIGKILL during the report build."""
+import hashlib
+import json
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import BIN, clean_env, mlops, write_nb
+
+
+def _state(root) -> dict:
+    "Content hash of everything a finished run leaves: run folders, cache entries, object store."
+    files = [*root.glob('runs/**/*'), *root.glob('.mlops_nb/cache/*'), *root.glob('.mlops_nb/objects/**/*')]
+    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(files) if f.is_file()}
+
+
+def _hold_lock(db, seconds: float) -> subprocess.Popen:
+    "Another writer holding SQLite's exclusive lock on `db` for `seconds`."
+    code = (f"import sqlite3, time; c = sqlite3.connect({str(db)!r}, isolation_level=None); c.execute('BEGIN EXCLUSIVE');"
+            f" print('locked', flush=True); time.sleep({seconds}); c.execute('ROLLBACK')")
+    p = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == 'locked'
+    return p
+
+
+def test_locked_store_is_retried_then_the_run_finishes(three_step):
+    assert mlops(three_step, 'run').returncode == 0
+    holder = _hold_lock(three_step / 'mlruns.db', 8)  # longer than SQLite's own 5 s busy wait: our retries must kick in
+    t = time.monotonic()
+    r = mlops(three_step, 'run', '-p', 'boost=1')
+    holder.wait()
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t > 7  # it waited for the other writer instead of failing
+
+
+def test_locked_store_gives_up_with_a_clear_error_and_loses_nothing(three_step):
+    assert mlops(three_step, 'run').returncode == 0
+    before = _state(three_step)
+    holder = _hold_lock(three_step / 'mlruns.db', 20)
+    try: r = mlops(three_step, 'run', '-p', 'boost=2', env={**clean_env(), 'MLOPS_NB_LOCK_WAIT': '3'})
+    finally: holder.kill()
+    assert r.returncode == 1
+    assert 'is locked by another writer; gave up after' in r.stderr and 'MLOPS_NB_LOCK_WAIT' in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr
+    assert _state(three_step) == before
+    assert mlops(three_step, 'run', '-p', 'boost=2').returncode == 0
+
+
+def _small_disk(limit: int):
+    "A process whose files cannot grow past `limit` bytes (EFBIG, like a full disk), children included."
+    def set_limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return set_limit
+
+
+def _run_limited(root, limit: int) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / 'mlops-nb'), '-C', str(root), 'run'], capture_output=True, text=True,
+                          env=clean_env(), preexec_fn=_small_disk(limit))
+
+
+def test_full_disk_is_a_clear_error_and_the_next_run_finishes(three_step):
+    assert mlops(three_step, 'run').returncode == 0
+    before = _state(three_step)
+    write_nb(three_step / 'notebooks' / 'train.ipynb', 'boost = 0\npause = 0.0',
+             'import mlops_nb as mn\nblob = mn.output_path("data/model.bin")\nblob.write_bytes(b"x" * 3_000_000)',
+             'mn.log_metric("size", blob.stat().st_size)')
+    # the notebook's own write fails: that step fails, naming the cell
+    r = _run_limited(three_step, 2_000_000)
+    assert r.returncode == 1
+    assert "step 'train' failed in notebooks/train.ipynb, cell 3: OSError: [Errno 27] File too large" in r.stderr, r.stderr
+    assert _state(three_step).items() >= before.items()  # nothing that existed changed
+    # the tracking store cannot grow: one line, no traceback
+    r = _run_limited(three_step, (three_step / 'mlruns.db').stat().st_size)
+    assert r.returncode == 1
+    assert 'Error: write failed (disk full?): ' in r.stderr and 'unchanged (free space, then run again)' in r.stderr, r.stderr
+    assert 'Traceback' not in r.stderr
+    assert _state(three_step).items() >= before.items()
+    r = mlops(three_step, 'run')
+    assert r.returncode == 0, r.stderr
+    assert 'ingest: cached' in r.stderr and 'train: done' in r.stderr
+
+
+def test_secrets_never_reach_notebooks_mlflow_or_reports(three_step):
+    secret = 'hunter2-very-secret-value'
+    write_nb(three_step / 'notebooks' / 'train.ipynb', 'boost = 0\npause = 0.0',
+             'import os\nimport mlops_nb as mn\ntoken = os.environ["SERVICE_API_TOKEN"]\nprint("using", token)',
+             'mn.log_params({"endpoint": f"https://api.example.com/?key={token}"})\nmn.log_metric("total", 1)\ntoken')
+    r = mlops(three_step, 'run', env={**clean_env(), 'SERVICE_API_TOKEN': secret})
+    assert r.returncode == 0, r.stderr
+    assert mlops(three_step, 'report', env={**clean_env(), 'SERVICE_API_TOKEN': secret}).returncode == 0
+    executed = next(three_step.glob('runs/*/train/train.ipynb')).read_text()
+    assert secret not in executed and 'using [redacted]' in executed
+    from mlflow.tracking import MlflowClient
+    c = MlflowClient(f"sqlite:///{three_step / 'mlruns.db'}")
+    run = c.get_run(json.loads(next(three_step.glob('runs/*/train/step.json')).read_text())['mlflow_run_id'])
+    assert run.data.params['endpoint'] == 'https://api.example.com/?key=[redacted]'
+    for f in (three_step / 'reports').rglob('*'):
+        if f.is_file() and f.suffix in ('.html', '.md', '.json', '.ipynb'): assert secret not in f.read_text(), f
+    # and a failure message quoting the secret does not print it either
+    write_nb(three_step / 'notebooks' / 'train.ipynb', 'boost = 0\npause = 0.0',
+             'import os\nraise ValueError("bad token " + os.environ["SERVICE_API_TOKEN"])')
+    r = mlops(three_step, 'run', env={**clean_env(), 'SERVICE_API_TOKEN': secret})
+    assert r.returncode == 1 and 'ValueError: bad token [redacted]' in r.stderr and secret not in r.stderr, r.stderr
+
+
+def test_sigkill_during_the_report_build_leaves_no_broken_page(three_step):
+    assert mlops(three_step, 'run').returncode == 0
+    assert mlops(three_step, 'run', '-p', 'boost=1').returncode == 0
+    for delay in (0.8, 1.6, 2.4):
+        p = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(three_step), 'report'], env=clean_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        for f in (three_step / 'reports').rglob('*.html'):  # every page there is whole (written atomically)
+            assert f.read_text().rstrip().endswith('</html>'), f
+    r = mlops(three_step, 'report')
+    assert r.returncode == 0, r.stderr
+    assert len(list((three_step / 'reports').rglob('*.html'))) >= 4
