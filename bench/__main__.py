@@ -235,6 +235,24 @@ def _load(url: str, body, n: int, threads: int = 4, headers=None) -> dict:
     return {'rps': len(lats) / wall, 'p50_ms': float(np.percentile(ms, 50)), 'p99_ms': float(np.percentile(ms, 99))}
 
 
+def _wrk(url: str, body: str, connections: int, runs: int = 3, seconds: int = 5) -> dict | None:
+    "Debian's `wrk` (a C load generator) POSTing `body`: median over `runs` of req/s and p50/p99, or None without wrk."
+    wrk = shutil.which('wrk')
+    if not wrk: return None
+    lua = Path(tempfile.mkdtemp()) / 'post.lua'
+    lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
+    unit = {'us': 1e-3, 'ms': 1.0, 's': 1e3}
+    out = []
+    for _ in range(runs):
+        text = subprocess.run([wrk, '-t', '1', '-c', str(connections), '-d', f'{seconds}s', '--latency', '-s', lua, url],
+                              check=True, capture_output=True, text=True).stdout
+        pct = {ln.split()[0]: ln.split()[1] for ln in text.splitlines() if ln.strip().startswith(('50%', '99%'))}
+        ms = {k: float(v.rstrip('usm')) * unit[v.lstrip('0123456789.')] for k, v in pct.items()}
+        rps = float(next(ln.split()[1] for ln in text.splitlines() if ln.startswith('Requests/sec')))
+        out.append({'rps': rps, 'p50_ms': ms['50%'], 'p99_ms': ms['99%']})
+    return {k: statistics.median(o[k] for o in out) for k in out[0]} | {'runs': out}
+
+
 def _wait(url: str, proc, seconds=180):
     import requests
     deadline = time.monotonic() + seconds
@@ -274,6 +292,8 @@ def serving(n: int) -> dict:
         _wait(f'http://127.0.0.1:{ports[1]}/health', theirs)
         one, hundred = X.iloc[0].to_dict(), X.sample(100, replace=True, random_state=0).to_dict('records')
         res = {
+            'mlops_nb_single_wrk_1conn': _wrk(f'http://127.0.0.1:{ports[0]}/predict', json.dumps(one), 1),
+            'mlops_nb_single_wrk_2conn': _wrk(f'http://127.0.0.1:{ports[0]}/predict', json.dumps(one), 2),
             'mlops_nb_single': _load(f'http://127.0.0.1:{ports[0]}/predict', json.dumps(one), n),
             'mlflow_single': _load(f'http://127.0.0.1:{ports[1]}/invocations', json.dumps({'dataframe_records': [one]}), n // 4),
             'mlops_nb_batch100': _load(f'http://127.0.0.1:{ports[0]}/predict', json.dumps({'records': hundred}), n // 4),
@@ -287,12 +307,55 @@ def serving(n: int) -> dict:
     return res
 
 
+def _table(results: dict) -> list[str]:
+    "The markdown table of whichever benchmarks `results` holds."
+    lines = ['| benchmark | measured | baseline (same run) | ratio |', '|---|---|---|---|']
+    if p := results.get('pipeline'):
+        lines += [f"| weather pr pipeline, warm executor | {p['warm_s']:.1f} s | plain script {p['script_s']:.1f} s | "
+                  f"{p['warm_vs_script']:.2f}× |",
+                  f"| weather pr pipeline, cold kernels | {p['local_s']:.1f} s | plain script {p['script_s']:.1f} s | "
+                  f"{p['local_vs_script']:.2f}× |",
+                  f"| weather pipeline cache-hit rerun | {p['cache_hit_s']:.2f} s | | |"]
+    if w := results.get('sweep'):
+        lines += [f"| 8-trial sweep, warm, --jobs 1 | {w['warm_jobs1_s']:.1f} s | plain loop {w['loop_s']:.1f} s | "
+                  f"{w['warm_jobs1_vs_loop']:.2f}× |",
+                  f"| 8-trial sweep, warm, --jobs 2 | {w['warm_jobs2_s']:.1f} s | --jobs 1 {w['warm_jobs1_s']:.1f} s | "
+                  f"{w['jobs2_speedup']:.2f}× faster |",
+                  f"| 8-trial sweep, Dask 2 workers | {w['dask_workers2_s']:.1f} s | 1 worker {w['dask_workers1_s']:.1f} s | "
+                  f"{w['dask_2_workers_speedup']:.2f}× faster |"]
+    if (t := results.get('tracking')) and 'postgres_s_per_metric' in t:
+        lines.append(f"| one logged metric, PostgreSQL | {1000 * t['postgres_s_per_metric']:.1f} ms | "
+                     f"SQLite {1000 * t['sqlite_s_per_metric']:.1f} ms | {t['postgres_vs_sqlite']:.2f}× |")
+    if c := results.get('cache_hit'):
+        lines.append(f"| cache-hit rerun, 3 steps | {c['mlops_nb_cache_hit_s']:.3f} s | python start {c['python_start_s']:.3f} s"
+                     f" | {c['ratio_vs_python_start']:.1f}× |")
+        if 'dvc_repro_s' in c:
+            lines.append(f"| cache-hit rerun, 3 steps | {c['mlops_nb_cache_hit_s']:.3f} s | dvc repro {c['dvc_repro_s']:.3f} s | "
+                         f"{c['ratio_vs_dvc_repro']:.2f}× |")
+    if m := results.get('monitor_profile'):
+        sizes = [k for k in m if k.endswith('_rows')]
+        lines.append(f"| chunked profiling peak RSS, {sizes[1]} vs {sizes[0]} | {m[sizes[1]]['peak_rss_mb']:.0f} MB | "
+                     f"{m[sizes[0]]['peak_rss_mb']:.0f} MB | {m['rss_ratio_5x']:.2f}× |")
+        lines += [f"| chunked profiling speed, {k} | {m[k]['rows_per_s']:,.0f} rows/s | | |" for k in sizes]
+    if v := results.get('serving'):
+        s1, m1 = v['mlops_nb_single'], v['mlflow_single']
+        lines.append(f"| serve single record | {s1['rps']:,.0f} req/s, p99 {s1['p99_ms']:.1f} ms | mlflow models serve "
+                     f"{m1['rps']:,.0f} req/s, p99 {m1['p99_ms']:.1f} ms | {v['single_rps_ratio']:.1f}× |")
+        for conns in (1, 2):
+            if wk := v.get(f'mlops_nb_single_wrk_{conns}conn'):
+                lines.append(f"| serve single record, wrk, {conns} connection(s), median of 3 runs | {wk['rps']:,.0f} req/s, "
+                             f"p50 {wk['p50_ms']:.2f} ms, p99 {wk['p99_ms']:.2f} ms | | |")
+        lines.append(f"| serve 100-record batches | {100 * v['mlops_nb_batch100']['rps']:,.0f} rows/s | "
+                     f"mlflow models serve {100 * v['mlflow_batch100']['rps']:,.0f} rows/s | {v['batch_rows_ratio']:.1f}× |")
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument('--quick', action='store_true', help='smaller sizes, fewer repeats')
     ap.add_argument('--out', type=Path, default=REPO / 'reports' / 'bench')
     ap.add_argument('--only', choices=['pipeline', 'sweep', 'tracking', 'cache_hit', 'monitor_profile', 'serving'],
-                    help='run one benchmark and print it')
+                    help='run one benchmark and update its entry in the results')
     a = ap.parse_args()
     cases = {'pipeline': lambda: pipeline(1 if a.quick else 3),
              'sweep': lambda: sweep(1),
@@ -300,42 +363,13 @@ def main():
              'cache_hit': lambda: cache_hit(3 if a.quick else 7),
              'monitor_profile': lambda: monitor_profile(200_000 if a.quick else 1_000_000),
              'serving': lambda: serving(400 if a.quick else 2000)}
-    if a.only: return print(json.dumps(cases[a.only](), indent=1))
-    results = {'machine': {'cpus': os.cpu_count(), 'python': sys.version.split()[0]}, **{k: f() for k, f in cases.items()}}
+    f = a.out / 'results.json'
+    results = json.loads(f.read_text()) if a.only and f.exists() else {}
+    results['machine'] = {'cpus': os.cpu_count(), 'python': sys.version.split()[0]}
+    for k in [a.only] if a.only else cases: results[k] = cases[k]()
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / 'results.json').write_text(json.dumps(results, indent=1))
-    c, m, p, w, t = (results[k] for k in ('cache_hit', 'monitor_profile', 'pipeline', 'sweep', 'tracking'))
-    lines = ['| benchmark | measured | baseline (same run) | ratio |', '|---|---|---|---|',
-             f"| weather pr pipeline, warm executor | {p['warm_s']:.1f} s | plain script {p['script_s']:.1f} s | "
-             f"{p['warm_vs_script']:.2f}× |",
-             f"| weather pr pipeline, cold kernels | {p['local_s']:.1f} s | plain script {p['script_s']:.1f} s | "
-             f"{p['local_vs_script']:.2f}× |",
-             f"| weather pipeline cache-hit rerun | {p['cache_hit_s']:.2f} s | | |",
-             f"| 8-trial sweep, warm, --jobs 1 | {w['warm_jobs1_s']:.1f} s | plain loop {w['loop_s']:.1f} s | "
-             f"{w['warm_jobs1_vs_loop']:.2f}× |",
-             f"| 8-trial sweep, warm, --jobs 2 | {w['warm_jobs2_s']:.1f} s | --jobs 1 {w['warm_jobs1_s']:.1f} s | "
-             f"{w['jobs2_speedup']:.2f}× faster |",
-             f"| 8-trial sweep, Dask 2 workers | {w['dask_workers2_s']:.1f} s | 1 worker {w['dask_workers1_s']:.1f} s | "
-             f"{w['dask_2_workers_speedup']:.2f}× faster |"]
-    if 'postgres_s_per_metric' in t:
-        lines.append(f"| one logged metric, PostgreSQL | {1000 * t['postgres_s_per_metric']:.1f} ms | "
-                     f"SQLite {1000 * t['sqlite_s_per_metric']:.1f} ms | {t['postgres_vs_sqlite']:.2f}× |")
-    lines += [
-             f"| cache-hit rerun, 3 steps | {c['mlops_nb_cache_hit_s']:.3f} s | python start {c['python_start_s']:.3f} s | "
-             f"{c['ratio_vs_python_start']:.1f}× |"]
-    if 'dvc_repro_s' in c:
-        lines.append(f"| cache-hit rerun, 3 steps | {c['mlops_nb_cache_hit_s']:.3f} s | dvc repro {c['dvc_repro_s']:.3f} s | "
-                     f"{c['ratio_vs_dvc_repro']:.2f}× |")
-    sizes = [k for k in m if k.endswith('_rows')]
-    lines.append(f"| chunked profiling peak RSS, {sizes[1]} vs {sizes[0]} | {m[sizes[1]]['peak_rss_mb']:.0f} MB | "
-                 f"{m[sizes[0]]['peak_rss_mb']:.0f} MB | {m['rss_ratio_5x']:.2f}× |")
-    lines += [f"| chunked profiling speed, {k} | {m[k]['rows_per_s']:,.0f} rows/s | | |" for k in sizes]
-    v = results['serving']
-    lines += [f"| serve single record | {v['mlops_nb_single']['rps']:,.0f} req/s, p99 {v['mlops_nb_single']['p99_ms']:.1f} ms | "
-              f"mlflow models serve {v['mlflow_single']['rps']:,.0f} req/s, p99 {v['mlflow_single']['p99_ms']:.1f} ms | "
-              f"{v['single_rps_ratio']:.1f}× |",
-              f"| serve 100-record batches | {100 * v['mlops_nb_batch100']['rps']:,.0f} rows/s | "
-              f"mlflow models serve {100 * v['mlflow_batch100']['rps']:,.0f} rows/s | {v['batch_rows_ratio']:.1f}× |"]
+    f.write_text(json.dumps(results, indent=1))
+    lines = _table(results)
     (a.out / 'results.md').write_text('\n'.join(lines) + '\n')
     print('\n'.join(lines))
 

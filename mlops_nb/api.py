@@ -189,6 +189,7 @@ def register_model(name: str, step: str = 'train', model: str = 'model', metrics
     "Register the model logged by `step` as a version of `name`, with lineage and `metrics_from`'s metrics."
     from mlops_nb.registry import client_for, register_version
     ctx = context()
+    _mlflow()  # MLflow resolves a `models:/` source through its default client: point that at our store too
     src = upstream_record(step)
     metrics = upstream_record(metrics_from).get('metrics', {}) if metrics_from else {}
     lineage = {f'mlops_nb.{k}': v for k, v in ctx.lineage.items()}

@@ -9,8 +9,10 @@ import ast
 import asyncio
 import atexit
 import importlib.util
+import multiprocessing
 import os
 import secrets
+import signal
 import threading
 from concurrent.futures import Future
 from functools import cache
@@ -21,7 +23,8 @@ from .config import MlopsError
 from .params import cell_source, load_notebook
 
 # %% auto 0
-__all__ = ['kernel_manager_class', 'step_kernel_manager', 'notebook_imports', 'KernelPool', 'register_warm_engine', 'preamble']
+__all__ = ['kernel_manager_class', 'step_kernel_manager', 'notebook_imports', 'forked_kernel_manager', 'KernelPool',
+           'register_warm_engine', 'preamble']
 
 # %% ../nbs/02a_kernels.ipynb 5
 @cache
@@ -80,6 +83,39 @@ def _installed(top: str, root: Path) -> bool:
     return spec is not None and not (spec.origin and Path(spec.origin).resolve().is_relative_to(root))
 
 # %% ../nbs/02a_kernels.ipynb 12
+def _serve_kernel(connection_file: str, cwd: str, env: dict[str, str]):
+    "Body of a forked kernel: the fork server already imported the heavy modules."
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2): os.dup2(devnull, fd)  # the kernel's output goes to its notebook, not to our terminal
+    os.chdir(cwd)
+    os.environ.update(env)
+    from ipykernel.kernelapp import IPKernelApp
+    app = IPKernelApp.instance()
+    app.initialize(['-f', connection_file, f'--IPKernelApp.parent_handle={os.getppid()}'])
+    app.start()
+
+@cache
+def forked_kernel_manager():
+    "What nbclient needs of a kernel manager, for a kernel that is a forked process rather than a launched command."
+    class ForkedKernelManager(kernel_manager_class()):
+        process = None                      # the multiprocessing.Process running `_serve_kernel`
+
+        @property
+        def has_kernel(self): return self.process is not None
+
+        async def _async_is_alive(self): return self.process is not None and self.process.is_alive()
+        is_alive = _async_is_alive          # nbclient asks the manager, jupyter_client's client asks `_async_is_alive`
+
+        async def interrupt_kernel(self): os.kill(self.process.pid, signal.SIGINT)
+
+        async def shutdown_kernel(self, now=False, restart=False):
+            if self.process is not None:
+                self.process.kill()
+                await asyncio.to_thread(self.process.join, 10)
+            self.cleanup_connection_file()
+            self.cleanup_ipc_files()
+    return ForkedKernelManager
+
 _PRELOAD = '''def _mlops_nb_preload(mods):
     import importlib
     for m in mods:
@@ -89,9 +125,10 @@ _mlops_nb_preload({mods!r})
 del _mlops_nb_preload'''
 
 class KernelPool:
-    "Kernels started ahead of need with the coming notebooks' imports done; each serves one notebook, then stops."
+    "Kernels forked ahead of need from a fork server holding the notebooks' imports; each serves one notebook, then stops."
     def __init__(self, root: Path, size: int = 2, env: dict[str, str] | None = None):
         self.root, self.size, self.env = Path(root), size, env or {}
+        self.ctx = multiprocessing.get_context('forkserver')
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name='mlops-nb-kernels', daemon=True).start()
         self._lock, self._warming, self._plan, self._live = threading.Lock(), [], [], set()
@@ -101,11 +138,13 @@ class KernelPool:
     def plan(self, imports: list[tuple[str, ...]]):
         "The import sets of the steps to come, in the order they will ask for kernels."
         with self._lock:
+            union = dict.fromkeys(['mlops_nb.kernels', 'ipykernel.kernelapp', *(m for mods in imports for m in mods)])
+            self.ctx.set_forkserver_preload(list(union))  # takes effect if the fork server has not started yet
             self._plan = list(imports)
             self._fill()
 
     def _fill(self):
-        "Warm the next planned kernels, two at a time (the first needed are ready soonest), up to `size` ahead."
+        "Fork the next planned kernels, two at a time, up to `size` ahead."
         while self._plan and len(self._warming) < self.size and not self.closed and \
                 sum(not f.done() for _, f in self._warming) < 2:
             mods = self._plan.pop(0)
@@ -117,14 +156,18 @@ class KernelPool:
         with self._lock: self._fill()
 
     async def _start(self, mods: tuple[str, ...]):
-        km = kernel_manager_class()()
-        await km.start_kernel(cwd=str(self.root), env={**os.environ, **self.env})
+        km = forked_kernel_manager()()
+        km.write_connection_file()
+        from mlops_nb.kernels import _serve_kernel  # by module: the fork server unpickles the target by name
+        km.process = self.ctx.Process(target=_serve_kernel, args=(km.connection_file, str(self.root), self.env),
+                                      name='mlops-nb-kernel')
+        await asyncio.to_thread(km.process.start)
         self._live.add(km)
         kc = km.client()
         kc.start_channels()
         try:
             await kc.wait_for_ready(timeout=60)
-            if mods:
+            if mods:  # anything the fork server did not preload (a plan made after it started)
                 reply = await kc.execute_interactive(_PRELOAD.format(mods=list(mods)), silent=True, store_history=False,
                                                      timeout=300, output_hook=lambda msg: None)
                 if reply['content']['status'] != 'ok': raise MlopsError(f"warm kernel: preloading {mods} failed")
@@ -135,7 +178,7 @@ class KernelPool:
         return km
 
     def take(self, mods: tuple[str, ...]):
-        "A started kernel manager with `mods` imported (waits for it if it is still warming)."
+        "A started kernel manager with `mods` imported (waits for it if it is still starting)."
         with self._lock:
             if self.closed: raise MlopsError("warm kernel pool is closed")
             i = next((i for i, (m, _) in enumerate(self._warming) if m == mods), None)
@@ -145,7 +188,7 @@ class KernelPool:
 
     async def _stop(self, km):
         try: await km.shutdown_kernel(now=True)
-        except Exception: pass  # already dead
+        except Exception: pass  # already gone
         self._live.discard(km)
 
     def release(self, km) -> Future:
@@ -153,7 +196,7 @@ class KernelPool:
         return asyncio.run_coroutine_threadsafe(self._stop(km), self.loop)
 
     def close(self):
-        "Stop every kernel still warming or alive, then the loop."
+        "Stop every kernel still starting or alive, then the loop."
         with self._lock:
             if self.closed: return
             self.closed, warming, self._warming = True, self._warming, []

@@ -120,3 +120,44 @@ def test_sigkill_during_the_report_build_leaves_no_broken_page(three_step):
     r = mlops(three_step, 'report')
     assert r.returncode == 0, r.stderr
     assert len(list((three_step / 'reports').rglob('*.html'))) >= 4
+
+
+REGISTER = """\
+name: tiny
+steps:
+  train:    {notebook: notebooks/train.ipynb}
+  register: {notebook: notebooks/register.ipynb, needs: [train]}
+"""
+
+
+def test_sigkill_at_any_moment_never_duplicates_a_version_or_fakes_a_done_step(tmp_path):
+    "Kill the runner (and its kernels) at many moments of a run, including MLflow writes; then finish."
+    import os
+
+    from mlflow.tracking import MlflowClient
+    write_nb(tmp_path / 'notebooks' / 'train.ipynb', None,
+             'import numpy as np\nfrom sklearn.dummy import DummyClassifier\nimport mlops_nb as mn',
+             'X = np.array([[0.0], [1.0]])\nmn.log_model(DummyClassifier().fit(X, [0, 1]), input_example=X)')
+    write_nb(tmp_path / 'notebooks' / 'register.ipynb', None,
+             'import mlops_nb as mn\nv = mn.register_model("tiny", metrics_from=None)\nmn.log_metric("version", int(v.version))')
+    (tmp_path / 'mlops.yaml').write_text(REGISTER)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    kills = 0
+    for delay in (1.5, 3.0, 4.5, 6.0, 7.5, 9.0):
+        p = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(tmp_path), 'run'], env=clean_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try: p.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            kills += 1
+        for entry in tmp_path.glob('.mlops_nb/cache/*.json'):  # a cached step finished everything, MLflow included
+            e = json.loads(entry.read_text())
+            assert client.get_run(e['mlflow_run_id']).info.status == 'FINISHED', e['step']
+            assert json.loads((tmp_path / 'runs' / e['run_id'] / e['step'] / 'step.json').read_text())['status'] == 'done'
+    assert kills >= 3
+    r = mlops(tmp_path, 'run')
+    assert r.returncode == 0, r.stderr
+    versions = client.search_model_versions("name = 'tiny'")
+    assert len(versions) == 1, [(v.version, v.source) for v in versions]  # one model, one version, however often killed
+    assert 'nothing to run' in mlops(tmp_path, 'run').stderr  # every step finished and is cached
