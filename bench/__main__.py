@@ -294,6 +294,8 @@ def serving(n: int) -> dict:
         res = {
             'mlops_nb_single_wrk_1conn': _wrk(f'http://127.0.0.1:{ports[0]}/predict', json.dumps(one), 1),
             'mlops_nb_single_wrk_2conn': _wrk(f'http://127.0.0.1:{ports[0]}/predict', json.dumps(one), 2),
+            'mlflow_single_wrk_1conn': _wrk(f'http://127.0.0.1:{ports[1]}/invocations',
+                                            json.dumps({'dataframe_records': [one]}), 1),
             'mlops_nb_single': _load(f'http://127.0.0.1:{ports[0]}/predict', json.dumps(one), n),
             'mlflow_single': _load(f'http://127.0.0.1:{ports[1]}/invocations', json.dumps({'dataframe_records': [one]}), n // 4),
             'mlops_nb_batch100': _load(f'http://127.0.0.1:{ports[0]}/predict', json.dumps({'records': hundred}), n // 4),
@@ -303,6 +305,8 @@ def serving(n: int) -> dict:
     finally:
         ours.terminate(); theirs.terminate()
     res['single_rps_ratio'] = res['mlops_nb_single']['rps'] / res['mlflow_single']['rps']
+    if res['mlflow_single_wrk_1conn']:
+        res['single_rps_ratio_wrk_1conn'] = res['mlops_nb_single_wrk_1conn']['rps'] / res['mlflow_single_wrk_1conn']['rps']
     res['batch_rows_ratio'] = res['mlops_nb_batch100']['rps'] / res['mlflow_batch100']['rps']
     return res
 
@@ -341,10 +345,13 @@ def _table(results: dict) -> list[str]:
         s1, m1 = v['mlops_nb_single'], v['mlflow_single']
         lines.append(f"| serve single record | {s1['rps']:,.0f} req/s, p99 {s1['p99_ms']:.1f} ms | mlflow models serve "
                      f"{m1['rps']:,.0f} req/s, p99 {m1['p99_ms']:.1f} ms | {v['single_rps_ratio']:.1f}× |")
-        for conns in (1, 2):
-            if wk := v.get(f'mlops_nb_single_wrk_{conns}conn'):
-                lines.append(f"| serve single record, wrk, {conns} connection(s), median of 3 runs | {wk['rps']:,.0f} req/s, "
-                             f"p50 {wk['p50_ms']:.2f} ms, p99 {wk['p99_ms']:.2f} ms | | |")
+        if (wk := v.get('mlops_nb_single_wrk_1conn')) and (wm := v.get('mlflow_single_wrk_1conn')):
+            lines.append(f"| serve single record, wrk, 1 connection, median of 3 runs | {wk['rps']:,.0f} req/s, "
+                         f"p50 {wk['p50_ms']:.2f} ms, p99 {wk['p99_ms']:.2f} ms | mlflow models serve {wm['rps']:,.0f} req/s, "
+                         f"p99 {wm['p99_ms']:.1f} ms | {v['single_rps_ratio_wrk_1conn']:.1f}× |")
+        if wk := v.get('mlops_nb_single_wrk_2conn'):
+            lines.append(f"| serve single record, wrk, 2 connections, median of 3 runs | {wk['rps']:,.0f} req/s, "
+                         f"p50 {wk['p50_ms']:.2f} ms, p99 {wk['p99_ms']:.2f} ms | | |")
         lines.append(f"| serve 100-record batches | {100 * v['mlops_nb_batch100']['rps']:,.0f} rows/s | "
                      f"mlflow models serve {100 * v['mlflow_batch100']['rps']:,.0f} rows/s | {v['batch_rows_ratio']:.1f}× |")
     return lines
