@@ -84,6 +84,17 @@ def _merge(kind: str, values: dict):
     old = json.loads(f.read_text()) if f.exists() else {}
     write_json(f, {**old, **values})
 
+@cache
+def _leave_open_at_exit():
+    """MLflow's exit hook ends an active run as FINISHED when the kernel exits. A step's run is the runner's to
+    finish, after it has the step's outputs, params and notebook; so at exit the kernel only lets go of it."""
+    import atexit
+
+    def let_go():
+        import mlflow
+        if mlflow.active_run(): mlflow.end_run(status='RUNNING')
+    atexit.register(let_go)  # registered after MLflow's hook, so it runs first
+
 def _mlflow():
     "MLflow with the context's run active (created on first use for an ad-hoc run)."
     import mlflow
@@ -92,6 +103,7 @@ def _mlflow():
     active = mlflow.active_run()
     if ctx.mlflow_run_id and (active is None or active.info.run_id != ctx.mlflow_run_id):
         mlflow.start_run(run_id=ctx.mlflow_run_id)
+        _leave_open_at_exit()
     elif ctx.adhoc and active is None:
         from mlops_nb.tracking import artifact_location
         if mlflow.get_experiment_by_name(ctx.experiment) is None:  # artifacts where the runner puts them

@@ -161,3 +161,58 @@ def test_sigkill_at_any_moment_never_duplicates_a_version_or_fakes_a_done_step(t
     versions = client.search_model_versions("name = 'tiny'")
     assert len(versions) == 1, [(v.version, v.source) for v in versions]  # one model, one version, however often killed
     assert 'nothing to run' in mlops(tmp_path, 'run').stderr  # every step finished and is cached
+
+
+def _wait_for(path, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f'{path} never appeared'
+        time.sleep(0.05)
+
+
+def test_sigkill_during_mlflow_writes_of_the_runner_and_of_a_kernel(tmp_path):
+    "Deterministic kills: the runner blocked in its MLflow write (store held by another writer), a kernel registering."
+    import os
+
+    from mlflow.tracking import MlflowClient
+    write_nb(tmp_path / 'notebooks' / 'train.ipynb', None,
+             'import numpy as np\nfrom sklearn.dummy import DummyClassifier\nimport mlops_nb as mn',
+             'X = np.array([[0.0], [1.0]])\nmn.log_model(DummyClassifier().fit(X, [0, 1]), input_example=X)',
+             'mn.output_path("markers/train").write_text("x")')
+    write_nb(tmp_path / 'notebooks' / 'register.ipynb', None,
+             'import mlops_nb as mn\nmn.output_path("markers/register").write_text("x")',
+             'v = mn.register_model("tiny", metrics_from=None)\nmn.log_metric("version", int(v.version))')
+    (tmp_path / 'mlops.yaml').write_text(REGISTER)
+    db = tmp_path / 'mlruns.db'
+
+    def start():
+        return subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(tmp_path), 'run'], env=clean_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # 1. train's notebook is done; the runner is inside its MLflow write, waiting for the store another writer holds
+    p = start()
+    _wait_for(tmp_path / 'markers' / 'train')
+    holder = _hold_lock(db, 30)
+    time.sleep(2.0)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    holder.kill()
+    holder.wait()
+    rec = json.loads(next(tmp_path.glob('runs/*/train/step.json')).read_text())
+    assert rec['status'] == 'running' and not list(tmp_path.glob('.mlops_nb/cache/*.json'))  # not done, not cached
+    client = MlflowClient(f'sqlite:///{db}', f'sqlite:///{db}')
+    assert client.get_run(rec['mlflow_run_id']).info.status != 'FINISHED'
+    assert 'interrupted' in mlops(tmp_path, 'status').stdout
+    # 2. train finishes on the rerun; the register kernel is killed while it registers the version
+    (tmp_path / 'markers' / 'train').unlink()
+    p = start()
+    _wait_for(tmp_path / 'markers' / 'register')
+    time.sleep(0.3)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert json.loads(next(tmp_path.glob('runs/*/register/step.json')).read_text())['status'] == 'running'
+    # 3. the next run finishes: one model, one version, both steps done and cached
+    r = mlops(tmp_path, 'run')
+    assert r.returncode == 0, r.stderr
+    assert 'train: cached' in r.stderr and 'register: done' in r.stderr
+    assert len(client.search_model_versions("name = 'tiny'")) == 1
+    assert 'nothing to run' in mlops(tmp_path, 'run').stderr
