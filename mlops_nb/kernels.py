@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import secrets
 import signal
+import sys
 import threading
 from concurrent.futures import Future
 from functools import cache
@@ -92,6 +93,8 @@ def _serve_kernel(connection_file: str, cwd: str, env: dict[str, str]):
     from ipykernel.kernelapp import IPKernelApp
     app = IPKernelApp.instance()
     app.initialize(['-f', connection_file, f'--IPKernelApp.parent_handle={os.getppid()}'])
+    if 'matplotlib.pyplot' in sys.modules:  # imported before the kernel chose a backend: choose it as a new kernel does
+        app.kernel.shell.enable_matplotlib('inline')
     app.start()
 
 @cache

@@ -25,7 +25,8 @@ def _two_steps(root):
              'import mlops_nb as mn\nmn.log_metric("a_ran", 1)')
     write_nb(root / 'notebooks' / 'b.ipynb', None,
              'import os, sys\npreloaded = "fractions" in sys.modules  # before this notebook imports it',
-             'import fractions\nimport mlops_nb as mn',
+             'import fractions\nimport matplotlib.pyplot as plt\nimport mlops_nb as mn',
+             'plt.plot([1, 2, 3])\nplt.show()',
              'mn.log_metrics({"leak_seen": "leak" in globals(), "env_seen": "MN_LEAK" in os.environ,\n'
              '                "cwd_is_notebooks": os.getcwd() == os.path.dirname(os.path.abspath("b.ipynb")) and\n'
              '                                    os.path.basename(os.getcwd()) == "notebooks",\n'
@@ -40,6 +41,8 @@ def test_warm_executor_isolates_steps_and_preloads_imports(tmp_path):
         r = mlops(root, 'run', '--executor', executor)
         assert r.returncode == 0, r.stderr
         m = _step(root, 'b')['metrics']
+        executed = next(root.glob('runs/*/b/b.ipynb')).read_text()
+        assert '"image/png"' in executed  # figures show inline, as in Jupyter
         assert m == {'leak_seen': 0.0, 'env_seen': 0.0, 'cwd_is_notebooks': 1.0, 'step_dir_ok': 1.0, 'preloaded': preloaded}
     assert 'warm executor' in r.stderr or executor == 'local'
 
