@@ -162,11 +162,8 @@ def sweep(repeat: int) -> dict:
 
 def _upstream(root: Path, out: Path) -> Path:
     "Write the latest successful folder of each step (what a loop's trials read upstream) to `out`."
-    found = {}
-    for f in sorted(root.glob('runs/*/*/step.json')):
-        rec = json.loads(f.read_text())
-        if rec['status'] in ('done', 'cached'): found[rec['step']] = rec.get('source_dir', str(f.parent))
-    out.write_text(json.dumps(found))
+    from mlops_nb.api import _latest_done  # what a notebook run by hand reads upstream: the same answer
+    out.write_text(json.dumps(_latest_done(root)))
     return out
 
 
