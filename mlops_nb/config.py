@@ -20,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 # %% auto 0
 __all__ = ['GateRule', 'MlopsError', 'ConfigError', 'StepConfig', 'Gate', 'ProfileConfig', 'SweepConfig', 'MonitorConfig',
-           'ProjectConfig', 'load_yaml', 'load_config', 'find_root', 'write_text', 'write_json']
+           'RegistryConfig', 'ProjectConfig', 'load_yaml', 'load_config', 'find_root', 'write_text', 'write_json']
 
 # %% ../nbs/00_config.ipynb 5
 class MlopsError(Exception):
@@ -53,12 +53,14 @@ class StepConfig(_Strict):
 
 # %% ../nbs/00_config.ipynb 9
 _NUM = r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?'
-_GATE = re.compile(rf'^\s*(?P<op>>=|<=|==|!=|>|<)\s*(?:(?P<num>{_NUM})|champion(?:\s*(?P<arith>[-+*])\s*(?P<k>{_NUM}))?)\s*$')
+_GATE = re.compile(rf'^\s*(?P<op>>=|<=|==|!=|>|<)\s*(?:(?P<num>{_NUM})|(?P<ref>[A-Za-z][A-Za-z0-9_]*)'
+                   rf'(?:\s*(?P<arith>[-+*])\s*(?P<k>{_NUM}))?)\s*$')
 _OPS = {'>=': operator.ge, '<=': operator.le, '==': operator.eq, '!=': operator.ne, '>': operator.gt, '<': operator.lt}
 _ARITH = {'+': operator.add, '-': operator.sub, '*': operator.mul, None: lambda a, _: a}
 
 def _gate_rule(text: str) -> str:
-    if not _GATE.match(text): raise ValueError(f"cannot parse gate {text!r}; expected e.g. '>= 0.8' or '>= champion - 0.01'")
+    if not _GATE.match(text):
+        raise ValueError(f"cannot parse gate {text!r}; expected e.g. '>= 0.8', '>= champion - 0.01' or '>= baseline_f1 + 0.03'")
     return text
 
 GateRule = Annotated[str, AfterValidator(_gate_rule)]
@@ -74,14 +76,18 @@ class Gate:
     def check(self, candidate: dict[str, float], champion: dict[str, float] | None) -> dict:
         "Outcome of the gate: `passed` and a `detail` a person can read."
         m = _GATE.match(self.text)
+        def out(passed, detail): return {'gate': self.metric, 'rule': self.text, 'passed': passed, 'detail': detail}
         value = candidate.get(self.metric)
-        if value is None: return {'gate': self.metric, 'rule': self.text, 'passed': False, 'detail': 'metric missing'}
+        if value is None: return out(False, 'metric missing')
         if m['num'] is not None: bound = float(m['num'])
-        elif champion is None or self.metric not in champion:
-            return {'gate': self.metric, 'rule': self.text, 'passed': True, 'detail': f'{value:.4g} (no champion to compare)'}
-        else: bound = _ARITH[m['arith']](champion[self.metric], float(m['k']) if m['k'] else None)
-        ok = _OPS[m['op']](value, bound)
-        return {'gate': self.metric, 'rule': self.text, 'passed': ok, 'detail': f"{value:.4g} {m['op']} {bound:.4g}"}
+        else:
+            if m['ref'] == 'champion':
+                if champion is None: return out(True, f'{value:.4g} (no champion to compare)')
+                base = champion.get(self.metric)
+                if base is None: return out(False, f'{value:.4g}, but the champion has no {self.metric} to compare')
+            elif (base := candidate.get(m['ref'])) is None: return out(False, f"{m['ref']} missing")
+            bound = _ARITH[m['arith']](base, float(m['k']) if m['k'] else None)
+        return out(_OPS[m['op']](value, bound), f"{value:.4g} {m['op']} {bound:.4g}")
 
 # %% ../nbs/00_config.ipynb 11
 class ProfileConfig(_Strict):
@@ -104,6 +110,10 @@ class MonitorConfig(_Strict):
     retrain_profile: str | None = None
     retrain_step: str = 'ingest'             # step whose `extra_data` parameter receives the new data
 
+class RegistryConfig(_Strict):
+    "Where published versions live: annotated tags `<model>@v<N>` and the registry log branch (see gitops)."
+    remote: str = 'origin'                   # git remote; a repository without it keeps them locally
+
 class ProjectConfig(_Strict):
     "The whole of `mlops.yaml`."
     name: str = Field(pattern=r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')  # project and MLflow experiment name
@@ -117,6 +127,7 @@ class ProjectConfig(_Strict):
     gates: dict[str, GateRule] = {}    # promotion gates, e.g. {accuracy: ">= 0.80"}
     sweep: SweepConfig = SweepConfig()
     monitor: MonitorConfig = MonitorConfig()
+    registry: RegistryConfig = RegistryConfig()
 
     def gate_list(self) -> list[Gate]: return [Gate(m, t) for m, t in self.gates.items()]
     root: Path = Field(default=Path('.'), exclude=True)  # folder holding mlops.yaml; set by `load_config`
