@@ -14,8 +14,8 @@ from . import __version__
 from .config import MlopsError, find_root, load_config
 
 # %% auto 0
-__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'monitor', 'serve', 'runs', 'compare', 'status', 'promote',
-           'reconcile', 'rollback', 'init_project', 'init', 'ci_event', 'run_ci', 'ci']
+__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'monitor', 'serve', 'runs', 'compare', 'status', 'pull',
+           'publish', 'promote', 'reconcile', 'rollback', 'history', 'init_project', 'init', 'ci_event', 'run_ci', 'ci']
 
 # %% ../nbs/12_cli.ipynb 4
 _NO_SPACE = re.compile(r'No space left|File too large|database or disk is full|disk I/O error|Disk quota exceeded|'
@@ -198,30 +198,41 @@ def status(ctx):
         metrics = ', '.join(f"{k}={v:.4g}" for k, v in list(r.get('metrics', {}).items())[:4])
         click.echo(f"{r['step']:<12} {r['status']:<12} {r.get('run_id', ''):<24} {metrics}")
     if (root / 'models.yaml').exists():
-        from mlflow.exceptions import MlflowException
-        from mlops_nb.registry import load_models, plan_reconcile
-        from mlops_nb.tracking import tracking_uri
+        from mlops_nb.gitops import model_status
+        from mlops_nb.tracking import redact_uri, tracking_uri
         cfg = load_config(root)
-        client, models = _client(cfg), load_models(root)
-        for name in models.models:
-            try: rm = client.get_registered_model(name)
-            except MlflowException:
-                click.echo(f"model {name}: not registered yet"); continue
-            latest = max(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
-            aliases = ', '.join(f"{a}=v{v}" for a, v in sorted(rm.aliases.items())) or 'no aliases'
-            click.echo(f"model {name}: latest v{latest}; {aliases} (registry {tracking_uri(cfg)})")
-        drift = plan_reconcile(client, models)
-        click.echo('models.yaml and the registry agree' if not drift else 'drift between models.yaml and the registry '
-                   '(run `mlops-nb reconcile`):\n' + '\n'.join(f'  {d}' for d in drift))
+        for m in model_status(cfg):
+            pub = f"published {', '.join(f'v{n}' for n in m.published)}" if m.published else 'nothing published'
+            cand = f"; local candidate(s) {', '.join(f'v{n}' for n in m.candidates)}" if m.candidates else ''
+            aliases = ', '.join(f"{a}=v{v}" for a, v in sorted(m.aliases.items())) or 'no aliases'
+            click.echo(f"model {m.model}: {pub}{cand}; {aliases} (registry {redact_uri(tracking_uri(cfg))})")
+            click.echo("  models.yaml and the registry agree" if not m.drift else '  drift between models.yaml and the '
+                       'registry (`mlops-nb reconcile` applies models.yaml):\n' + '\n'.join(f'    {d}' for d in m.drift))
 
 # %% ../nbs/12_cli.ipynb 10
-def _client(cfg):
-    from mlops_nb.registry import client_for
-    from mlops_nb.tracking import tracking_uri
-    return client_for(tracking_uri(cfg))
-
 def _gate_table(gates) -> str:
     return '\n'.join(f"  {'pass' if g['passed'] else 'FAIL'}  {g['gate']} {g['rule']}: {g['detail']}" for g in gates)
+
+@cli.command()
+@click.argument('targets', nargs=-1, metavar='[MODEL[@vN]]...')
+@click.pass_context
+def pull(ctx, targets):
+    "Import published versions (git tags MODEL@vN) into the local MLflow registry, with the aliases git records."
+    from mlops_nb.gitops import pull
+    pull(load_config(_root(ctx)), list(targets), echo=click.echo)
+
+@cli.command()
+@click.argument('model', required=False)
+@click.option('--version', type=click.IntRange(min=1), help='Local version to publish (default: the newest unpublished).')
+@click.option('--out', type=click.Path(file_okay=False, path_type=Path), help='Also copy each bundle to OUT/<tag>/.')
+@click.pass_context
+def publish(ctx, model, version, out):
+    "Publish MODEL's newest unpublished version as the git tag MODEL@vN with its bundle (default: every model)."
+    import os
+    from mlops_nb.gitops import publish
+    done = publish(load_config(_root(ctx)), model, version, out, echo=click.echo)
+    if github_output := os.environ.get('GITHUB_OUTPUT'):
+        with open(github_output, 'a', encoding='utf-8') as f: f.write(f"tags={' '.join(p.tag for p in done)}\n")
 
 @cli.command()
 @click.argument('model')
@@ -229,10 +240,9 @@ def _gate_table(gates) -> str:
 @click.option('--to', 'alias', default='champion', show_default=True, help='Alias to give VERSION.')
 @click.pass_context
 def promote(ctx, model, version, alias):
-    "Check the promotion gates for MODEL VERSION and, if all pass, set it in models.yaml."
-    from mlops_nb.registry import PromotionRefused, promote
-    cfg = load_config(_root(ctx))
-    try: gates = promote(_client(cfg), cfg, model, version, alias)
+    "Check the promotion gates for the published MODEL VERSION and, if all pass, set it in models.yaml."
+    from mlops_nb.gitops import PromotionRefused, promote
+    try: gates = promote(load_config(_root(ctx)), model, version, alias)
     except PromotionRefused as e:
         click.echo(_gate_table(e.gates), err=True)
         raise
@@ -240,17 +250,23 @@ def promote(ctx, model, version, alias):
                "`mlops-nb reconcile` applies it after the merge.")
 
 @cli.command()
-@click.option('--dry-run', is_flag=True, help='Print the plan; change nothing.')
+@click.option('--dry-run', is_flag=True, help='Print the plan with its gates; change nothing.')
+@click.option('--force', is_flag=True, help='Apply changes whose gates fail (needs --reason; recorded as forced).')
+@click.option('--reason', metavar='TEXT', help='Why a change is forced (recorded in the registry log).')
 @click.pass_context
-def reconcile(ctx, dry_run):
-    "Make the registry's aliases match models.yaml (idempotent); the changes are audited."
-    from mlops_nb.registry import reconcile
+def reconcile(ctx, dry_run, force, reason):
+    "Apply models.yaml to the registry: gates enforced, every change (or refusal) recorded in the git registry log."
+    from mlops_nb.gitops import ReconcileRefused, reconcile
     cfg = load_config(_root(ctx))
-    changes = reconcile(_client(cfg), cfg, dry_run=dry_run)
+    try: changes = reconcile(cfg, dry_run=dry_run, force=force, reason=reason, echo=click.echo)
+    except ReconcileRefused as e:
+        click.echo('\n'.join(f"  ~ {c} {c.action}\n{_gate_table(c.gates)}" for c in e.changes), err=True)
+        raise
     if not changes: return click.echo('registry matches models.yaml: nothing to do')
-    click.echo('\n'.join(f"  ~ {c}" for c in changes))
+    click.echo('\n'.join(f"  ~ {c} {'(plan: gates ' + ('pass' if not c.failed else 'FAIL') + ')' if dry_run else c.action}"
+                         for c in changes))
     click.echo(f"plan: {len(changes)} alias change(s); run without --dry-run to apply" if dry_run else
-               f"applied {len(changes)} alias change(s); audit log: models.audit.jsonl")
+               f"{len(changes)} alias change(s) recorded in the registry log (`mlops-nb history`)")
 
 @cli.command()
 @click.argument('model')
@@ -258,10 +274,17 @@ def reconcile(ctx, dry_run):
 @click.pass_context
 def rollback(ctx, model, alias):
     "Point MODEL's alias in models.yaml back to its previous version (no gates: the way back from a bad release)."
-    from mlops_nb.registry import rollback
-    cfg = load_config(_root(ctx))
-    old, new = rollback(_client(cfg), cfg, model, alias)
+    from mlops_nb.gitops import rollback
+    old, new = rollback(load_config(_root(ctx)), model, alias)
     click.echo(f"models.yaml: {model}.{alias} = {new} (was {old}). Commit it; `mlops-nb reconcile` applies it.")
+
+@cli.command()
+@click.argument('model', required=False)
+@click.pass_context
+def history(ctx, model):
+    "Published versions and alias changes (applied, forced, refused), oldest first, from git alone."
+    from mlops_nb.gitops import describe, history
+    for event in history(load_config(_root(ctx)), model): click.echo(describe(event))
 
 # %% ../nbs/12_cli.ipynb 12
 _TEMPLATE_FILES = ('mlops.yaml', 'models.yaml', 'requirements.txt', '.gitignore', 'notebooks/*.ipynb', 'notebooks/*.py',
@@ -283,6 +306,8 @@ def init_project(dest: Path, name: str | None = None) -> list[Path]:
             written.append(Path(shutil.copy2(f, dest / f.relative_to(src))))
     cfg = dest / 'mlops.yaml'
     cfg.write_text(re.sub(r'(?m)^name: .*$', f'name: {name}', cfg.read_text(), count=1))
+    req = dest / 'requirements.txt'  # CI installs exactly the mlops_nb that made the project
+    req.write_text(re.sub(r'(?m)^mlops_nb\b.*$', f'mlops_nb=={__version__}', req.read_text()))
     return written
 
 @cli.command()
@@ -308,10 +333,12 @@ def ci_event(root: Path, event: str) -> dict:
 def run_ci(root: Path, event: str = 'pull_request', out: Path | None = None, secrets: dict | None = None,
            workflow: str | None = None, echo=print) -> tuple[int, Path]:
     "Run the workflow for `event` with act in host mode; returns act's exit code and the output folder."
+    import json
     import os
     import shutil
     import subprocess
     import sys
+    import tempfile
     from mlops_nb.config import write_json
     bin_dir = Path(sys.executable).parent
     act = shutil.which('act', path=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -325,26 +352,35 @@ def run_ci(root: Path, event: str = 'pull_request', out: Path | None = None, sec
     write_json(out / 'event.json', ci_event(root, event))
     cmd = [act, event, '-W', str(wf), '-P', 'ubuntu-latest=-self-hosted', '--action-offline-mode',
            '-e', str(out / 'event.json'), '--env', f'MLOPS_NB_REPORTS={out}']
-    for k, v in (secrets or {}).items(): cmd += ['-s', f'{k}={v}']
     env = {**os.environ, 'PATH': f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    with open(out / 'act.log', 'w') as log:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in proc.stdout:
-            log.write(line)
-            echo(line.rstrip())
-    return proc.wait(), out
+    with tempfile.TemporaryDirectory() as d:  # secrets reach act through a 0600 file, never its command line (`ps`)
+        secret_file = Path(d) / 'secrets.env'
+        secret_file.touch(mode=0o600)
+        secret_file.write_text(''.join(f'{k}={json.dumps(v)}\n' for k, v in (secrets or {}).items()))
+        cmd += ['--secret-file', str(secret_file)]
+        with open(out / 'act.log', 'w') as log:
+            proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for line in proc.stdout:
+                log.write(line)
+                echo(line.rstrip())
+            return proc.wait(), out
 
 @cli.command()
 @click.argument('event', default='pull_request', type=click.Choice(list(_WORKFLOWS)))
 @click.option('-W', '--workflow', help='Workflow file in .github/workflows (default: the one for EVENT).')
 @click.option('--out', type=click.Path(file_okay=False, path_type=Path), help='Where reports and the summary go.')
-@click.option('-s', '--secret', 'secrets', multiple=True, metavar='NAME=VALUE', help='A secret for the workflow.')
+@click.option('-s', '--secret', 'secrets', multiple=True, metavar='NAME',
+              help='A secret for the workflow, from the environment variable NAME (NAME=VALUE works too, but shows in `ps`).')
 @click.pass_context
 def ci(ctx, event, workflow, out, secrets):
     "Run the project's GitHub workflow for EVENT locally with act (host mode, offline)."
-    from mlops_nb.params import parse_overrides
-    root = _root(ctx)
-    code, out = run_ci(root, event, out, parse_overrides(secrets), workflow, echo=lambda m: click.echo(m, err=True))
+    import os
+    root, values = _root(ctx), {}
+    for s in secrets:
+        name, eq, value = s.partition('=')
+        if not eq and name not in os.environ: raise MlopsError(f"--secret {name}: no environment variable {name} to read it from")
+        values[name] = value if eq else os.environ[name]
+    code, out = run_ci(root, event, out, values, workflow, echo=lambda m: click.echo(m, err=True))
     click.echo(f"act exited {code}; summary: {out / 'pr' / 'summary.md'}; reports: {out / 'index.html'}; "
                f"log: {out / 'act.log'}")
     ctx.exit(code)

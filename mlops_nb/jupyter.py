@@ -174,14 +174,14 @@ def run_explorer(root: str | Path = '.'):
 
 # %% ../nbs/10_jupyter.ipynb 11
 class PromotionPanel:
-    "Pick a version: see every gate pass or fail, and write the promotion to models.yaml."
+    "Pick a published version: see every gate pass or fail, and write the promotion to models.yaml."
     def __init__(self, model: str, root: str | Path = '.', alias: str = 'champion'):
         import ipywidgets as w
-        from mlops_nb.cli import _client
         from mlops_nb.config import load_config
+        from mlops_nb.gitops import model_status
         self.cfg, self.model, self.alias = load_config(find_root(root)), model, alias
-        self.client = _client(self.cfg)
-        versions = sorted(int(v.version) for v in self.client.search_model_versions(f"name = '{model}'"))
+        status = next((m for m in model_status(self.cfg) if m.model == model), None)
+        versions = status.published if status else []
         self.version = w.Dropdown(options=versions, value=versions[-1] if versions else None, description='version')
         self.gates, self.status = w.HTML(), w.HTML()
         self.button = w.Button(description=f'Propose as {alias}', button_style='success')
@@ -191,22 +191,19 @@ class PromotionPanel:
         self.widget = w.VBox([self.version, self.gates, self.button, self.status])
 
     def refresh(self):
-        from mlops_nb.registry import _version, alias_version, check_gates, load_models
+        from mlops_nb.gitops import promotion_gates
         from mlops_nb.report import html_table
         if self.version.value is None:
-            self.button.disabled, self.gates.value = True, 'no registered versions'
+            self.button.disabled, self.gates.value = True, 'no published versions (merging a pipeline change publishes one)'
             return
-        champ = load_models(self.cfg.root).models.get(self.model, {}).get('champion') or _version(
-            alias_version(self.client, self.model, 'champion'))
-        self.results = check_gates(self.client, self.cfg, self.model, self.version.value,
-                                   champ if champ != self.version.value else None)
+        self.results = promotion_gates(self.cfg, self.model, self.version.value)
         self.gates.value = html_table(['gate', 'rule', 'result', ''], [[g['gate'], g['rule'], g['detail'],
                                   'pass' if g['passed'] else 'FAIL'] for g in self.results])
         self.button.disabled = not all(g['passed'] for g in self.results)
 
     def promote(self):
-        from mlops_nb.registry import promote
-        promote(self.client, self.cfg, self.model, self.version.value, self.alias)
+        from mlops_nb.gitops import promote
+        promote(self.cfg, self.model, self.version.value, self.alias)
         self.status.value = (f"models.yaml: {self.model}.{self.alias} = {self.version.value}. "
                              "Commit it in a pull request; reconcile applies it after the merge.")
 

@@ -70,12 +70,12 @@ def compare(ref, new, features: list[str], p_value: float = 0.01, thresholds: di
 def reference_profile(cfg: ProjectConfig, model: str, alias: str):
     "The reference profile attached to `model@alias` in the registry (downloaded from its run)."
     import mlflow
-    from mlops_nb.registry import alias_version, client_for
-    from mlops_nb.tracking import tracking_uri
     from mlops_nb.data import read_profile
+    from mlops_nb.gitops import local_version
+    from mlops_nb.tracking import tracking_uri
     uri = tracking_uri(cfg)
-    mv = alias_version(client_for(uri), model, alias)
-    if mv is None: raise MlopsError(f"{model}@{alias}: no such alias in the registry")
+    mv = local_version(cfg, model, alias=alias)  # pulled from git first when this registry lacks it
+    if mv is None: raise MlopsError(f"{model}@{alias}: no such alias in the registry, nor in git")
     ref = mv.tags.get('mlops_nb.reference_profile')
     if not ref: raise MlopsError(f"{model} version {mv.version} has no reference profile (tag mlops_nb.reference_profile)")
     mlflow.set_tracking_uri(uri)

@@ -5,22 +5,17 @@
 # %% ../nbs/06_registry.ipynb 3
 from __future__ import annotations
 
-import json
-import os
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from .config import MlopsError, ProjectConfig, load_yaml, write_text
+from .config import MlopsError, load_yaml, write_text
 
 # %% auto 0
-__all__ = ['Alias', 'AUDIT_FILE', 'RegistryError', 'client_for', 'register_version', 'version_metrics', 'alias_version',
-           'ModelsFile', 'load_models', 'write_models', 'AliasChange', 'plan_reconcile', 'read_audit', 'check_gates',
-           'reconcile', 'PromotionRefused', 'promote', 'rollback']
+__all__ = ['Alias', 'RegistryError', 'client_for', 'register_version', 'version_metrics', 'alias_version', 'ModelsFile',
+           'load_models', 'write_models']
 
 # %% ../nbs/06_registry.ipynb 4
 class RegistryError(MlopsError):
@@ -77,107 +72,3 @@ def write_models(root: Path, models: ModelsFile) -> None:
         head.append(line)
     body = yaml.safe_dump(models.model_dump(), sort_keys=False, default_flow_style=False)
     write_text(path, '\n'.join([*head, body]))
-
-# %% ../nbs/06_registry.ipynb 9
-@dataclass
-class AliasChange:
-    "One difference between `models.yaml` and the registry."
-    model: str
-    alias: str
-    current: int | None   # version the registry has now (None: alias not set)
-    desired: int | None   # version models.yaml asks for (None: remove the alias)
-
-    def __str__(self):
-        return f"{self.model}@{self.alias}: {self.current or '(unset)'} -> {self.desired or '(removed)'}"
-
-def _version(v) -> int | None: return None if v is None else int(v.version)
-
-def plan_reconcile(client, models: ModelsFile) -> list[AliasChange]:
-    "What `reconcile` would change; refuses (changing nothing) if the file names a version the registry lacks."
-    from mlflow.exceptions import MlflowException
-    changes = []
-    for name, aliases in models.models.items():
-        for alias, want in aliases.items():
-            if want is not None:
-                try: client.get_model_version(name, str(want))
-                except MlflowException:
-                    raise RegistryError(f"models.yaml: {name}.{alias} -> version {want}: no such version of {name!r} "
-                                        "in the registry (nothing was changed)") from None
-            have = _version(alias_version(client, name, alias))
-            if have != want: changes.append(AliasChange(name, alias, have, want))
-    return changes
-
-# %% ../nbs/06_registry.ipynb 11
-AUDIT_FILE = 'models.audit.jsonl'
-
-def _append_audit(root: Path, entry: dict):
-    with open(Path(root) / AUDIT_FILE, 'a', encoding='utf-8') as f:
-        f.write(json.dumps(entry, sort_keys=True) + '\n')
-        f.flush(); os.fsync(f.fileno())
-
-def read_audit(root: Path) -> list[dict]:
-    "The audit log, oldest first."
-    f = Path(root) / AUDIT_FILE
-    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
-
-def check_gates(client, cfg: ProjectConfig, name: str, version: int, champion: int | None) -> list[dict]:
-    "Every gate of `mlops.yaml` evaluated for `version` of `name` against the `champion` version's metrics."
-    candidate = version_metrics(client.get_model_version(name, str(version)))
-    reference = version_metrics(client.get_model_version(name, str(champion))) if champion else None
-    return [g.check(candidate, reference) for g in cfg.gate_list()]
-
-def reconcile(client, cfg: ProjectConfig, dry_run: bool = False) -> list[AliasChange]:
-    "Make the registry's aliases match `models.yaml`; returns the changes (only planned, with `dry_run`)."
-    from mlops_nb.tracking import git_info
-    changes = plan_reconcile(client, load_models(cfg.root))
-    if dry_run or not changes: return changes
-    git = git_info(cfg.root)
-    for c in changes:
-        gates = check_gates(client, cfg, c.model, c.desired, c.current) if c.desired and c.alias == 'champion' else []
-        if c.desired is None: client.delete_registered_model_alias(c.model, c.alias)
-        else: client.set_registered_model_alias(c.model, c.alias, str(c.desired))
-        when = time.strftime('%Y-%m-%dT%H:%M:%S%z')
-        entry = {'when': when, 'who': os.environ.get('GITHUB_ACTOR') or git['author'], 'commit': git['commit'],
-                 'model': c.model, 'alias': c.alias, 'from': c.current, 'to': c.desired, 'gates': gates}
-        _append_audit(cfg.root, entry)
-        if c.desired:
-            client.set_model_version_tag(c.model, str(c.desired), f'mlops_nb.audit.{c.alias}',
-                                         f"{when} by {entry['who']} at {git['commit'][:12]} (was {c.current or 'unset'})")
-    return changes
-
-# %% ../nbs/06_registry.ipynb 13
-class PromotionRefused(MlopsError):
-    "A gate failed; `gates` holds every gate's outcome."
-    def __init__(self, name, version, gates):
-        self.gates = gates
-        failed = '; '.join(f"{g['gate']} {g['rule']} ({g['detail']})" for g in gates if not g['passed'])
-        super().__init__(f"{name} version {version} not promoted: failed gate {failed}")
-
-def promote(client, cfg: ProjectConfig, name: str, version: int, alias: str = 'champion') -> list[dict]:
-    "Check gates and set `alias` of `name` to `version` in `models.yaml`; returns the gate outcomes."
-    from mlflow.exceptions import MlflowException
-    models = load_models(cfg.root)
-    try: client.get_model_version(name, str(version))
-    except MlflowException: raise RegistryError(f"{name} version {version}: not in the registry") from None
-    champion = models.models.get(name, {}).get('champion') or _version(alias_version(client, name, 'champion'))
-    gates = check_gates(client, cfg, name, version, champion if champion != version else None)
-    if not all(g['passed'] for g in gates): raise PromotionRefused(name, version, gates)
-    models.models.setdefault(name, {})[alias] = version
-    write_models(cfg.root, models)
-    return gates
-
-def rollback(client, cfg: ProjectConfig, name: str, alias: str = 'champion') -> tuple[int, int]:
-    "Point `alias` of `name` in `models.yaml` back to its previous version; returns (from, to)."
-    models = load_models(cfg.root)
-    current = models.models.get(name, {}).get(alias)
-    if current is None: raise RegistryError(f"models.yaml: {name}.{alias} is not set: nothing to roll back")
-    audit = read_audit(cfg.root)
-    before = [e['from'] for e in audit if (e['model'], e['alias'], e['to']) == (name, alias, current) and e['from']]
-    if before: previous = before[-1]
-    else:
-        lower = [int(v.version) for v in client.search_model_versions(f"name = '{name}'") if int(v.version) < current]
-        if not lower: raise RegistryError(f"{name}.{alias} is version {current}: no earlier version to roll back to")
-        previous = max(lower)
-    models.models[name][alias] = previous
-    write_models(cfg.root, models)
-    return current, previous

@@ -74,14 +74,25 @@ class RunRecord:
         "All steps' metrics merged (later steps win on a name clash)."
         return {k: v for s in self.steps.values() for k, v in s.get('metrics', {}).items()}
 
+def _published_runs(root: Path) -> dict[str, tuple[str, Path]]:
+    "Run id -> (tag, run folder) for the pipeline runs inside the bundles of published versions that were pulled."
+    from mlops_nb.gitops import PUBLISHED_DIR
+    return {f.parent.name: (f.parents[2].name, f.parent) for f in sorted((Path(root) / PUBLISHED_DIR).glob('*/run/*/run.json'))}
+
 def load_runs(root: Path) -> list[RunRecord]:
-    "Pipeline runs (not sweeps) of the project, oldest first."
-    out = []
-    for f in sorted((Path(root) / 'runs').glob('*/run.json')):
-        info = json.loads(f.read_text())
+    """Pipeline runs (not sweeps) of the project, oldest first: those in `runs/`, and those of published versions (in
+    their bundles, see gitops), so the history of a site built by a fresh CI job goes back to the first release."""
+    published, out = _published_runs(root), []
+    local = {f.parent.name: f.parent for f in (Path(root) / 'runs').glob('*/run.json')}
+    for rid in sorted({*local, *published}):
+        folder = local.get(rid) or published[rid][1]
+        info = json.loads((folder / 'run.json').read_text())
         if info.get('kind', 'run') != 'run': continue
-        steps = {p.parent.name: json.loads(p.read_text()) for p in f.parent.glob('*/step.json')}
-        out.append(RunRecord(f.parent.name, info, {s: steps[s] for s in info['steps'] if s in steps}))
+        steps = {p.parent.name: json.loads(p.read_text()) for p in folder.glob('*/step.json')}
+        if rid not in local:  # the bundle holds each step's files in the step's own folder
+            steps = {s: {**st, 'source_dir': str(folder / s)} for s, st in steps.items()}
+        if rid in published: info = {**info, 'published': published[rid][0]}
+        out.append(RunRecord(rid, info, {s: steps[s] for s in info['steps'] if s in steps}))
     return out
 
 def key_metrics(cfg: ProjectConfig, runs: list[RunRecord]) -> list[str]:
@@ -186,7 +197,9 @@ def build_site(root: str | Path = '.', out: str | Path | None = None) -> Path:
     runs, roles = load_runs(cfg.root), model_roles(cfg)
     keys = key_metrics(cfg, runs)
     for run in runs: write_text(out / 'runs' / run.id / 'index.html', scrub(_run_page(cfg, run, out, secrets), secrets))
-    rows = [[f'<a href="runs/{r.id}/index.html">{html.escape(r.id)}</a>', _fmt(r.info.get('started', '')),
+    rows = [[f'<a href="runs/{r.id}/index.html">{html.escape(r.id)}</a>'
+             + (f" <code>{html.escape(r.info['published'])}</code>" if r.info.get('published') else ''),
+             _fmt(r.info.get('started', '')),
              f"<code>{_fmt(r.info.get('git', {}).get('commit', '')[:10])}</code>", _fmt(r.info.get('profile') or 'default'),
              f"<span class='{r.info['status']}'>{r.info['status']}</span>", *(_fmt(r.metrics.get(k, '')) for k in keys)]
             for r in reversed(runs)]
@@ -203,7 +216,7 @@ def build_site(root: str | Path = '.', out: str | Path | None = None) -> Path:
     body = (('<img src="history.png" alt="metric history" id="history">' if plot else '<p>No metrics yet.</p>')
             + (f'<h2>Champion vs challenger</h2>{compare}' if role_rows else '')
             + f'<h2>Runs ({len(runs)})</h2>'
-            + html_table(['run', 'started', 'commit', 'profile', 'status', *map(html.escape, keys)], rows))
+            + html_table(['run (published version)', 'started', 'commit', 'profile', 'status', *map(html.escape, keys)], rows))
     index = out / 'index.html'
     write_text(index, scrub(html_page(f'{cfg.name}: pipeline reports', body), secrets))
     return index

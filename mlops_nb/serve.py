@@ -36,13 +36,13 @@ _TYPES = {'double': float, 'float': float, 'long': int, 'integer': int, 'boolean
 def load_version(cfg: ProjectConfig, name: str, alias: str) -> ServedModel:
     "Load `name@alias` from the project's registry: ONNX runtime when exported, else the scikit-learn model."
     import mlflow
-    from mlops_nb.registry import alias_version, client_for
-    from mlops_nb.tracking import tracking_uri
+    from mlops_nb.gitops import local_version
+    from mlops_nb.tracking import redact_uri, tracking_uri
     t0, uri = time.perf_counter(), tracking_uri(cfg)
+    mv = local_version(cfg, name, alias=alias)  # pulled from git first when this registry lacks it
     mlflow.set_tracking_uri(uri)
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
-    mv = alias_version(client_for(uri), name, alias)
-    if mv is None: raise MlopsError(f"{name}@{alias}: no such alias in the registry at {uri}")
+    if mv is None: raise MlopsError(f"{name}@{alias}: no such alias in the registry at {redact_uri(uri)}, nor in git")
     schema = mlflow.models.get_model_info(mv.source).signature
     if schema is None: raise MlopsError(f"{name} version {mv.version} has no signature: log it with an input example")
     columns = [(c.name, _TYPES.get(c.type.name, float)) for c in schema.inputs.inputs]

@@ -10,13 +10,14 @@ import os
 import re
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import MlopsError, ProjectConfig
 
 # %% auto 0
-__all__ = ['TAG', 'LOCK_WAIT_ENV', 'tracking_uri', 'artifact_location', 'redact_uri', 'git', 'git_info', 'StoreLocked',
-           'retry_locked', 'Tracker']
+__all__ = ['TAG', 'LOCK_WAIT_ENV', 'tracking_uri', 'artifact_location', 'redact_uri', 'mlflow_store', 'git', 'git_info',
+           'StoreLocked', 'retry_locked', 'Tracker']
 
 # %% ../nbs/03_tracking.ipynb 4
 def tracking_uri(cfg: ProjectConfig) -> str:
@@ -41,7 +42,18 @@ def redact_uri(uri: str) -> str:
     "`uri` without its password, for logs and run records: `postgresql://me:***@db/mlflow`."
     return re.sub(r'(://[^:/@]+):[^@/]+@', r'\1:***@', uri)
 
-# %% ../nbs/03_tracking.ipynb 6
+@contextmanager
+def mlflow_store(uri: str):
+    """MLflow's default store is `uri` inside the block (`models:/` and `runs:/` URIs resolve through it), and what
+    it was afterwards: `mlflow.set_tracking_uri` alone also leaves `MLFLOW_TRACKING_URI` in the environment, where
+    every later child process and every other project of this process would find it."""
+    import mlflow
+    before = os.environ.get('MLFLOW_TRACKING_URI')
+    mlflow.set_tracking_uri(uri)
+    try: yield
+    finally: mlflow.set_tracking_uri(before)  # None: unset again, and out of the environment
+
+# %% ../nbs/03_tracking.ipynb 7
 def git(root: Path, *args: str) -> str | None:
     "Output of `git ARGS` in `root`, or None when git fails (not a repository, no commit yet)."
     r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
@@ -54,7 +66,7 @@ def git_info(root: Path) -> dict[str, str]:
     return {'commit': commit, 'dirty': str(bool(git(root, 'status', '--porcelain', '--untracked-files=no'))).lower(),
             'author': git(root, 'log', '-1', '--format=%an <%ae>') or 'unknown'}
 
-# %% ../nbs/03_tracking.ipynb 8
+# %% ../nbs/03_tracking.ipynb 9
 TAG = 'mlops_nb.'  # prefix of our tags, so they never collide with MLflow's own
 
 LOCK_WAIT_ENV = 'MLOPS_NB_LOCK_WAIT'  # seconds to keep retrying a locked store (default 60)

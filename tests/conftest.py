@@ -77,10 +77,50 @@ def register_versions(root: Path, name: str, metrics: list[dict], alias: str | N
     from mlops_nb.registry import register_version
     uri = f"sqlite:///{root / 'mlruns.db'}"
     mlflow.set_tracking_uri(uri)
-    exp = mlflow.create_experiment(f'{name}-models', artifact_location=(root / 'mlartifacts').as_uri())
+    found = mlflow.get_experiment_by_name(f'{name}-models')
+    exp = found.experiment_id if found else mlflow.create_experiment(f'{name}-models',
+                                                                     artifact_location=(root / 'mlartifacts').as_uri())
     client = MlflowClient(uri, uri)
     for m in metrics:
         with mlflow.start_run(experiment_id=exp):
             info = mlflow.sklearn.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name='model')
         register_version(client, name, info.model_uri, tags={f'metric.{k}': v for k, v in m.items()}, alias=alias)
     return client
+
+
+GIT_ID = ['-c', 'user.name=Tess Ter', '-c', 'user.email=tess@example.com']
+
+
+def git(root: Path, *args: str, check=True) -> str:
+    "Output of `git ARGS` in `root` (as Tess Ter)."
+    r = subprocess.run(['git', *GIT_ID, *args], cwd=root, capture_output=True, text=True)
+    if check and r.returncode: raise AssertionError(f"git {' '.join(args)}: {r.stderr}")
+    return r.stdout
+
+
+def tiny_hub(tmp_path: Path, gates: str) -> Path:
+    "A one-step project with `gates` and model `m` in models.yaml, pushed to the bare hub `tmp_path/hub.git`."
+    proj = tmp_path / 'origin-work'
+    write_nb(proj / 'a.ipynb', None, 'x = 1')
+    (proj / 'mlops.yaml').write_text(f'name: tiny\nsteps:\n  a: {{notebook: a.ipynb}}\ngates:\n{gates}')
+    (proj / 'models.yaml').write_text('# desired state\nmodels:\n  m: {}\n')
+    (proj / '.gitignore').write_text('mlruns.db\nmlartifacts/\n.mlops_nb/\nruns/\n')
+    return hub_of(proj, tmp_path / 'hub.git')
+
+
+def hub_of(project: Path, hub: Path) -> Path:
+    """Commit `project` on `main` and push it to the new bare repository `hub`, which stands in for GitHub (an absolute
+    path: act's copy of a clone keeps the remote)."""
+    git(hub.parent, 'init', '-q', '--bare', '-b', 'main', str(hub))
+    if not (project / '.git').exists(): git(project, 'init', '-q', '-b', 'main')
+    git(project, 'add', '-A')
+    git(project, 'commit', '-qm', 'project')
+    git(project, 'remote', 'add', 'origin', str(hub))
+    git(project, 'push', '-q', 'origin', 'main')
+    return hub
+
+
+def clone(hub: Path, dest: Path) -> Path:
+    "A fresh clone of `hub`."
+    git(dest.parent, 'clone', '-q', str(hub), str(dest))
+    return dest

@@ -4,7 +4,7 @@ import os
 
 import nbformat
 import pytest
-from conftest import clean_env, register_versions, write_nb
+from conftest import clean_env, git, mlops, register_versions, write_nb
 from nbclient import NotebookClient
 
 from mlops_nb.jupyter import param_form, promotion_panel, run_explorer
@@ -32,11 +32,21 @@ def project(tmp_path, monkeypatch):
     return tmp_path
 
 
+def publish_both(project):
+    "Commit the project to git and publish versions 1 and 2 (as tags of this repository: there is no remote)."
+    (project / '.gitignore').write_text('mlruns.db\nmlartifacts/\n.mlops_nb/\nruns/\n')
+    git(project, 'init', '-q', '-b', 'main')
+    git(project, 'add', '-A')
+    git(project, 'commit', '-qm', 'project')
+    for v in ('1', '2'): assert mlops(project, 'publish', 'm', '--version', v).returncode == 0
+
+
 def _runs(root):
     return sorted(p.name for p in (root / 'runs').iterdir()) if (root / 'runs').exists() else []
 
 
 def test_magics_in_a_real_kernel(project):
+    publish_both(project)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in [
         '%load_ext mlops_nb',
         '%mlops run',
@@ -100,6 +110,7 @@ def test_run_explorer_filters_and_compares(project):
 
 
 def test_promotion_panel_shows_gates_and_writes_models_yaml(project):
+    publish_both(project)
     (project / 'models.yaml').write_text('models:\n  m: {champion: 1}\n')
     panel = promotion_panel('m', project)
     assert panel.version.options == (1, 2) and panel.version.value == 2
