@@ -42,10 +42,10 @@ class StepContext:
 @cache
 def context() -> StepContext:
     "The current notebook's context: from the runner if it started this kernel, else an ad-hoc one for the project."
+    from mlops_nb.tracking import git_info, tracking_uri
     if d := os.environ.get(STEP_DIR_ENV):
         c = json.loads((Path(d) / 'context.json').read_text())
-        return StepContext(**{**c, 'root': Path(c['root']), 'dir': Path(d)})
-    from mlops_nb.tracking import git_info, tracking_uri
+        return StepContext(**{**c, 'root': Path(c['root']), 'dir': Path(d), 'tracking_uri': tracking_uri(load_config(c['root']))})
     cfg = load_config(find_root())
     git = git_info(cfg.root)
     return StepContext(cfg.root, tracking_uri(cfg), cfg.name, upstream=_latest_done(cfg.root),
@@ -78,7 +78,7 @@ def output_path(name: str | os.PathLike) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     return p
 
-# %% ../nbs/04_api.ipynb 9
+# %% ../nbs/04_api.ipynb 11
 def _merge(kind: str, values: dict):
     f = context().dir / f'{kind}.json'
     old = json.loads(f.read_text()) if f.exists() else {}
@@ -124,9 +124,12 @@ def log_metric(name: str, value: float):
     log_metrics({name: value})
 
 def log_params(params: dict[str, Any]):
-    "Log parameters that are not notebook parameters (e.g. a model's effective settings)."
+    "Log parameters that are not notebook parameters (e.g. a model's effective settings); secrets in them are masked."
+    from mlops_nb.masking import scrub, secret_values
+    secrets = secret_values()
+    params = {k: scrub(str(v), secrets) for k, v in params.items()}
     if context().adhoc: _mlflow().log_params(params)
-    else: _merge('params', {k: str(v) for k, v in params.items()})
+    else: _merge('params', params)
 
 def log_artifact(path: str | os.PathLike, name: str | None = None):
     "Attach a file (a plot, a table) to the step's run."
@@ -136,7 +139,7 @@ def log_artifact(path: str | os.PathLike, name: str | None = None):
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
 
-# %% ../nbs/04_api.ipynb 11
+# %% ../nbs/04_api.ipynb 14
 def log_model(model, name: str = 'model', input_example=None, trusted_types: list[str] | None = None,
               code_paths: list[str] | None = None) -> str:
     "Log a scikit-learn `model` with its signature (and the local modules in `code_paths`); returns its URI."
@@ -172,7 +175,7 @@ def load_model(step: str = 'train', name: str = 'model'):
     _mlflow()
     return mlflow.sklearn.load_model(model_uri(step, name))
 
-# %% ../nbs/04_api.ipynb 13
+# %% ../nbs/04_api.ipynb 16
 def log_figure(fig, name: str) -> None:
     "Attach a matplotlib figure as a PNG (shown in reports)."
     import tempfile
@@ -189,7 +192,7 @@ def log_profile(df, name: str):
     with tempfile.TemporaryDirectory() as d: log_artifact(write_profile(view, Path(d) / f'{name}.whylogs'))
     return view
 
-# %% ../nbs/04_api.ipynb 15
+# %% ../nbs/04_api.ipynb 18
 def data_hash() -> str:
     "Hash of every upstream step's declared outputs: what data this pipeline run saw."
     import hashlib

@@ -148,13 +148,18 @@ def monitor(ctx, data, model, alias, reference, action, out):
 @click.option('--poll', default=0.0, help='Re-resolve aliases every N seconds (0: only on POST /admin/reload).')
 @click.option('--log-requests', type=click.Path(file_okay=False, path_type=Path), help='Profile inputs here (whylogs).')
 @click.option('--window', default=3600, show_default=True, help='Seconds per request-profile window.')
+@click.option('--runtime', type=click.Choice(['onnx', 'sklearn']), default='onnx', show_default=True,
+              help='sklearn: the skops model, trusting only serve.trusted_types from mlops.yaml.')
+@click.option('--docs', is_flag=True, help='Serve /docs and /openapi.json (behind the token).')
+@click.option('--insecure', is_flag=True, help='Allow a non-loopback --host without MLOPS_NB_TOKEN.')
 @click.pass_context
-def serve(ctx, model, alias, shadow, host, port, max_batch, poll, log_requests, window):
-    "Serve MODEL@ALIAS over HTTP: POST /predict, GET /health, GET /metrics, POST /admin/reload."
+def serve(ctx, model, alias, shadow, host, port, max_batch, poll, log_requests, window, runtime, docs, insecure):
+    "Serve MODEL@ALIAS over HTTP: POST /predict, GET /health, GET /metrics, POST /admin/reload (token: MLOPS_NB_TOKEN)."
     from mlops_nb.serve import ServeOptions, serve
-    click.echo(f"serving {model}@{alias} on http://{host}:{port}", err=True)
+    click.echo(f"serving {model}@{alias} ({runtime}) on http://{host}:{port}", err=True)
     serve(_root(ctx), model, alias, shadow, host, port,
-          ServeOptions(max_batch=max_batch, poll_seconds=poll, request_log=log_requests, window_seconds=window))
+          ServeOptions(max_batch=max_batch, poll_seconds=poll, request_log=log_requests, window_seconds=window,
+                       runtime=runtime, docs=docs, insecure=insecure))
 
 @cli.command()
 @click.pass_context
@@ -199,7 +204,8 @@ def status(ctx):
         click.echo(f"{r['step']:<12} {r['status']:<12} {r.get('run_id', ''):<24} {metrics}")
     if (root / 'models.yaml').exists():
         from mlops_nb.gitops import model_status
-        from mlops_nb.tracking import redact_uri, tracking_uri
+        from mlops_nb.masking import redact_uri
+        from mlops_nb.tracking import tracking_uri
         cfg = load_config(root)
         for m in model_status(cfg):
             pub = f"published {', '.join(f'v{n}' for n in m.published)}" if m.published else 'nothing published'

@@ -16,11 +16,12 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 # %% auto 0
-__all__ = ['GateRule', 'MlopsError', 'ConfigError', 'StepConfig', 'Gate', 'ProfileConfig', 'SweepConfig', 'MonitorConfig',
-           'RegistryConfig', 'ProjectConfig', 'load_yaml', 'load_config', 'find_root', 'write_text', 'write_json']
+__all__ = ['StepName', 'GateRule', 'MlopsError', 'ConfigError', 'StepConfig', 'Gate', 'ProfileConfig', 'SweepConfig',
+           'MonitorConfig', 'ServeConfig', 'TLSConfig', 'RegistryConfig', 'ProjectConfig', 'load_yaml', 'load_config',
+           'find_root', 'write_text', 'write_json']
 
 # %% ../nbs/00_config.ipynb 5
 class MlopsError(Exception):
@@ -37,6 +38,9 @@ def _project_path(v: str) -> str:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra='forbid')
+
+# a step name becomes a folder name (`runs/<run>/<step>/`): no separators, no `..`
+StepName = Annotated[str, StringConstraints(pattern=r'^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$')]
 
 class StepConfig(_Strict):
     "One pipeline step: a parameterized notebook with what it needs and what it writes."
@@ -110,6 +114,21 @@ class MonitorConfig(_Strict):
     retrain_profile: str | None = None
     retrain_step: str = 'ingest'             # step whose `extra_data` parameter receives the new data
 
+class ServeConfig(_Strict):
+    "What `mlops-nb serve --runtime sklearn` may load: trust is the project's, never the artifact's (see serve)."
+    trusted_types: list[str] = []            # skops types to trust beyond scikit-learn's and numpy's own
+    code_paths: list[str] = []               # project folders holding the modules that define them
+
+    @field_validator('code_paths')
+    @classmethod
+    def _inside(cls, v): return [_project_path(p) for p in v]
+
+class TLSConfig(_Strict):
+    "Certificates for a `tls://` Dask scheduler (without them, Dask's own `distributed.comm.tls.*` settings apply)."
+    ca_file: str                             # CA that signed the scheduler's and workers' certificates
+    cert: str                                # this client's certificate
+    key: str                                 # its private key (paths: `~` and `$VARS` expand; relative to the project)
+
 class RegistryConfig(_Strict):
     "Where published versions live: annotated tags `<model>@v<N>` and the registry log branch (see gitops)."
     remote: str = 'origin'                   # git remote; a repository without it keeps them locally
@@ -121,13 +140,16 @@ class ProjectConfig(_Strict):
     artifact_location: str | None = None       # folder or URI for artifacts of a shared store (see tracking)
     executor: Literal['local', 'warm', 'dask'] = 'local'  # how steps run: see the runner's Executors section
     jobs: int | None = Field(None, ge=1)    # steps or sweep trials at once (default 1; dask: one worker per core)
-    scheduler: str | None = None           # dask: scheduler address; none starts a LocalCluster
-    steps: dict[str, StepConfig] = Field(min_length=1)
+    scheduler: str | None = None           # dask: scheduler address (tls://host:8786); none starts a LocalCluster
+    tls: TLSConfig | None = None           # dask: certificates for a tls:// scheduler
+    allow_insecure: bool = False           # dask: accept a plain tcp:// scheduler (a network you trust entirely)
+    steps: dict[StepName, StepConfig] = Field(min_length=1)
     profiles: dict[str, ProfileConfig] = {}
     gates: dict[str, GateRule] = {}    # promotion gates, e.g. {accuracy: ">= 0.80"}
     sweep: SweepConfig = SweepConfig()
     monitor: MonitorConfig = MonitorConfig()
     registry: RegistryConfig = RegistryConfig()
+    serve: ServeConfig = ServeConfig()
 
     def gate_list(self) -> list[Gate]: return [Gate(m, t) for m, t in self.gates.items()]
     root: Path = Field(default=Path('.'), exclude=True)  # folder holding mlops.yaml; set by `load_config`
@@ -190,11 +212,18 @@ def _describe(err, root_model=None) -> str:
         allowed = ', '.join(k for k, f in model.model_fields.items() if not f.exclude) if model else '?'
         return f"unknown key {key!r} (allowed here: {allowed})"
     if err['type'] == 'missing': return f"missing required key {key!r}"
+    if err['loc'][0] == 'steps' and err['loc'][-1] == '[key]':
+        return f"step name {err['input']!r} cannot be a folder name (letters, digits, '_', '-' and single dots)"
     return f"{key}: {err['msg'].removeprefix('Value error, ')}, got {err['input']!r}"
 
 # %% ../nbs/00_config.ipynb 18
 def _check_graph(cfg: ProjectConfig, fail):
+    root = cfg.root.resolve()
     for name, step in cfg.steps.items():
+        for key, paths in (('notebook', [step.notebook]), ('inputs', step.inputs), ('outputs', step.outputs)):
+            for p in paths:  # a committed symlink must not take a read, a write or a cache restore out of the project
+                if not (real := cfg.path(p).resolve()).is_relative_to(root):
+                    fail(('steps', name, key), f"step {name!r}: {key} path {p!r} leads outside the project (to {real})")
         if not cfg.path(step.notebook).is_file():
             fail(('steps', name, 'notebook'), f"step {name!r}: notebook {step.notebook!r} not found")
         for i, dep in enumerate(step.needs):

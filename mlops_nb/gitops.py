@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .config import ProjectConfig, write_text
 from .gitstore import NotARepository, Repo
 from .registry import RegistryError, alias_version, load_models, version_metrics, write_models
-from .tracking import Tracker, git_info, mlflow_store, redact_uri
+from .masking import redact_uri
+from .tracking import Tracker, git_info, mlflow_store
 
 # %% auto 0
 __all__ = ['PUBLISHED_TAG', 'PUBLISHED_DIR', 'version_tag', 'VersionRecord', 'parse_record', 'file_hashes', 'run_pipeline_record',

@@ -116,15 +116,18 @@ def drift_table(report: DriftReport) -> list[list[str]]:
 
 def drift_markdown(report: DriftReport) -> str:
     "The drift table as markdown, for `$GITHUB_STEP_SUMMARY`."
+    from mlops_nb.report import md_code, md_text
     head = (f"## Data drift: {len(report.drifted)} of {len(report.features)} features drifted\n\n"
-            f"`{report.data}` ({report.rows} rows) against {report.reference}\n\n"
+            f"{md_code(report.data)} ({report.rows} rows) against {md_text(report.reference)}\n\n"
             "| feature | test | p-value | threshold | verdict |\n|---|---|---|---|---|\n")
-    rows = [f"| {' | '.join(r[:-1])} | {'❌ DRIFT' if r[-1] == 'DRIFT' else '✅ ok'} |\n" for r in drift_table(report)]
+    rows = [f"| {' | '.join(map(md_text, r[:-1]))} | {'❌ DRIFT' if r[-1] == 'DRIFT' else '✅ ok'} |\n"
+            for r in drift_table(report)]
     return head + ''.join(rows)
 
 def drift_html(cfg: ProjectConfig, report: DriftReport) -> str:
     import html
-    from mlops_nb.report import html_page, html_table, scrub, secret_values
+    from mlops_nb.masking import scrub, secret_values
+    from mlops_nb.report import html_page, html_table
     rows = [[html.escape(c) for c in r[:-1]] + [f"<span class='{'FAIL' if r[-1] == 'DRIFT' else 'pass'}'>{r[-1]}</span>"]
             for r in drift_table(report)]
     body = (f"<p>{html.escape(report.data)} ({report.rows} rows) against {html.escape(report.reference)}, "

@@ -14,26 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ProjectConfig, load_config, write_text
+from .masking import scrub, scrub_outputs, secret_values
 
 # %% auto 0
-__all__ = ['REDACTED', 'secret_values', 'scrub', 'render_notebook', 'RunRecord', 'load_runs', 'key_metrics', 'model_roles',
-           'html_page', 'html_table', 'build_site', 'pr_summary', 'write_summary']
+__all__ = ['render_notebook', 'RunRecord', 'load_runs', 'key_metrics', 'model_roles', 'html_page', 'html_table', 'build_site',
+           'md_text', 'md_code', 'md_block', 'pr_summary', 'write_summary']
 
-# %% ../nbs/07_report.ipynb 4
-_SECRET_NAME = re.compile(r'TOKEN|SECRET|PASSWORD|PASSWD|KEY', re.I)
-REDACTED = '[redacted]'
-
-def secret_values(env=None) -> list[str]:
-    "Values of environment variables whose name looks like a secret, longest first (4+ characters)."
-    env = os.environ if env is None else env
-    return sorted({v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 4}, key=len, reverse=True)
-
-def scrub(text: str, secrets: list[str]) -> str:
-    "`text` with every secret value replaced by `[redacted]`."
-    for s in secrets: text = text.replace(s, REDACTED)
-    return text
-
-# %% ../nbs/07_report.ipynb 7
+# %% ../nbs/07_report.ipynb 5
 _REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>\s*')
 _PAGE_STYLE = """<style>
 .celltag_failed { border-left: 6px solid #c62828 !important; background: #fff3f3; }
@@ -44,24 +31,35 @@ _PAGE_SCRIPT = """<button id="mlops-toggle" type="button">hide code</button>
 <script>document.getElementById('mlops-toggle').addEventListener('click', function () {
   var hidden = document.body.classList.toggle('hide-code'); this.textContent = hidden ? 'show code' : 'hide code'; });</script>"""
 
+_SAFE_TAGS = ['a', 'abbr', 'b', 'blockquote', 'br', 'caption', 'code', 'col', 'colgroup', 'dd', 'div', 'dl', 'dt', 'em',
+              'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'hr', 'i', 'li', 'ol', 'p', 'pre', 'span', 'strong', 'sub', 'sup',
+              'table', 'tbody', 'td', 'tfoot', 'th', 'thead', 'tr', 'ul']
+_SAFE_ATTRIBUTES = {'*': ['class', 'title'], 'a': ['href'], 'table': ['border'], 'th': ['colspan', 'rowspan'],
+                    'td': ['colspan', 'rowspan']}
+
 def render_notebook(src: Path, dest: Path, secrets: list[str]) -> Path:
-    "Render the executed notebook `src` to standalone HTML at `dest` (scrubbed)."
+    """Render the executed notebook `src` to standalone HTML at `dest`: secrets masked, and outputs sanitized so that
+    nothing a notebook displayed runs in a reader's browser (scripts, event handlers, JavaScript outputs and SVG are
+    removed; tables, text, PNG/JPEG images and plots stay)."""
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
+    from nbconvert.preprocessors.sanitize import SanitizeHTML
     nb = nbformat.read(src, as_version=4)
     for cell in nb.cells:
         if cell.get('metadata', {}).get('papermill', {}).get('exception'):
             cell.metadata.setdefault('tags', []).append('failed')
+    scrub_outputs(nb, secrets)
     exporter = HTMLExporter(embed_images=True)
     exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={'hide-input'}, remove_cell_tags={'remove'}), True)
+    exporter.register_preprocessor(SanitizeHTML(tags=_SAFE_TAGS, attributes=_SAFE_ATTRIBUTES, strip=True), True)
     body, _ = exporter.from_notebook_node(nb)
     body = _REMOTE_SCRIPT.sub('', body).replace('</head>', _PAGE_STYLE + '</head>', 1)
     body = body.replace('</body>', _PAGE_SCRIPT + '</body>', 1)
-    write_text(dest, scrub(body, secrets))
+    write_text(dest, body)
     return dest
 
-# %% ../nbs/07_report.ipynb 9
+# %% ../nbs/07_report.ipynb 7
 @dataclass
 class RunRecord:
     "A pipeline run as its folder records it."
@@ -101,7 +99,7 @@ def key_metrics(cfg: ProjectConfig, runs: list[RunRecord]) -> list[str]:
     keys = [m for m in cfg.gates if m in seen]
     return keys or list(runs[-1].metrics)[:3] if runs else keys
 
-# %% ../nbs/07_report.ipynb 11
+# %% ../nbs/07_report.ipynb 9
 def model_roles(cfg: ProjectConfig) -> dict[str, dict[str, dict]]:
     "model -> alias (champion, challenger) -> {'version', 'metrics'} from the registry."
     from mlops_nb.registry import alias_version, client_for, load_models, version_metrics
@@ -115,7 +113,7 @@ def model_roles(cfg: ProjectConfig) -> dict[str, dict[str, dict]]:
                 out.setdefault(name, {})[alias] = {'version': int(mv.version), 'metrics': version_metrics(mv)}
     return out
 
-# %% ../nbs/07_report.ipynb 13
+# %% ../nbs/07_report.ipynb 11
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3}.failed,.FAIL{color:#c62828;font-weight:bold}.done,.pass{color:#2e7d32}.cached{color:#666}
@@ -221,6 +219,24 @@ def build_site(root: str | Path = '.', out: str | Path | None = None) -> Path:
     write_text(index, scrub(html_page(f'{cfg.name}: pipeline reports', body), secrets))
     return index
 
+# %% ../nbs/07_report.ipynb 13
+def md_text(s) -> str:
+    "`s` as literal text in a markdown line or table cell: HTML and markdown syntax escaped, on one line."
+    s = html.escape(str(s), quote=False)
+    return re.sub(r'([\\`*\[\]|~])', r'\\\1', s).replace('\r', ' ').replace('\n', ' ')
+
+def md_code(s) -> str:
+    "`s` as inline code, whatever backticks it holds (and safe in a table cell)."
+    s = str(s).replace('\n', ' ').replace('|', '\\|')
+    fence = '`' * (max(map(len, re.findall('`+', s)), default=0) + 1)
+    pad = ' ' if s.startswith('`') or s.endswith('`') else ''
+    return f'{fence}{pad}{s}{pad}{fence}'
+
+def md_block(s) -> str:
+    "`s` as a fenced code block that nothing inside it can close."
+    fence = '`' * max(3, max(map(len, re.findall('`+', str(s))), default=0) + 1)
+    return f'{fence}\n{s}\n{fence}'
+
 # %% ../nbs/07_report.ipynb 15
 def _arrow(delta: float) -> str: return '▲' if delta > 0 else '▼' if delta < 0 else '='
 
@@ -234,23 +250,24 @@ def pr_summary(root: str | Path = '.', run_id: str | None = None, site: str = 'r
     roles, metrics = model_roles(cfg), run.metrics
     name, champ = next(((n, by['champion']) for n, by in roles.items() if 'champion' in by), (None, None))
     keys = key_metrics(cfg, [run])
-    lines = [f"## {cfg.name}: run `{run.id}` — {run.info['status']}", '',
+    lines = [f"## {md_text(cfg.name)}: run `{run.id}` — {run.info['status']}", '',
              f"profile `{run.info.get('profile') or 'default'}`, commit `{run.info.get('git', {}).get('commit', '')[:10]}`", '']
     ref = f"champion {name} v{champ['version']}" if champ else 'champion (none yet)'
     lines += [f'| metric | this run | {ref} | change |', '|---|---|---|---|']
     for k in keys:
         v, c = metrics.get(k), (champ or {}).get('metrics', {}).get(k)
         change = f'{_arrow(v - c)} {v - c:+.4f}' if v is not None and c is not None else ''
-        lines.append(f"| {k} | {'' if v is None else f'{v:.4f}'} | {'' if c is None else f'{c:.4f}'} | {change} |")
+        lines.append(f"| {md_text(k)} | {'' if v is None else f'{v:.4f}'} | {'' if c is None else f'{c:.4f}'} | {change} |")
     gates = [g.check(metrics, champ['metrics'] if champ else None) for g in cfg.gate_list()]
     if gates:
         lines += ['', '**Promotion gates**', '', '| gate | rule | result | |', '|---|---|---|---|']
-        lines += [f"| {g['gate']} | `{g['rule']}` | {g['detail']} | {'✅ pass' if g['passed'] else '❌ FAIL'} |" for g in gates]
+        lines += [f"| {md_text(g['gate'])} | {md_code(g['rule'])} | {g['detail']} | {'✅ pass' if g['passed'] else '❌ FAIL'} |"
+                  for g in gates]
     for s, st in run.steps.items():
         if err := st.get('error'):
             where = f", cell {err['cell']}" if err.get('cell') else ''
-            lines += ['', f"**❌ step `{s}` failed** in `{st['notebook']}`{where}: `{err['ename']}`",
-                      '', '```', err['evalue'], '```']
+            lines += ['', f"**❌ step {md_code(s)} failed** in {md_code(st['notebook'])}{where}: {md_code(err['ename'])}",
+                      '', md_block(err['evalue'])]
     lines += ['', f"Full report: `{site}/runs/{run.id}/index.html` (site index: `{site}/index.html`)"]
     return scrub('\n'.join(lines) + '\n', secret_values())
 

@@ -28,13 +28,13 @@ from .config import MlopsError, ProjectConfig, load_config, write_json, write_te
 from .data import profile_step_files
 from .kernels import KernelPool, notebook_imports, preamble, register_warm_engine, step_kernel_manager
 from .params import cell_source, check_overrides, load_notebook, notebook_params, parameters_cell, step_params
-from .report import REDACTED, scrub, secret_values
-from .tracking import redact_uri
+from .masking import redact_uri, scrub, scrub_outputs, secret_values
 
 # %% auto 0
 __all__ = ['MAX_OUTPUT_CHARS', 'StepFailed', 'RunLocked', 'code_hash', 'cache_key', 'FileHashes', 'StepPlan', 'plan',
-           'sanitize_outputs', 'execute_notebook', 'ExecOptions', 'exec_options', 'execute_step', 'StepResult',
-           'RunResult', 'run_pipeline', 'parse_grid', 'sweep_trials', 'SweepResult', 'run_sweep', 'step_status']
+           'project_secrets', 'sanitize_outputs', 'execute_notebook', 'ExecOptions', 'exec_options', 'execute_step',
+           'StepResult', 'RunResult', 'run_pipeline', 'parse_grid', 'sweep_trials', 'SweepResult', 'run_sweep',
+           'step_status']
 
 # %% ../nbs/02_runner.ipynb 4
 class StepFailed(MlopsError):
@@ -152,13 +152,16 @@ def _source_cell(nb_path: Path, executed_index: int, injected: bool) -> int:
 
 MAX_OUTPUT_CHARS = 200_000  # per output; a runaway print must not make the executed notebook or its report unusable
 
+def project_secrets(cfg: ProjectConfig) -> list[str]:
+    "The environment's secrets and the passwords in the stores `mlops.yaml` configures."
+    return secret_values(uris=[cfg.tracking_uri, cfg.artifact_location, cfg.scheduler])
+
 def sanitize_outputs(nb_path: Path, secrets: list[str] = (), limit: int = MAX_OUTPUT_CHARS) -> int:
-    """Mask `secrets` anywhere in the executed notebook, and cut text outputs longer than `limit` with a note saying
-    so; returns how many outputs were cut."""
+    """Mask `secrets` in the executed notebook (see masking), and cut text outputs longer than `limit` with a note
+    saying so; returns how many outputs were cut."""
     import nbformat
-    raw = masked = nb_path.read_text()
-    for v in secrets: masked = masked.replace(json.dumps(v)[1:-1], REDACTED)
-    nb, cut = nbformat.reads(masked, as_version=4), 0
+    nb, cut = nbformat.read(nb_path, as_version=4), 0
+    masked = scrub_outputs(nb, list(secrets))
     for cell in nb.cells:
         for out in cell.get('outputs', []):
             for holder, key in ((out, 'text'), *((out.get('data', {}), k) for k in ('text/plain', 'text/html'))):
@@ -167,8 +170,7 @@ def sanitize_outputs(nb_path: Path, secrets: list[str] = (), limit: int = MAX_OU
                 if isinstance(text, str) and len(text) > limit:
                     holder[key] = text[:limit] + f"\n[mlops_nb: output truncated, {len(text) - limit:,} more characters]\n"
                     cut += 1
-    if cut: nbformat.write(nb, nb_path)
-    elif masked != raw: write_text(nb_path, masked)
+    if cut or masked: write_text(nb_path, nbformat.writes(nb))
     return cut
 
 def _last_started_cell(out_nb: Path) -> int | None:
@@ -179,13 +181,14 @@ def _last_started_cell(out_nb: Path) -> int | None:
     return started[-1] if started else None
 
 def execute_notebook(nb_path: Path, out_nb: Path, params: dict, step_dir: Path, verbose=False,
-                     pool: KernelPool | None = None) -> dict | None:
+                     pool: KernelPool | None = None, secrets: list[str] | None = None) -> dict | None:
     """Execute `nb_path` with Papermill into `out_nb` (on a warm kernel from `pool` if given); returns the error, if
-    any. Values of secret-looking environment variables never stay in the executed notebook or the error."""
+    any. `secrets` (default: those of the environment) never stay in the executed notebook or the error."""
     import papermill as pm
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
     kw, km = {'progress_bar': verbose or (sys.stderr.isatty() and not os.environ.get('CI')), 'log_output': verbose}, None
+    secrets = secret_values() if secrets is None else secrets
     try:
         if pool:
             km = pool.take(notebook_imports(nb_path, pool.root))
@@ -195,16 +198,16 @@ def execute_notebook(nb_path: Path, out_nb: Path, params: dict, step_dir: Path, 
                       resources={'metadata': {'path': str(nb_path.parent)}})
         pm.execute_notebook(str(nb_path), str(out_nb), parameters=params, **kw)
     except PapermillExecutionError as e:
-        tail = [scrub(line, secret_values()) for t in e.traceback for line in _ANSI.sub('', t).splitlines() if line.strip()]
+        tail = [scrub(line, secrets) for t in e.traceback for line in _ANSI.sub('', t).splitlines() if line.strip()]
         return {'cell': _source_cell(nb_path, e.cell_index, bool(params)), 'ename': e.ename,
-                'evalue': scrub(e.evalue, secret_values()), 'tail': tail[-6:]}
+                'evalue': scrub(e.evalue, secrets), 'tail': tail[-6:]}
     except DeadKernelError:
         i = _last_started_cell(out_nb)
         return {'cell': None if i is None else _source_cell(nb_path, i, bool(params)), 'ename': 'DeadKernelError',
                 'evalue': 'the kernel died (killed, out of memory, or crashed in native code)', 'tail': []}
     finally:
         if km is not None: pool.release(km)
-        if out_nb.exists(): sanitize_outputs(out_nb, secret_values())
+        if out_nb.exists(): sanitize_outputs(out_nb, secrets)
     return None
 
 # %% ../nbs/02_runner.ipynb 15
@@ -212,14 +215,34 @@ def execute_notebook(nb_path: Path, out_nb: Path, params: dict, step_dir: Path, 
 class ExecOptions:
     executor: str = 'local'          # local: a new kernel per step; warm: kernels warmed ahead; dask: a Dask cluster
     jobs: int = 1                    # steps or trials at once (dask without a scheduler: LocalCluster workers)
-    scheduler: str | None = None     # dask scheduler address, e.g. tcp://10.0.0.5:8786
+    scheduler: str | None = None     # dask scheduler address, e.g. tls://10.0.0.5:8786
+    tls: tuple[str, str, str] | None = None  # dask: CA file, client certificate, key
+
+def _tls_files(cfg: ProjectConfig) -> tuple[str, str, str] | None:
+    if cfg.tls is None: return None
+    out = []
+    for what, p in (('ca_file', cfg.tls.ca_file), ('cert', cfg.tls.cert), ('key', cfg.tls.key)):
+        path = cfg.root / os.path.expanduser(os.path.expandvars(p))
+        if not path.is_file(): raise MlopsError(f"mlops.yaml tls.{what}: {path} not found")
+        out.append(str(path))
+    return tuple(out)
 
 def exec_options(cfg: ProjectConfig, executor=None, jobs=None, scheduler=None) -> ExecOptions:
-    "Command-line choices over `mlops.yaml`'s (`executor`, `jobs`, `scheduler`)."
+    """Command-line choices over `mlops.yaml`'s (`executor`, `jobs`, `scheduler`). A Dask scheduler must be `tls://`:
+    over plain `tcp://` anyone who reaches the port reads the data and runs code on the workers, so it is refused
+    unless `allow_insecure: true` says the network is trusted."""
     executor = executor or cfg.executor
     jobs = jobs or cfg.jobs or (os.cpu_count() or 1 if executor == 'dask' else 1)
     if jobs < 1: raise MlopsError(f"--jobs {jobs}: must be at least 1")
-    return ExecOptions(executor, jobs, scheduler or cfg.scheduler)
+    scheduler = scheduler or cfg.scheduler
+    if executor == 'dask' and scheduler:
+        scheme = scheduler.split('://', 1)[0] if '://' in scheduler else 'tcp'
+        if scheme not in ('tls', 'tcp'): raise MlopsError(f"scheduler {scheduler}: expected tls://host:port")
+        if scheme == 'tcp' and not cfg.allow_insecure:
+            raise MlopsError(f"scheduler {scheduler}: plain TCP lets anyone who reaches the port read the data and run code on "
+                             "the workers; use tls:// with certificates (tls: in mlops.yaml), or allow_insecure: true on a "
+                             "network you trust")
+    return ExecOptions(executor, jobs, scheduler, _tls_files(cfg) if executor == 'dask' else None)
 
 class _Inline(Executor):
     "Runs each task at once, in this thread."
@@ -240,7 +263,13 @@ def _executor(opts: ExecOptions):
     if opts.executor == 'dask':
         from distributed import Client, LocalCluster
         if opts.scheduler:
-            with Client(opts.scheduler) as client: yield client.get_executor(pure=False)
+            from distributed.security import Security
+            security = Security(tls_ca_file=opts.tls[0], tls_client_cert=opts.tls[1], tls_client_key=opts.tls[2],
+                                require_encryption=True) if opts.tls else None
+            try: client = Client(opts.scheduler, security=security, timeout=20)
+            except (OSError, TypeError, ValueError) as e:
+                raise MlopsError(f"Dask scheduler {opts.scheduler} unreachable: {str(e).splitlines()[0]}") from None
+            with client: yield client.get_executor(pure=False)
             return
         with LocalCluster(n_workers=opts.jobs, threads_per_worker=1, host='127.0.0.1', dashboard_address=None) as cluster, \
              Client(cluster) as client:
@@ -411,16 +440,16 @@ def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage
     mlflow_id = tracker.start(name or p.step, {**lineage, 'step': p.step, 'notebook': st.notebook, 'notebook_hash': p.code,
                                        'data_hash': hashlib.sha256(json.dumps(p.inputs, sort_keys=True).encode()).hexdigest(),
                                        'cache_key': p.key}, parent=parent)
-    write_json(step_dir / 'context.json', {'root': str(cfg.root), 'tracking_uri': tracker.uri, 'experiment': cfg.name,
-                                           'step': p.step, 'run_id': run_id, 'mlflow_run_id': mlflow_id, 'upstream': upstream,
-                                           'lineage': lineage})
+    # no store URI here (it may hold a password): the kernel derives it from the project and its environment, as we did
+    write_json(step_dir / 'context.json', {'root': str(cfg.root), 'experiment': cfg.name, 'step': p.step, 'run_id': run_id,
+                                           'mlflow_run_id': mlflow_id, 'upstream': upstream, 'lineage': lineage})
     rec = {'step': p.step, 'status': 'running', 'run_id': run_id, 'notebook': st.notebook, 'params': p.params,
            'cache_key': p.key, 'notebook_hash': p.code, 'inputs': p.inputs, 'mlflow_run_id': mlflow_id,
            'pid': os.getpid(), 'started': _now(), 'source_dir': str(step_dir)}
     write_json(step_dir / 'step.json', rec)
     t0 = time.perf_counter()
     try:
-        error = execute_notebook(p.notebook, out_nb, p.params, step_dir, verbose, pool)
+        error = execute_notebook(p.notebook, out_nb, p.params, step_dir, verbose, pool, project_secrets(cfg))
         missing = [o for o in st.outputs if not cfg.path(o).is_file()]
         if error is None and missing:
             error = {'cell': None, 'ename': 'MissingOutput', 'evalue': f"declared output {missing[0]!r} not written", 'tail': []}

@@ -14,10 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import MlopsError, ProjectConfig
+from .masking import redact_uri, scrub, secret_values
 
 # %% auto 0
-__all__ = ['TAG', 'LOCK_WAIT_ENV', 'tracking_uri', 'artifact_location', 'redact_uri', 'mlflow_store', 'git', 'git_info',
-           'StoreLocked', 'retry_locked', 'Tracker']
+__all__ = ['TAG', 'LOCK_WAIT_ENV', 'tracking_uri', 'artifact_location', 'mlflow_store', 'git', 'git_info', 'StoreLocked',
+           'retry_locked', 'Tracker']
 
 # %% ../nbs/03_tracking.ipynb 4
 def tracking_uri(cfg: ProjectConfig) -> str:
@@ -37,10 +38,6 @@ def artifact_location(cfg: ProjectConfig) -> str | None:
         return loc if '://' in loc else (cfg.root / loc).resolve().as_uri()
     if uri.startswith('sqlite:///'): return (Path(uri[len('sqlite:///'):]).parent / 'mlartifacts').as_uri()
     return None if uri.startswith(('http://', 'https://', 'databricks')) else (cfg.root / 'mlartifacts').resolve().as_uri()
-
-def redact_uri(uri: str) -> str:
-    "`uri` without its password, for logs and run records: `postgresql://me:***@db/mlflow`."
-    return re.sub(r'(://[^:/@]+):[^@/]+@', r'\1:***@', uri)
 
 @contextmanager
 def mlflow_store(uri: str):
@@ -125,7 +122,6 @@ class Tracker:
         secret-looking environment variables are masked in params: they never reach the store."""
         from mlflow.entities import Metric, Param
 
-        from mlops_nb.report import scrub, secret_values
         now, secrets = int(time.time() * 1000), secret_values()
         self._call(self.client.log_batch, run_id, metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
                    params=[Param(k, scrub(str(v), secrets)[:6000]) for k, v in (params or {}).items()])

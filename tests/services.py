@@ -48,3 +48,32 @@ def postgres(db: str = 'mlflow'):
             _as_postgres(str(bin_ / 'pg_ctl'), '-D', str(data), '-m', 'immediate', 'stop')
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def tls_files(folder: Path) -> dict[str, Path]:
+    "A throwaway CA and one certificate it signed for 127.0.0.1 (scheduler, workers and client share it): PEM files."
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    def cert(subject, key, issuer, issuer_key, ca):
+        b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+             .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)])).public_key(key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca: b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName('localhost'),
+                                                                    x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]), False)
+        return b.sign(issuer_key, hashes.SHA256())
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    files = {'ca': folder / 'ca.pem', 'cert': folder / 'cert.pem', 'key': folder / 'key.pem'}
+    files['ca'].write_bytes(cert('test CA', ca_key, 'test CA', ca_key, True).public_bytes(serialization.Encoding.PEM))
+    files['cert'].write_bytes(cert('127.0.0.1', key, 'test CA', ca_key, False).public_bytes(serialization.Encoding.PEM))
+    files['key'].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    files['key'].chmod(0o600)
+    return files

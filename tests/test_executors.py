@@ -6,6 +6,7 @@ import time
 
 import psutil
 from conftest import mlops, write_nb
+from services import free_port, tls_files
 
 TWO_STEPS = """\
 name: iso
@@ -44,7 +45,7 @@ def test_warm_executor_isolates_steps_and_preloads_imports(tmp_path):
         executed = next(root.glob('runs/*/b/b.ipynb')).read_text()
         assert '"image/png"' in executed  # figures show inline, as in Jupyter
         assert m == {'leak_seen': 0.0, 'env_seen': 0.0, 'cwd_is_notebooks': 1.0, 'step_dir_ok': 1.0, 'preloaded': preloaded}
-    assert 'warm executor' in r.stderr or executor == 'local'
+        assert ('(warm executor' in r.stderr) == (executor == 'warm'), r.stderr
 
 
 def test_executor_from_mlops_yaml(tmp_path):
@@ -166,3 +167,35 @@ def test_dask_worker_killed_mid_sweep_still_finishes_every_trial(tmp_path):
     assert finished == [f'train x={i}' for i in range(8)]  # each trial finished exactly once
     assert {r.info.status for r in runs} <= {'FINISHED', 'KILLED', 'RUNNING'}
     assert len(runs) > 8  # the killed attempt left a run, not marked finished
+
+
+def test_dask_over_tls_and_plain_tcp_refused(tmp_path):
+    "A real scheduler and worker speaking TLS with certificates; a tcp:// scheduler is refused unless allowed."
+    import subprocess
+
+    from conftest import BIN, clean_env
+    _sweep_project(tmp_path)
+    certs = tls_files(tmp_path / 'certs')
+    tls = ['--tls-ca-file', str(certs['ca']), '--tls-cert', str(certs['cert']), '--tls-key', str(certs['key'])]
+    port = free_port()
+    env = clean_env()
+    procs = [subprocess.Popen([str(BIN / 'dask'), 'scheduler', '--protocol', 'tls', '--host', '127.0.0.1', '--port', str(port),
+                               '--no-dashboard', *tls], env=env, stderr=subprocess.DEVNULL)]
+    procs.append(subprocess.Popen([str(BIN / 'dask'), 'worker', f'tls://127.0.0.1:{port}', '--nthreads', '1', '--no-dashboard',
+                                   *tls], env=env, stderr=subprocess.DEVNULL))
+    try:
+        base = (tmp_path / 'mlops.yaml').read_text()
+        (tmp_path / 'mlops.yaml').write_text(base + "tls: {ca_file: certs/ca.pem, cert: certs/cert.pem, key: certs/key.pem}\n")
+        r = mlops(tmp_path, 'sweep', 'train', 'x=0,1', '--executor', 'dask', '--scheduler', f'tls://127.0.0.1:{port}')
+        assert r.returncode == 0 and "best of 2 trials: {'x': 1}" in r.stderr, r.stderr
+        run = json.loads((tmp_path / 'runs' / _sweep_run_id(tmp_path) / 'run.json').read_text())
+        assert [t['status'] for t in run['trials']] == ['done', 'done']
+        r = mlops(tmp_path, 'run', '--executor', 'dask', '--scheduler', f'tcp://127.0.0.1:{port}')
+        assert r.returncode == 1 and 'plain TCP lets anyone who reaches the port read the data and run code' in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        (tmp_path / 'mlops.yaml').write_text(base)   # TLS address, no certificate: the scheduler turns us away
+        r = mlops(tmp_path, 'run', '--force', '--executor', 'dask', '--scheduler', f'tls://127.0.0.1:{port}')
+        assert r.returncode == 1 and f'Dask scheduler tls://127.0.0.1:{port} unreachable' in r.stderr, r.stderr
+    finally:
+        for p in procs: p.terminate()
+        for p in procs: p.wait(30)

@@ -1,4 +1,4 @@
-"""CI refuses a package that differs from what the notebooks export."""
+"""CI refuses a package that differs from what the notebooks export, and a run without the services its tests need."""
 import json
 import os
 import shutil
@@ -33,3 +33,18 @@ def test_notebook_edited_without_export_fails(tmp_path):
     r = _check(root)
     assert r.returncode == 1
     assert 'out of sync with nbs/' in r.stderr and 'Run nbdev_export' in r.stderr
+
+
+def test_a_missing_service_fails_under_ci_and_skips_elsewhere(tmp_path):
+    "The browser and PostgreSQL tests use `require_service`: under CI=true a missing one fails the run, naming it."
+    (tmp_path / 'test_needs.py').write_text(
+        'from conftest import require_service\n\n'
+        'def test_needs_a_browser():\n    require_service(False, "chromium not installed (apt-get install chromium)")\n')
+    shutil.copy(REPO / 'tests' / 'conftest.py', tmp_path)
+    results = {}
+    for ci in ('true', ''):
+        results[ci] = subprocess.run([str(BIN / 'python'), '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-rfs', str(tmp_path)],
+                                     cwd=tmp_path, capture_output=True, text=True, env={**os.environ, 'CI': ci})
+    assert results['true'].returncode == 1
+    assert '(apt-get install chromium) (CI=true: a missing service fails the run)' in results['true'].stdout
+    assert results[''].returncode == 0 and '1 skipped' in results[''].stdout

@@ -1,7 +1,6 @@
 """The reports/ site in a real headless Chromium, and the pull-request summary, on two runs of the weather example."""
 import json
 import os
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -9,7 +8,7 @@ from urllib.parse import urlparse
 
 import nbformat
 import pytest
-from conftest import BIN, REPO, mlops
+from conftest import BIN, REPO, chromium, mlops
 from mlflow.tracking import MlflowClient
 
 SECRET = 's3cr3t-weather-db-pw-42'
@@ -81,20 +80,9 @@ def test_all_links_resolve(site):
 
 
 def test_site_in_headless_chromium(site):
-    if not (shutil.which('chromium') and shutil.which('chromedriver')):
-        pytest.skip('chromium/chromedriver not installed (Debian: apt-get install chromium chromium-driver; .ci/run does it)')
-    from selenium import webdriver
     from selenium.webdriver.common.by import By
     root, _ = site
-    opts = webdriver.ChromeOptions()
-    for a in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
-              '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic',
-              f'--user-data-dir={root / ".chrome"}', '--window-size=1280,1000'):
-        opts.add_argument(a)
-    opts.binary_location = shutil.which('chromium')
-    opts.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(shutil.which('chromedriver')))
-    try:
+    with chromium(root / '.chrome') as driver:
         driver.get((root / 'reports' / 'index.html').as_uri())
         runs = sorted(p.name for p in (root / 'runs').iterdir())
         rows = driver.find_elements(By.CSS_SELECTOR, 'table tr td:first-child a')
@@ -114,8 +102,6 @@ def test_site_in_headless_chromium(site):
         driver.save_screenshot(str(shots / 'report_notebook.png'))
         errors = [e for e in driver.get_log('browser') if e['level'] == 'SEVERE']
         assert errors == [], errors
-    finally:
-        driver.quit()
 
 
 def test_summary_shows_regression_and_failed_gate(site):

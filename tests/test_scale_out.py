@@ -5,17 +5,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, clean_env
+from conftest import BIN, clean_env, mlops, require_service, write_nb
 from mlflow.tracking import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 from services import pg_bin, postgres  # noqa: E402
 
-pytestmark = pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL is not installed (.ci/run installs it)")
-
 
 @pytest.fixture(scope='module')
 def pg():
+    require_service(pg_bin() is not None, "PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run does it)")
     with postgres() as uri: yield uri
 
 
@@ -51,6 +50,21 @@ def test_weather_on_postgres_two_concurrent_runs_register_distinct_versions(tmp_
     parents = [r for r in runs if 'mlflow.parentRunId' not in r.data.tags]
     assert sorted(p.info.status for p in parents) == ['FINISHED', 'FINISHED']
     assert {r.info.status for r in runs} == {'FINISHED'} and len(runs) == 2 * 7  # 6 steps and the parent, twice
-    for v in versions:                                    # the model files are in the shared folder
-        assert list(shared.rglob('MLmodel')), v
+    for v in versions:                                    # each version's model files are in the shared folder
+        location = client.get_logged_model(v.source.removeprefix('models:/')).artifact_location
+        assert location.startswith(shared.resolve().as_uri()) and (Path(location[7:]) / 'MLmodel').is_file(), location
     shutil.rmtree(shared)
+
+
+def test_a_password_in_the_store_uri_is_never_printed(tmp_path, pg):
+    "PostgreSQL here trusts any password: the URI carries one that must appear in no output or record."
+    uri = pg.replace('postgres@', 'postgres:pg-pa55-word@')
+    write_nb(tmp_path / 'a.ipynb', None, 'import mlops_nb as mn\nmn.log_metric("x", 1)')
+    (tmp_path / 'mlops.yaml').write_text(f'name: pw\ntracking_uri: {uri}\nartifact_location: artifacts\nsteps:\n'
+                                         '  a: {notebook: a.ipynb}\n')
+    (tmp_path / 'models.yaml').write_text('models:\n  m: {}\n')
+    outputs = [mlops(tmp_path, *cmd) for cmd in (['run'], ['status'], ['serve', 'm'], ['runs'])]
+    assert outputs[0].returncode == 0 and 'postgres:***@127.0.0.1' in outputs[0].stderr, outputs[0].stderr
+    assert 'postgres:***@127.0.0.1' in outputs[1].stdout and 'no such alias' in outputs[2].stderr
+    assert not [o.args for o in outputs if 'pg-pa55-word' in o.stdout + o.stderr]
+    assert not [f for f in tmp_path.rglob('*') if f.is_file() and f.name != 'mlops.yaml' and b'pg-pa55-word' in f.read_bytes()]

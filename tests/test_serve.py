@@ -3,16 +3,18 @@ import json
 import os
 import socket
 import subprocess
+import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import mlflow
 import numpy as np
-import pandas as pd
+import psutil
 import pytest
 import requests
 from conftest import BIN, clean_env, write_nb
 from mlflow.tracking import MlflowClient
+from services import free_port
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.datasets import load_iris
@@ -42,7 +44,8 @@ def _register(root, client, exp, n_estimators, alias):
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp('serve')
     write_nb(root / 'a.ipynb', None, 'x = 1')
-    (root / 'mlops.yaml').write_text('name: iris\nsteps:\n  a: {notebook: a.ipynb}\n')
+    (root / 'mlops.yaml').write_text('name: iris\nsteps:\n  a: {notebook: a.ipynb}\n'
+                                     'serve: {trusted_types: [sklearn.tree._tree.Tree, numpy.dtype]}\n')
     uri = f"sqlite:///{root / 'mlruns.db'}"
     mlflow.set_tracking_uri(uri)
     exp = mlflow.create_experiment('iris', artifact_location=(root / 'mlartifacts').as_uri())
@@ -65,7 +68,8 @@ def server(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail(f'server did not start: {proc.stderr.read()}')
-    yield {'url': url, 'root': root, 'client': client, 'champion': champion, 'challenger': challenger, 'X': X, 'exp': exp}
+    yield {'url': url, 'root': root, 'client': client, 'champion': champion, 'challenger': challenger, 'X': X, 'exp': exp,
+           'proc': proc}
     proc.terminate()
     proc.wait(10)
 
@@ -95,10 +99,11 @@ def test_single_and_batch_predictions_match_sklearn(server):
     ({'sl': 5.1, 'sw': 3.5, 'pl': 1.4, 'pw': 'wide'}, 'pw'),   # wrong type
     ({'sl': 5.1, 'sw': 3.5, 'pl': 1.4, 'pw': 0.2, 'x': 1}, 'x'),  # unknown field
 ])
-def test_invalid_payload_is_422_naming_the_field(server, body, field):
+def test_invalid_payload_is_422_naming_the_field_not_echoing_the_value(server, body, field):
     r = post(server, body)
     assert r.status_code == 422
     assert any(e['loc'][-1] == field for e in r.json()['detail']), r.json()
+    assert 'wide' not in r.text and '5.1' not in r.text        # what was sent is not echoed (it may be personal data)
 
 
 def test_limits_and_auth(server):
@@ -113,7 +118,8 @@ def test_metrics_and_shadow(server):
     rec = server['X'].iloc[100].to_dict()
     for _ in range(5): assert post(server, rec).status_code == 200
     time.sleep(0.5)
-    text = requests.get(f"{server['url']}/metrics").text
+    assert requests.get(f"{server['url']}/metrics").status_code == 401  # only /health is public
+    text = requests.get(f"{server['url']}/metrics", headers={'Authorization': f'Bearer {TOKEN}'}).text
     assert 'mlops_nb_requests_total{status="200"}' in text and 'mlops_nb_requests_total{status="401"}' in text
     assert 'mlops_nb_predict_seconds_bucket{le="0.01",role="primary"}' in text
     assert 'mlops_nb_predictions_total{label="virginica"}' in text or 'mlops_nb_predictions_total{label="versicolor"}' in text
@@ -124,36 +130,159 @@ def test_metrics_and_shadow(server):
 
 
 def test_hot_reload_under_load_drops_nothing(server):
+    "Requests flow without a pause while the alias moves and the server reloads: none fails, both versions answer."
     rec = server['X'].iloc[60].to_dict()
     assert requests.post(f"{server['url']}/admin/reload", timeout=10).status_code == 401  # token required
     server['client'].set_registered_model_alias('iris', 'champion', '2')  # what reconcile does
-
-    def one(_): return post(server, rec)
-    with ThreadPoolExecutor(8) as pool:
-        pending = [pool.submit(one, i) for i in range(400)]
-        time.sleep(0.3)
-        r = requests.post(f"{server['url']}/admin/reload", headers={'Authorization': f'Bearer {TOKEN}'}, timeout=30)
-        results = [p.result() for p in pending]
+    answers, stop = [], threading.Event()   # (started, finished, status, version)
+    def client():
+        while not stop.is_set():
+            t0 = time.monotonic()
+            r = post(server, rec)
+            answers.append((t0, time.monotonic(), r.status_code, r.json().get('version')))
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads: t.start()
+    while len(answers) < 50: time.sleep(0.01)
+    reload_started = time.monotonic()
+    r = requests.post(f"{server['url']}/admin/reload", headers={'Authorization': f'Bearer {TOKEN}'}, timeout=30)
+    reload_done, seen = time.monotonic(), len(answers)
+    while len(answers) < seen + 50: time.sleep(0.01)
+    stop.set()
+    for t in threads: t.join()
     assert r.status_code == 200 and r.json() == {'primary': 2, 'shadow': 2}
-    assert all(x.status_code == 200 for x in results)
+    assert all(status == 200 for _, _, status, _ in answers)
+    assert {v for t0, t1, _, v in answers if t1 < reload_started} == {1}       # before: version 1 only
+    assert {v for t0, t1, _, v in answers if t0 > reload_done} == {2}          # after: version 2 only
     assert requests.get(f"{server['url']}/health").json()['version'] == 2
-    assert {x.json()['version'] for x in results} <= {1, 2}
-    assert pd.Series([x.json()['version'] for x in results]).iloc[-1] == 2 or post(server, rec).json()['version'] == 2
 
 
 def test_request_profiles_in_windows_feed_the_monitor(server):
     from mlops_nb.data import profile, read_profile, write_profile
     X, root = server['X'], server['root']
+    assert post(server, {'records': X.iloc[:50].to_dict('records')}).status_code == 200
     for i in range(3): assert post(server, X.iloc[i].to_dict()).status_code == 200
     time.sleep(2.2)  # the next request opens a new window, which writes the previous one
+    started = time.time()
     assert post(server, X.iloc[3].to_dict()).status_code == 200
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30  # written off the response path (the first window also imports whylogs)
+    while time.monotonic() < deadline and not [f for f in (root / 'requests').glob('*.whylogs') if f.stat().st_mtime >= started]:
+        time.sleep(0.2)
     files = sorted((root / 'requests').glob('*.whylogs'))
     assert files
     counts = [read_profile(f).get_column('sl').get_metric('counts').n.value for f in files]
-    assert sum(counts) >= 3  # earlier tests' requests land in earlier windows too
-    write_profile(profile(X), root / 'train.whylogs')
+    assert counts[-1] >= 53  # this window: the batch and the three single records (earlier tests' in earlier windows)
+    write_profile(profile(X * 100), root / 'far.whylogs')   # a reference the served rows cannot come from
     r = subprocess.run([str(BIN / 'mlops-nb'), '-C', str(root), 'monitor', '--data', str(files[-1]),
-                        '--reference', str(root / 'train.whylogs')], capture_output=True, text=True, env=clean_env())
-    assert r.returncode in (0, 3) and f'({counts[-1]} rows)' in r.stdout, r.stdout + r.stderr
+                        '--reference', str(root / 'far.whylogs')], capture_output=True, text=True, env=clean_env())
+    assert r.returncode == 3 and f'({counts[-1]} rows)' in r.stdout and 'DRIFT in pl, pw, sl, sw' in r.stdout, r.stdout + r.stderr
     assert set(json.loads((root / 'reports' / 'monitor' / 'drift.json').read_text())['features']) == {'sl', 'sw', 'pl', 'pw'}
+
+
+@pytest.fixture
+def serve_cmd():
+    "`_serve(root, *args)` starts `mlops-nb serve` on a free port; every server it started is stopped afterwards."
+    procs = []
+    yield lambda *a, **kw: _serve(procs, *a, **kw)
+    for p in procs:
+        if p.poll() is None: p.kill()
+        p.wait(30)
+
+
+def _serve(procs, root, *args, env=None):
+    "Start `mlops-nb serve` on a free port; returns (process, url) once it answers /health, or the exited process."
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(root), 'serve', *args, '--port', str(port)],
+                            env=clean_env(env), stderr=subprocess.PIPE, text=True)
+    procs.append(proc)
+    url, deadline = f'http://127.0.0.1:{port}', time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(f'{url}/health', timeout=1).ok: return proc, url
+        except requests.ConnectionError: time.sleep(0.2)
+    return proc, url
+
+
+def test_chunked_body_without_token_is_refused_before_it_is_read(server):
+    "80 MB chunked, no Content-Length: 401 without reading (and 413 with the token), memory flat, /health still quick."
+    ps = psutil.Process(server['proc'].pid)
+    peak, done = [ps.memory_info().rss], threading.Event()
+    def watch():
+        while not done.is_set():
+            peak.append(ps.memory_info().rss)
+            time.sleep(0.01)
+    health = []
+    def probe():
+        while not done.is_set():
+            t0 = time.monotonic()
+            assert requests.get(f"{server['url']}/health", timeout=5).ok
+            health.append(time.monotonic() - t0)
+            time.sleep(0.05)
+    threads = [threading.Thread(target=watch), threading.Thread(target=probe)]
+    for t in threads: t.start()
+    def body(): yield from (b'x' * 1_000_000 for _ in range(80))
+    try:
+        for token, status in ((None, 401), (TOKEN, 413)):
+            headers = {'Content-Type': 'application/json', **({'Authorization': f'Bearer {token}'} if token else {})}
+            try: r = requests.post(f"{server['url']}/predict", data=body(), headers=headers, timeout=30)
+            except requests.ConnectionError: continue  # the server answered and closed while we were still sending
+            assert r.status_code == status, r.text
+    finally:
+        done.set()
+        for t in threads: t.join()
+    print(f"RSS before {peak[0] / 2**20:.0f} MB, peak {max(peak) / 2**20:.0f} MB")
+    assert max(peak) - peak[0] < 20 * 2**20, f"RSS grew from {peak[0] / 2**20:.0f} MB to {max(peak) / 2**20:.0f} MB"
+    assert health and max(health) < 0.1, f'slowest /health {max(health) * 1000:.0f} ms'
+
+
+def test_docs_are_off_and_a_public_interface_needs_a_token(server, serve_cmd):
+    auth = {'Authorization': f'Bearer {TOKEN}'}
+    assert requests.get(f"{server['url']}/docs").status_code == 401
+    assert [requests.get(f"{server['url']}/{p}", headers=auth).status_code for p in ('docs', 'openapi.json')] == [404, 404]
+    proc, _ = serve_cmd(server['root'], 'iris', '--host', '0.0.0.0')
+    assert proc.wait(60) == 1
+    assert 'refusing to serve on 0.0.0.0 without a token: set MLOPS_NB_TOKEN' in proc.stderr.read()
+
+
+def _evil_version(root, client, exp, marker_env):
+    "Version registered as alias `evil`: no ONNX export, a custom transformer from code shipped in the artifact."
+    (root / 'evil.py').write_text(f"""import os, pathlib
+from sklearn.base import BaseEstimator, TransformerMixin
+if os.environ.get('{marker_env}'): pathlib.Path(os.environ['{marker_env}']).write_text('pwned')
+class Payload(BaseEstimator, TransformerMixin):
+    def fit(self, X, y=None): return self
+    def transform(self, X): return X
+""")
+    sys.path.insert(0, str(root))
+    import evil
+    from sklearn.pipeline import make_pipeline
+    from sklearn.tree import DecisionTreeClassifier
+    iris = load_iris(as_frame=True)
+    X, y = iris.data.set_axis(['sl', 'sw', 'pl', 'pw'], axis=1), iris.target_names[iris.target]
+    model = make_pipeline(evil.Payload(), DecisionTreeClassifier(max_depth=2)).fit(X, y)
+    with mlflow.start_run(experiment_id=exp):
+        info = mlflow.sklearn.log_model(model, name='model', input_example=X.head(3), code_paths=[str(root / 'evil.py')],
+                                        skops_trusted_types=['evil.Payload', 'sklearn.tree._tree.Tree', 'numpy.dtype'])
+    register_version(client, 'iris', info.model_uri, alias='evil')
+
+
+def test_a_model_artifact_cannot_run_code_in_the_server(server, tmp_path, serve_cmd):
+    "The artifact lists its own custom type as trusted and ships its module: neither is honoured, nothing is imported."
+    marker = tmp_path / 'pwned'
+    _evil_version(server['root'], server['client'], server['exp'], 'EVIL_MARKER')
+    env = {**os.environ, 'EVIL_MARKER': str(marker)}
+    proc, _ = serve_cmd(server['root'], 'iris', '--alias', 'evil', env=env)       # default: ONNX only
+    assert proc.wait(60) == 1 and 'has no ONNX export (tag mlops_nb.onnx): serve it with --runtime sklearn' in proc.stderr.read()
+    proc, _ = serve_cmd(server['root'], 'iris', '--alias', 'evil', '--runtime', 'sklearn', env=env)
+    assert proc.wait(60) == 1
+    assert 'needs types mlops.yaml does not trust: evil.Payload (trust comes from the project' in proc.stderr.read()
+    assert not marker.exists()
+
+
+def test_sklearn_runtime_serves_what_mlops_yaml_trusts(server, serve_cmd):
+    _, url = serve_cmd(server['root'], 'iris', '--runtime', 'sklearn', env={**os.environ, 'MLOPS_NB_TOKEN': TOKEN})
+    h = requests.get(f'{url}/health').json()
+    assert (h['runtime'], h['version']) == ('sklearn', 2)       # champion moved to 2 by the reload test
+    X = server['X'].iloc[:20]
+    got = requests.post(f'{url}/predict', json={'records': X.to_dict('records')},
+                        headers={'Authorization': f'Bearer {TOKEN}'}).json()['predictions']
+    assert got == list(server['challenger'].predict(X))         # the scikit-learn model itself: exact

@@ -106,17 +106,36 @@ def test_secrets_never_reach_notebooks_mlflow_or_reports(three_step):
     assert r.returncode == 1 and 'ValueError: bad token [redacted]' in r.stderr and secret not in r.stderr, r.stderr
 
 
-def test_sigkill_during_the_report_build_leaves_no_broken_page(three_step):
+BLOCK_AT_WRITE = """
+import os, pathlib, sys, time
+from mlops_nb.cli import main
+marker, nth, calls, fsync = pathlib.Path(sys.argv[1]), int(sys.argv[2]), [0], os.fsync
+def blocking_fsync(fd):  # write_text: temp file written and synced, not yet renamed into place
+    fsync(fd)
+    calls[0] += 1
+    if calls[0] == nth:
+        marker.write_text('in the middle of a page write')
+        time.sleep(3600)
+os.fsync = blocking_fsync
+sys.argv = ['mlops-nb', '-C', sys.argv[3], 'report']
+main()
+"""
+
+
+def test_sigkill_during_the_report_build_leaves_no_broken_page(three_step, tmp_path):
+    "Deterministic kills: the report builder stopped inside a page write (the 1st, 3rd, 5th of what is left), then killed."
     assert mlops(three_step, 'run').returncode == 0
     assert mlops(three_step, 'run', '-p', 'boost=1').returncode == 0
-    for delay in (0.8, 1.6, 2.4):
-        p = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(three_step), 'report'], env=clean_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+    for nth in (1, 3, 5):
+        marker = tmp_path / f'blocked-{nth}'
+        p = subprocess.Popen([sys.executable, '-c', BLOCK_AT_WRITE, str(marker), str(nth), str(three_step)],
+                             env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for(marker)
         p.send_signal(signal.SIGKILL)
         p.wait()
         for f in (three_step / 'reports').rglob('*.html'):  # every page there is whole (written atomically)
             assert f.read_text().rstrip().endswith('</html>'), f
+        assert list((three_step / 'reports').rglob('.*.tmp'))  # the write that was killed left only its temp file
     r = mlops(three_step, 'report')
     assert r.returncode == 0, r.stderr
     assert len(list((three_step / 'reports').rglob('*.html'))) >= 4

@@ -60,9 +60,12 @@ def test_gate_against_the_champion(op, arith, k, champ, value):
 
 
 @given(text)
-def test_any_text_is_a_gate_or_a_value_error(s):
-    try: Gate('m', s)
-    except ValueError as e: assert 'cannot parse gate' in str(e)
+def test_any_text_is_refused_with_the_grammar_message_or_is_a_gate_that_needs_its_metric(s):
+    try: g = Gate('m', s)
+    except ValueError as e:
+        assert 'cannot parse gate' in str(e)
+        return
+    assert g.check({}, {'m': 1.0})['passed'] is False   # whatever it says, a gate never passes without its metric
 
 
 @given(st.sampled_from(["__import__('os').system('x')", "eval('1')", ">= champion.__class__", ">= 1; import os",

@@ -1,5 +1,9 @@
-"""Security basics: parameters cannot reach outside the project or carry secrets."""
-from conftest import mlops, write_nb
+"""Security: parameters cannot reach outside the project or carry secrets; secrets never reach a file we write."""
+import json
+import os
+import time
+
+from conftest import chromium, mlops, write_nb
 
 
 def test_path_parameter_cannot_escape_the_project(tmp_path):
@@ -21,3 +25,128 @@ def test_secret_looking_parameters_are_refused(tmp_path):
     assert r.returncode == 1
     assert "parameter 'api_token' looks like a secret: read it from the environment instead" in r.stderr
     assert not (tmp_path / 'runs').exists()  # never written into an executed notebook
+
+
+SECRETS = {'WEIRD_TOKEN': 'pässwörd-ü-42', 'DB_PASSWORD': 'a<b>&c"d-9', 'SOME_PASS': 'plain-pass-77',
+           'DATABASE_URL': 'postgresql://app:url-pw-55@db.internal/app'}
+
+
+def _spellings(value: str) -> set[str]:
+    import html
+    import json
+    return {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], html.escape(value),
+            html.escape(value, quote=False)}
+
+
+def test_secrets_are_masked_in_every_spelling_in_notebooks_records_reports_and_mlflow(tmp_path):
+    "Non-ASCII, HTML-escaped (a DataFrame), *_PASS, a password inside a URI: none reaches any file we write."
+    write_nb(tmp_path / 'leak.ipynb', None,
+             'import os\nimport pandas as pd\nimport mlops_nb as mn',
+             'print(os.environ["WEIRD_TOKEN"], os.environ["SOME_PASS"], os.environ["DATABASE_URL"])',
+             'pd.DataFrame({"password": [os.environ["DB_PASSWORD"]]})',
+             'mn.log_params({"conn": os.environ["DATABASE_URL"], "pw": os.environ["DB_PASSWORD"]})\nmn.log_metric("x", 1)')
+    (tmp_path / 'mlops.yaml').write_text('name: sec\nsteps:\n  leak: {notebook: leak.ipynb}\n')
+    env = {**os.environ, **SECRETS}
+    assert mlops(tmp_path, 'run', env=env).returncode == 0
+    assert mlops(tmp_path, 'report', env=env).returncode == 0
+    step = next((tmp_path / 'runs').glob('*/leak'))
+    assert 'tracking_uri' not in json.loads((step / 'context.json').read_text())  # the kernel derives it itself
+    executed = (step / 'leak.ipynb').read_text(encoding='utf-8')
+    assert 'postgresql://app:[redacted]@db.internal/app' in executed and '[redacted]' in executed
+    secret_parts = [*SECRETS.values()][:3] + ['url-pw-55']
+    leaks = []
+    for f in [*tmp_path.rglob('*.ipynb'), *tmp_path.rglob('*.json'), *tmp_path.rglob('*.html'), *tmp_path.rglob('*.md')]:
+        if f.parent == tmp_path: continue  # the source notebook itself
+        text = f.read_text(encoding='utf-8', errors='replace')
+        leaks += [(f.name, s) for v in secret_parts for s in _spellings(v) if s in text]
+    from mlflow.tracking import MlflowClient
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    params = [p for r in MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name('sec').experiment_id])
+              for p in r.data.params.values()]
+    leaks += [('mlflow params', s) for v in secret_parts for s in _spellings(v) for p in params if s in p]
+    assert leaks == []
+
+
+def test_scripts_in_notebook_outputs_do_not_run_in_the_report(tmp_path):
+    "HTML with <script>, a Javascript output, SVG with script, an onerror handler: none runs; table and figure stay."
+    write_nb(tmp_path / 'xss.ipynb', None,
+             'from IPython.display import HTML, Javascript, SVG, display\nimport pandas as pd\nimport matplotlib.pyplot as plt',
+             'display(HTML("<b>bold</b><script>window.PWNED_HTML = 1</script><img src=x onerror=\\"window.PWNED_IMG = 1\\">"))',
+             'display(Javascript("window.PWNED_JS = 1"))',
+             'display(SVG(\'<svg xmlns="http://www.w3.org/2000/svg"><script>window.PWNED_SVG = 1</script>'
+             '<circle r="5"/></svg>\'))',
+             'pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})',
+             'plt.plot([1, 2, 3]); plt.show()')
+    (tmp_path / 'mlops.yaml').write_text('name: xss\nsteps:\n  xss: {notebook: xss.ipynb}\n')
+    assert mlops(tmp_path, 'run').returncode == 0
+    assert mlops(tmp_path, 'report').returncode == 0
+    page = next((tmp_path / 'reports' / 'runs').glob('*/xss.html'))
+    with chromium(tmp_path / '.chrome') as driver:
+        driver.get(page.as_uri())
+        time.sleep(0.5)
+        ran = driver.execute_script('return [window.PWNED_HTML, window.PWNED_IMG, window.PWNED_JS, window.PWNED_SVG]')
+        assert ran == [None, None, None, None]
+        assert driver.execute_script("return document.querySelectorAll('table.dataframe td').length") == 4  # the table
+        assert driver.execute_script("return [...document.images].filter(i => i.src.startsWith('data:image/png') "
+                                     "&& i.naturalWidth > 100).length") == 1                               # the figure
+        assert 'bold' in driver.page_source
+
+
+def test_a_step_name_cannot_leave_the_project(tmp_path):
+    project = tmp_path / 'project'
+    write_nb(project / 'a.ipynb', None, 'x = 1')
+    (project / 'mlops.yaml').write_text('name: sec\nsteps:\n  ../../../escape/pwn: {notebook: a.ipynb}\n')
+    r = mlops(project, 'run')
+    assert r.returncode == 1 and "step name '../../../escape/pwn' cannot be a folder name" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['project'] and not (project / 'runs').exists()
+
+
+def test_a_committed_symlink_cannot_take_a_write_outside(tmp_path):
+    project, outside = tmp_path / 'project', tmp_path / 'outside'
+    outside.mkdir()
+    write_nb(project / 'w.ipynb', None, 'import mlops_nb as mn\nmn.output_path("data/out.txt").write_text("x")')
+    (project / 'data').symlink_to(outside)
+    (project / 'mlops.yaml').write_text('name: sec\nsteps:\n  w: {notebook: w.ipynb, outputs: [data/out.txt]}\n')
+    r = mlops(project, 'run')
+    assert r.returncode == 1 and f"step 'w': outputs path 'data/out.txt' leads outside the project (to {outside}" in r.stderr
+    assert list(outside.iterdir()) == []
+
+
+def _markdown_tokens(md: str):
+    from markdown_it import MarkdownIt
+    return [t for t in MarkdownIt('commonmark').enable('table').parse(md) for t in [t, *(t.children or [])]]
+
+
+def _cells_per_row(tokens) -> list[int]:
+    out, n = [], 0
+    for t in tokens:
+        if t.type == 'tr_open': n = 0
+        elif t.type in ('td_open', 'th_open'): n += 1
+        elif t.type == 'tr_close': out.append(n)
+    return out
+
+
+def test_untrusted_text_cannot_inject_markdown_into_summaries(tmp_path):
+    "An error message closing the code fence, a metric and a column named like HTML: all stay text in the summaries."
+    payload = '```\n# Injected heading\n<img src=x onerror=alert(1)> [click](https://evil.example)'
+    write_nb(tmp_path / 'bad.ipynb', None, 'import mlops_nb as mn\nmn.log_metric("<img src=x onerror=alert(2)>|x", 1)',
+             f'raise ValueError({payload!r})')
+    (tmp_path / 'mlops.yaml').write_text('name: md\nsteps:\n  bad: {notebook: bad.ipynb}\n')
+    assert mlops(tmp_path, 'run').returncode == 1
+    assert mlops(tmp_path, 'report', '--summary').returncode == 0
+    tokens = _markdown_tokens((tmp_path / 'reports' / 'pr' / 'summary.md').read_text())
+    assert [t.content for t in tokens if t.type == 'inline' and t.map and 'Injected' in t.content] == []
+    assert not [t for t in tokens if t.type in ('html_block', 'html_inline', 'link_open', 'heading_open') and
+                ('onerror' in t.content or t.attrGet('href') == 'https://evil.example' or 'Injected' in t.content)]
+    assert any(t.type == 'fence' and 'Injected heading' in t.content for t in tokens)   # still shown, as code
+    assert set(_cells_per_row(tokens)) == {4}                                            # the metric stays in its cell
+    (tmp_path / 'new.csv').write_text('"<img src=x onerror=alert(3)>|a",b\n1,2\n')
+    (tmp_path / 'ref.csv').write_text('"<img src=x onerror=alert(3)>|a",b\n5,6\n')
+    from mlops_nb.data import profile_file, write_profile
+    write_profile(profile_file(tmp_path / 'ref.csv')[0], tmp_path / 'ref.whylogs')
+    summary = tmp_path / 'summary.md'
+    mlops(tmp_path, 'monitor', '--data', str(tmp_path / 'new.csv'), '--reference', str(tmp_path / 'ref.whylogs'),
+          env={**os.environ, 'GITHUB_STEP_SUMMARY': str(summary)})
+    tokens = _markdown_tokens(summary.read_text())
+    assert not [t for t in tokens if t.type in ('html_block', 'html_inline') and 'onerror' in t.content]
+    assert set(_cells_per_row(tokens)) == {5} and '&lt;img src=x onerror=alert(3)&gt;' in summary.read_text()
