@@ -194,10 +194,9 @@ def log_profile(df, name: str):
 
 # %% ../nbs/04_api.ipynb 18
 def data_hash() -> str:
-    "Hash of every upstream step's declared outputs: what data this pipeline run saw."
-    import hashlib
-    outs = {s: upstream_record(s).get('outputs', {}) for s in sorted(context().upstream)}
-    return hashlib.sha256(json.dumps(outs, sort_keys=True).encode()).hexdigest()
+    "Hash of every upstream step's declared outputs: what data this pipeline run saw (see `data.outputs_hash`)."
+    from mlops_nb.data import outputs_hash
+    return outputs_hash({s: upstream_record(s).get('outputs', {}) for s in sorted(context().upstream)})
 
 def register_model(name: str, step: str = 'train', model: str = 'model', metrics_from: str | None = 'evaluate',
                    alias: str | None = 'challenger', tags: dict | None = None):

@@ -11,7 +11,7 @@ from .config import MlopsError
 
 # %% auto 0
 __all__ = ['TABULAR', 'ConstraintsFailed', 'format_report', 'profile', 'write_profile', 'read_profile', 'DataError',
-           'profile_file', 'profile_step_files', 'check_constraints']
+           'profile_summary', 'outputs_hash', 'profile_file', 'profile_step_files', 'check_constraints']
 
 # %% ../nbs/05_data.ipynb 4
 class ConstraintsFailed(MlopsError):
@@ -51,6 +51,22 @@ class DataError(MlopsError):
     "A data file cannot be used: missing, unreadable, empty, or with a schema the reference does not have."
 
 # %% ../nbs/05_data.ipynb 8
+def profile_summary(view) -> list[dict]:
+    "Per column: rows, nulls, min, mean, max (the last three None for a column without numbers)."
+    out = []
+    for name, col in sorted(view.get_columns().items()):
+        d = col.to_summary_dict()
+        out.append({'column': name, 'rows': int(d.get('counts/n', 0)), 'nulls': int(d.get('counts/null', 0)),
+                    **{k: d.get(f'distribution/{k}') for k in ('min', 'mean', 'max')}})
+    return out
+
+def outputs_hash(outputs: dict[str, dict[str, str]]) -> str:
+    "One sha256 for the declared outputs of steps (step -> file -> sha256); steps without outputs add nothing."
+    import hashlib
+    import json
+    return hashlib.sha256(json.dumps({s: o for s, o in outputs.items() if o}, sort_keys=True).encode()).hexdigest()
+
+# %% ../nbs/05_data.ipynb 11
 def _chunks(path: Path, chunksize: int):
     import pandas as pd
     if path.suffix == '.parquet':
@@ -77,7 +93,7 @@ def profile_file(path: str | Path, chunksize: int = 100_000, columns: list[str] 
     if not rows: raise DataError(f"{path}: no rows")
     return view, rows, dtypes
 
-# %% ../nbs/05_data.ipynb 10
+# %% ../nbs/05_data.ipynb 13
 TABULAR = ('.csv', '.parquet')
 
 def profile_step_files(root: Path, paths: list[str], dest: Path) -> list[Path]:
@@ -89,7 +105,7 @@ def profile_step_files(root: Path, paths: list[str], dest: Path) -> list[Path]:
             out.append(write_profile(view, Path(dest) / (rel.replace('/', '__') + '.whylogs')))
     return out
 
-# %% ../nbs/05_data.ipynb 12
+# %% ../nbs/05_data.ipynb 15
 def check_constraints(data, constraints: list, name: str = 'data', raise_on_failure: bool = True) -> list[dict]:
     "Evaluate whylogs `constraints` on a DataFrame or profile view; raise `ConstraintsFailed` if any fails."
     from whylogs.core.constraints import ConstraintsBuilder

@@ -105,7 +105,7 @@ def run_pipeline_record(root: Path, run_id: str) -> dict[str, dict[str, str]]:
     return out
 
 def _copy_run(root: Path, run_id: str, dest: Path) -> None:
-    "Copy run `run_id`'s record (run.json; each step's step.json, executed notebook and figures) to `dest/<run_id>/`."
+    "Copy run `run_id`'s record (run.json; each step's step.json, executed notebook, figures, output profiles) to `dest`."
     src = Path(root) / 'runs' / run_id
     if not (src / 'run.json').is_file(): return
     (dest / run_id).mkdir(parents=True)
@@ -117,7 +117,9 @@ def _copy_run(root: Path, run_id: str, dest: Path) -> None:
         (out / 'artifacts').mkdir(parents=True)
         shutil.copyfile(f, out / 'step.json')
         if (nb := made / Path(st['notebook']).name).is_file(): shutil.copyfile(nb, out / nb.name)
-        for png in sorted((made / 'artifacts').glob('*.png')): shutil.copyfile(png, out / 'artifacts' / png.name)
+        for f in sorted((made / 'artifacts').glob('*')):  # what the report shows: figures, output profiles, model card
+            if f.suffix == '.png' or f.name.startswith('data__') or f.name == 'MODEL_CARD.md':
+                shutil.copyfile(f, out / 'artifacts' / f.name)
 
 def model_card(rec: VersionRecord) -> str:
     "A model card written from the record, for versions whose pipeline did not log its own."

@@ -114,19 +114,27 @@ def model_roles(cfg: ProjectConfig) -> dict[str, dict[str, dict]]:
     return out
 
 # %% ../nbs/07_report.ipynb 11
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}.failed,.FAIL{color:#c62828;font-weight:bold}.done,.pass{color:#2e7d32}.cached{color:#666}
-code{background:#f5f5f5;padding:0 3px}img{max-width:100%}"""
+_CSS = """body{font-family:system-ui,sans-serif;margin:1em auto;max-width:1100px;padding:0 .8em;color:#222;line-height:1.4}
+h1,h2,code,figcaption{overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}.failed,.FAIL,.worse{color:#c62828;font-weight:bold}.done,.pass,.better{color:#2e7d32}.cached{color:#666}
+code{background:#f5f5f5;padding:0 3px}img{max-width:100%;height:auto}figure{display:inline-block;margin:.5em;max-width:100%}
+.card{border:1px solid #ddd;border-radius:6px;padding:0 1em;background:#fafafa;overflow-wrap:anywhere}
+.badge{background:#2e7d32;color:#fff;border-radius:3px;padding:0 4px;font-size:.85em}details{margin:.3em 0}
+@media (max-width:600px){body{padding:0 .5em}h1{font-size:1.3em}td,th{padding:3px 5px}figure{margin:.5em 0}}"""
 
 def html_page(title: str, body: str) -> str:
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+    "A standalone page: readable on a phone (390 px) as on a desktop, wide tables scroll inside their box."
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
             f'<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>')
 
-def html_table(header: list[str], rows: list[list[str]]) -> str:
-    "An HTML table; cells are already-escaped HTML."
+def html_table(header: list[str], rows: list[list[str]], id: str = '') -> str:
+    "An HTML table in a box that scrolls sideways on a narrow screen; cells are already-escaped HTML."
     th = ''.join(f'<th>{h}</th>' for h in header)
-    return f"<table><tr>{th}</tr>{''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in r) + '</tr>' for r in rows)}</table>"
+    body = ''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in r) + '</tr>' for r in rows)
+    attr = f' id="{id}"' if id else ''
+    return f'<div class="scroll"><table{attr}><tr>{th}</tr>{body}</table></div>'
 
 def _fmt(v) -> str: return f'{v:.4g}' if isinstance(v, (int, float)) else html.escape(str(v))
 
@@ -152,8 +160,52 @@ def _history_plot(runs: list[RunRecord], keys: list[str], roles: dict, dest: Pat
     fig.savefig(dest, dpi=100, bbox_inches='tight'); plt.close(fig)
     return True
 
-def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str]) -> str:
+_LOWER_IS_BETTER = re.compile(r'brier|loss|error|rmse|mae|mse', re.I)
+
+def _vs_champion(cfg: ProjectConfig, run: RunRecord, roles: dict) -> str:
+    "The run's model metrics against the champion's: intervals where measured, deltas coloured better or worse."
+    name, champ = next(((n, by['champion']) for n, by in roles.items() if 'champion' in by), (None, None))
+    m = run.metrics
+    keys = [k for k in (champ['metrics'] if champ else {}) if k in m and not k.startswith('baseline_') and '_ci_' not in k] \
+        or key_metrics(cfg, [run])
+    rows = []
+    for k in keys:
+        ci = f" [{m[k + '_ci_low']:.3f}, {m[k + '_ci_high']:.3f}]" if k + '_ci_low' in m and k + '_ci_high' in m else ''
+        c = champ['metrics'].get(k) if champ else None
+        delta = '' if c is None else m[k] - c
+        cls = '' if not delta else 'better' if (delta < 0) == bool(_LOWER_IS_BETTER.search(k)) else 'worse'
+        rows.append([html.escape(k), f'{m[k]:.4g}{ci}', '' if c is None else f'{c:.4g}',
+                     f"<span class='{cls}'>{delta:+.4g}</span>" if delta != '' else ''])
+    head = f'champion {html.escape(name)} v{champ["version"]}' if champ else 'champion (none yet)'
+    return html_table(['metric', 'this run (95% interval)', head, 'change'], rows, id='vs-champion')
+
+def _model_card(run: RunRecord) -> str:
+    "The model card a step of the run wrote (`MODEL_CARD.md` among its artifacts), rendered; raw HTML in it is text."
+    from markdown_it import MarkdownIt
+    for st in run.steps.values():
+        if (f := Path(st.get('source_dir', '')) / 'artifacts' / 'MODEL_CARD.md').is_file():
+            card = MarkdownIt('commonmark', {'html': False}).enable('table').render(f.read_text())
+            return f'<h2>Model card</h2><section class="card" id="model-card">{card}</section>'
+    return ''
+
+def _data_profiles(run: RunRecord) -> str:
+    "Each step's declared outputs as whylogs profiled them: rows, nulls, min, mean and max per column."
+    parts = []
+    for name, st in run.steps.items():
+        for f in sorted((Path(st.get('source_dir', '')) / 'artifacts').glob('data__*.whylogs')):
+            from mlops_nb.data import profile_summary, read_profile
+            rows = profile_summary(read_profile(f))
+            table = html_table(['column', 'rows', 'nulls', 'min', 'mean', 'max'],
+                               [[html.escape(r['column']), *(_fmt(r[k]) for k in ('rows', 'nulls', 'min', 'mean', 'max'))]
+                                for r in rows])
+            label = f.name.removesuffix('.whylogs').replace('__', '/')
+            parts.append(f'<details><summary>{html.escape(name)}: <code>{html.escape(label)}</code> '
+                         f'({rows[0]["rows"] if rows else 0} rows)</summary>{table}</details>')
+    return '<h2>Data</h2>' + ''.join(parts) if parts else ''
+
+def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str], roles: dict) -> str:
     "Render run `run`'s notebooks and page into `out/runs/<id>/`; returns the page's HTML."
+    from mlops_nb.data import outputs_hash
     rows, figures = [], []
     for name, st in run.steps.items():
         src_dir = Path(st.get('source_dir', cfg.root / 'runs' / run.id / name))
@@ -177,15 +229,19 @@ def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str])
             figures.append(f'<figure><img src="img/{dest.name}" alt="{html.escape(name)} {html.escape(png.stem)}">'
                            f'<figcaption>{html.escape(name)}: {html.escape(png.stem)}</figcaption></figure>')
     i, git = run.info, run.info.get('git', {})
-    lineage = html_table(['run', 'status', 'started', 'profile', 'git commit', 'dirty', 'MLflow run'], [[
-        html.escape(run.id), f"<span class='{i['status']}'>{i['status']}</span>", _fmt(i.get('started', '')),
-        _fmt(i.get('profile') or 'default'), f"<code>{_fmt(git.get('commit', ''))}</code>", _fmt(git.get('dirty', '')),
-        f"<code>{_fmt(i.get('mlflow_run_id', ''))}</code>"]])
+    data_hash = outputs_hash({s: st.get('outputs', {}) for s, st in run.steps.items()})
+    lineage = html_table(['run', 'status', 'started', 'profile', 'git commit', 'dirty', 'data hash', 'MLflow run'], [[
+        html.escape(run.id) + (f" <code>{html.escape(i['published'])}</code>" if i.get('published') else ''),
+        f"<span class='{i['status']}'>{i['status']}</span>", _fmt(i.get('started', '')),
+        _fmt(i.get('profile') or 'default'), f"<code>{_fmt(git.get('commit', '')[:12])}</code>", _fmt(git.get('dirty', '')),
+        f"<code>{data_hash[:12]}</code>", f"<code>{_fmt(i.get('mlflow_run_id', ''))}</code>"]], id='lineage')
     overrides = ''.join(f'<li><code>{html.escape(f"{k}={v}")}</code></li>' for k, v in i.get('overrides', {}).items())
     body = ('<p><a href="../../index.html">all runs</a></p>' + lineage
             + (f'<h2>Overrides</h2><ul>{overrides}</ul>' if overrides else '')
-            + '<h2>Steps</h2>' + html_table(['step', 'status', 'time', 'parameters', 'metrics', 'notebook'], rows)
-            + ('<h2>Figures</h2>' + ''.join(figures) if figures else ''))
+            + '<h2>Metrics against the champion</h2>' + _vs_champion(cfg, run, roles)
+            + ('<h2>Figures</h2>' + ''.join(figures) if figures else '')
+            + _model_card(run) + _data_profiles(run)
+            + '<h2>Steps</h2>' + html_table(['step', 'status', 'time', 'parameters', 'metrics', 'notebook'], rows))
     return html_page(f'{cfg.name}: run {run.id}', body)
 
 def build_site(root: str | Path = '.', out: str | Path | None = None) -> Path:
@@ -194,9 +250,11 @@ def build_site(root: str | Path = '.', out: str | Path | None = None) -> Path:
     out, secrets = Path(out) if out else cfg.root / 'reports', secret_values()
     runs, roles = load_runs(cfg.root), model_roles(cfg)
     keys = key_metrics(cfg, runs)
-    for run in runs: write_text(out / 'runs' / run.id / 'index.html', scrub(_run_page(cfg, run, out, secrets), secrets))
+    for run in runs: write_text(out / 'runs' / run.id / 'index.html', scrub(_run_page(cfg, run, out, secrets, roles), secrets))
+    champions = {f"{n}@v{by['champion']['version']}" for n, by in roles.items() if 'champion' in by}
     rows = [[f'<a href="runs/{r.id}/index.html">{html.escape(r.id)}</a>'
-             + (f" <code>{html.escape(r.info['published'])}</code>" if r.info.get('published') else ''),
+             + (f" <code>{html.escape(r.info['published'])}</code>" if r.info.get('published') else '')
+             + (' <span class="badge">champion</span>' if r.info.get('published') in champions else ''),
              _fmt(r.info.get('started', '')),
              f"<code>{_fmt(r.info.get('git', {}).get('commit', '')[:10])}</code>", _fmt(r.info.get('profile') or 'default'),
              f"<span class='{r.info['status']}'>{r.info['status']}</span>", *(_fmt(r.metrics.get(k, '')) for k in keys)]

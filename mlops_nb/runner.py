@@ -429,7 +429,7 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo,
 
 # %% ../nbs/02_runner.ipynb 19
 _ENTRY_KEYS = ('step', 'run_id', 'cache_key', 'notebook', 'notebook_hash', 'inputs', 'outputs', 'metrics', 'models', 'params',
-               'mlflow_run_id', 'source_dir')
+               'logged_params', 'mlflow_run_id', 'source_dir')
 
 def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage, upstream, verbose,
              name: str | None = None, pool: KernelPool | None = None) -> StepResult:
@@ -461,7 +461,8 @@ def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage
         raise
     metrics, logged = _read(step_dir / 'metrics.json'), _read(step_dir / 'params.json')
     artifacts = [out_nb, *sorted((step_dir / 'artifacts').glob('*'))] if out_nb.exists() else []
-    rec.update(seconds=time.perf_counter() - t0, finished=_now(), metrics=metrics, models=_read(step_dir / 'models.json'))
+    rec.update(seconds=time.perf_counter() - t0, finished=_now(), metrics=metrics, logged_params=logged,
+               models=_read(step_dir / 'models.json'))
     if error:
         rec.update(status='failed', error=error)
         write_json(step_dir / 'step.json', rec)

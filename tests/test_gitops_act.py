@@ -13,10 +13,11 @@ from mlflow.tracking import MlflowClient
 from services import free_port
 
 # Three merges, each changing the full pipeline's parameters: three different models. The first is deliberately weak
-# (one shallow tree on a tenth of the data), so that making it champion later fails the champion gate.
-MERGES = [{'sample_frac': 0.1, 'n_estimators': 1, 'max_depth': 1, 'permutation_repeats': 1},
-          {'sample_frac': 1.0, 'n_estimators': 40, 'permutation_repeats': 1},
-          {'sample_frac': 1.0, 'n_estimators': 30, 'permutation_repeats': 1}]
+# (one shallow tree on a tenth of the days), so that making it champion later fails a gate.
+FAST = {'permutation_repeats': 1, 'bootstrap': 100}
+MERGES = [{**FAST, 'sample_frac': 0.1, 'model': 'random_forest', 'n_estimators': 1, 'max_depth': 1},
+          {**FAST, 'sample_frac': 1.0, 'n_estimators': 40},
+          {**FAST, 'sample_frac': 1.0, 'n_estimators': 30}]
 
 
 def merge(work, message, models=None, params=None):
@@ -142,16 +143,15 @@ def test_promote_reconcile_serve_refuse_force_from_fresh_clones(released, tmp_pa
     git(work, 'checkout', '-q', 'main')
 
     # A pull request makes the weak version 1 champion by hand: the release job refuses it, and says so in git.
-    gate = next(m for m, rule in _gates(work).items() if 'champion' in rule)
-    m1, m2 = (json.loads((fresh / '.mlops_nb' / 'published' / f'weather@v{n}' / 'metrics.json').read_text()) for n in (1, 2))
-    assert m1[gate] < m2[gate] - 0.01, f"version 1 should fail the {gate} gate against version 2: {m1[gate]} vs {m2[gate]}"
     merge(work, 'champion: weather v1', models='models:\n  weather: {champion: 1}\n')
     r, out, log = act(hub, tmp_path, 'release-refused')
     assert r.returncode != 0 and 'Job failed' in log and 'weather@champion: 2 -> 1 refused: failed gate' in log
     other = clone(hub, tmp_path / 'other')
     assert 'champion=v2' in mlops(other, 'status').stdout                 # the registry kept version 2
     refused = mlops(other, 'history').stdout.splitlines()[-1]
-    assert 'weather@champion: 2 -> 1 REFUSED by' in refused and f'{gate} >= champion - 0.01 (' in refused, refused
+    gates = _gates(work)
+    failed = [g for g in gates if f'{g} {gates[g]} (' in refused]
+    assert 'weather@champion: 2 -> 1 REFUSED by' in refused and failed, refused   # names the gates that failed
 
     # Forced, with a reason: applied and audited as forced, seen by yet another fresh clone.
     r = mlops(other, 'reconcile', '--force', '--reason', 'v2 misbehaves on new data')

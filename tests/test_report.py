@@ -108,21 +108,54 @@ def test_summary_shows_regression_and_failed_gate(site):
     root, summary_file = site
     md = summary_file.read_text()
     assert md == (root / 'reports' / 'pr' / 'summary.md').read_text()
-    assert '| f1_macro |' in md and 'champion (none yet)' in md
+    assert '| roc_auc |' in md and '| f1 |' in md and 'champion (none yet)' in md
     # Make version 1 a champion that was much better: the latest run is now a regression.
     uri = f"sqlite:///{root / 'mlruns.db'}"
     client = MlflowClient(uri, uri)
-    client.set_model_version_tag('weather', '1', 'metric.f1_macro', '0.99')
+    client.set_model_version_tag('weather', '1', 'metric.f1', '0.99')
     client.set_registered_model_alias('weather', 'champion', '1')  # what reconcile does after a promotion
     assert mlops(root, 'report', '--summary').returncode == 0
     md = (root / 'reports' / 'pr' / 'summary.md').read_text()
-    row = next(line for line in md.splitlines() if line.startswith('| f1_macro |'))
+    row = next(line for line in md.splitlines() if line.startswith('| f1 |'))
     assert '0.9900' in row and '▼ -' in row
-    gate = next(line for line in md.splitlines() if line.startswith('| f1_macro | `>= champion - 0.01`'))
+    gate = next(line for line in md.splitlines() if line.startswith('| f1 | `>= champion - 0.01`'))
     assert '❌ FAIL' in gate and '>= 0.98' in gate
     run_id = sorted(p.name for p in (root / 'runs').iterdir())[-1]
     assert f'reports/runs/{run_id}/index.html' in md
     assert json.loads((root / 'runs' / run_id / 'run.json').read_text())['status'] == 'done'
+
+
+@pytest.mark.parametrize('width', [1280, 390])
+def test_run_page_reads_like_a_model_review_on_a_desktop_and_a_phone(site, width):
+    "Metrics against the champion, the figures, the model card, data profiles and lineage; nothing overflows at 390 px."
+    from selenium.webdriver.common.by import By
+    root, _ = site
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    MlflowClient(uri, uri).set_registered_model_alias('weather', 'champion', '1')
+    assert mlops(root, 'report').returncode == 0
+    latest = sorted(json.loads(f.read_text())['run_id'] for f in (root / 'runs').glob('*/run.json')
+                    if json.loads(f.read_text()).get('kind', 'run') == 'run' and
+                    json.loads(f.read_text())['status'] == 'done')[-1]
+    shots = REPO / 'reports' / 'test-output'
+    shots.mkdir(parents=True, exist_ok=True)
+    with chromium(root / f'.chrome-{width}', width=width, height=2400 if width < 600 else 1600) as driver:
+        for page in (root / 'reports' / 'runs' / latest / 'index.html', root / 'reports' / 'index.html'):
+            driver.get(page.as_uri())
+            images = driver.execute_script("return [...document.images].map(i => [i.src.split('/').pop(), i.complete && "
+                                           "i.naturalWidth > 0 && i.getBoundingClientRect().width > 0])")
+            assert images and [name for name, shown in images if not shown] == []
+            assert driver.execute_script('return document.documentElement.scrollWidth - window.innerWidth') <= 0
+            driver.save_screenshot(str(shots / f"report_{'run' if 'runs' in str(page) else 'index'}_{width}.png"))
+        driver.get((root / 'reports' / 'runs' / latest / 'index.html').as_uri())
+        card = driver.find_element(By.ID, 'model-card')
+        assert card.is_displayed() and 'Intended use' in card.text and 'Known limits' in card.text
+        vs = driver.find_element(By.ID, 'vs-champion')
+        assert vs.is_displayed() and 'champion weather v1' in vs.text and 'roc_auc' in vs.text
+        assert driver.find_elements(By.CSS_SELECTOR, '#vs-champion .better, #vs-champion .worse')  # deltas coloured
+        assert {'roc_curve', 'calibration', 'partial_dependence', 'confusion_matrix'} <= {
+            i.get_attribute('alt').split()[-1] for i in driver.find_elements(By.CSS_SELECTOR, 'figure img')}
+        assert 'data/train.parquet' in driver.find_element(By.TAG_NAME, 'body').text     # data profiles
+        assert 'data hash' in driver.find_element(By.ID, 'lineage').text
 
 
 def test_failed_step_in_summary_and_page(site):

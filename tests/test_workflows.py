@@ -58,8 +58,8 @@ def test_act_pull_request(project, tmp_path):
     assert 'Job succeeded' in log and 'Run Main Pipeline (pr profile)' in log
     assert 'Run Main Upload reports' not in log  # the GitHub-only step is skipped under act
     summary = (out / 'pr' / 'summary.md').read_text()
-    assert '| metric | this run |' in summary and '| f1_macro |' in summary and '| accuracy |' in summary
-    assert '⚙  Summary - ' in log and '| f1_macro |' in log.split('Summary - ', 1)[1]  # the $GITHUB_STEP_SUMMARY act saw
+    assert '| metric | this run |' in summary and '| roc_auc |' in summary and '| f1 |' in summary
+    assert '⚙  Summary - ' in log and '| roc_auc |' in log.split('Summary - ', 1)[1]  # the $GITHUB_STEP_SUMMARY act saw
     assert (out / 'index.html').is_file() and len(list((out / 'runs').glob('*/evaluate.html'))) == 1
     assert f"summary: {out / 'pr' / 'summary.md'}" in r.stdout
 
