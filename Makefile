@@ -4,12 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | sha256sum | cut -c1-12)
 
-.PHONY: install demo test export bench clean-example
+.PHONY: install demo test export bench lab labextension clean-example
 
 $(STAMP): settings.ini setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	@# An editable install skips setup.py's data_files: put the JupyterLab extension where Jupyter looks, as `pip install .` does
+	mkdir -p $(VENV)/share/jupyter/labextensions $(VENV)/etc/jupyter/jupyter_server_config.d
+	ln -sfn $(CURDIR)/mlops_nb/labextension $(VENV)/share/jupyter/labextensions/mlops-nb-lab
+	cp jupyter-config/jupyter_server_config.d/mlops_nb.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -31,3 +35,11 @@ export: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# JupyterLab on the weather example, with the mlops_nb panel (left sidebar) and the "Run as pipeline step" button.
+lab: install
+	$(BIN)/jupyter lab --ServerApp.root_dir=examples/weather $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# After editing labextension/ (TypeScript): rebuild mlops_nb/labextension/ (needs node; CI checks it is up to date).
+labextension: install
+	$(BIN)/python .ci/labextension.py build

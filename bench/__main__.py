@@ -308,6 +308,37 @@ def serving(n: int) -> dict:
     return res
 
 
+def panel_status(repeat: int, n: int = 50) -> dict:
+    """The JupyterLab panel's refresh on an `n`-step project that has run: the server's time to compute every step's
+    state (staleness included), against reading and parsing the same step records (the I/O it cannot avoid)."""
+    from mlops_nb.config import load_config
+    from mlops_nb.lab import pipeline_state
+    root = Path(tempfile.mkdtemp()) / 'fifty'
+    steps = []
+    for i in range(n):  # 10 layers of 5: each step reads one output of each step of the layer before
+        needs = [f's{j}' for j in range(i - i % 5 - 5, i - i % 5)] if i >= 5 else []
+        reads = ''.join(f'\nmn.input_path("data/s{j}.txt").read_text()' for j in range(i - i % 5 - 5, i - i % 5) if j >= 0)
+        write_nb(root / 'notebooks' / f's{i}.ipynb', f'k: int = {i}',
+                 f'import mlops_nb as mn{reads}\nmn.output_path("data/s{i}.txt").write_text(str(k))\nmn.log_metric("k", k)')
+        steps.append(f"  s{i}: {{notebook: notebooks/s{i}.ipynb, needs: [{', '.join(needs)}], outputs: [data/s{i}.txt]}}")
+    (root / 'mlops.yaml').write_text('name: fifty\nexecutor: warm\nsteps:\n' + '\n'.join(steps) + '\n')
+    subprocess.run([BIN / 'mlops-nb', '-C', root, 'run'], check=True, capture_output=True)
+    cfg = load_config(root)
+
+    def timed(fn) -> float:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+    records = lambda: [json.loads(f.read_text()) for f in (root / 'runs').glob('*/*/step.json')]
+    state = pipeline_state(root, cfg)
+    assert len(state['steps']) == n and {s['state'] for s in state['steps']} == {'done'}, state['steps']
+    panel = [timed(lambda: pipeline_state(root, load_config(root))) for _ in range(repeat)]
+    read = [timed(records) for _ in range(repeat)]
+    panel_s, read_s = statistics.median(panel), statistics.median(read)
+    return {'steps': n, 'samples': repeat, 'panel_ms': 1000 * panel_s, 'panel_max_ms': 1000 * max(panel),
+            'read_records_ms': 1000 * read_s, 'ratio_vs_read': panel_s / read_s}
+
+
 def _table(results: dict) -> list[str]:
     "The markdown table of whichever benchmarks `results` holds."
     lines = ['| benchmark | measured | baseline (same run) | ratio |', '|---|---|---|---|']
@@ -351,6 +382,10 @@ def _table(results: dict) -> list[str]:
                          f"p50 {wk['p50_ms']:.2f} ms, p99 {wk['p99_ms']:.2f} ms | | |")
         lines.append(f"| serve 100-record batches | {100 * v['mlops_nb_batch100']['rps']:,.0f} rows/s | "
                      f"mlflow models serve {100 * v['mlflow_batch100']['rps']:,.0f} rows/s | {v['batch_rows_ratio']:.1f}× |")
+    if p := results.get('panel_status'):
+        lines.append(f"| JupyterLab panel refresh (server time), {p['steps']} steps, median of {p['samples']} | "
+                     f"{p['panel_ms']:.1f} ms (max {p['panel_max_ms']:.1f} ms) | reading the step records "
+                     f"{p['read_records_ms']:.1f} ms | {p['ratio_vs_read']:.1f}× |")
     return lines
 
 
@@ -358,7 +393,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument('--quick', action='store_true', help='smaller sizes, fewer repeats')
     ap.add_argument('--out', type=Path, default=REPO / 'reports' / 'bench')
-    ap.add_argument('--only', choices=['pipeline', 'sweep', 'tracking', 'cache_hit', 'monitor_profile', 'serving'],
+    ap.add_argument('--only', choices=['pipeline', 'sweep', 'tracking', 'cache_hit', 'monitor_profile', 'serving',
+                                       'panel_status'],
                     help='run one benchmark and update its entry in the results')
     a = ap.parse_args()
     cases = {'pipeline': lambda: pipeline(1 if a.quick else 3),
@@ -366,7 +402,8 @@ def main():
              'tracking': lambda: tracking(100 if a.quick else 300),
              'cache_hit': lambda: cache_hit(3 if a.quick else 7),
              'monitor_profile': lambda: monitor_profile(200_000 if a.quick else 1_000_000),
-             'serving': lambda: serving(400 if a.quick else 2000)}
+             'serving': lambda: serving(400 if a.quick else 2000),
+             'panel_status': lambda: panel_status(5 if a.quick else 21)}
     f = a.out / 'results.json'
     results = json.loads(f.read_text()) if a.only and f.exists() else {}
     results['machine'] = {'cpus': os.cpu_count(), 'python': sys.version.split()[0]}

@@ -16,3 +16,12 @@ def load_ipython_extension(ipython):
     "Register the `%mlops` magics (see `jupyter`)."
     from mlops_nb.jupyter import load_ipython_extension
     load_ipython_extension(ipython)
+
+# %% ../nbs/13_package.ipynb 7
+def _jupyter_server_extension_points():
+    "The server extension's module (see `lab`)."
+    return [{'module': 'mlops_nb.lab'}]
+
+def _jupyter_labextension_paths():
+    "The built frontend, inside the package (built from `labextension/`)."
+    return [{'src': 'labextension', 'dest': 'mlops-nb-lab'}]

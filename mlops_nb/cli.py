@@ -196,12 +196,13 @@ def compare(ctx, run_a, run_b):
 @cli.command()
 @click.pass_context
 def status(ctx):
-    "Each step's latest state (done, cached, failed, interrupted, stale, never run), and models.yaml vs the registry."
+    "Each step's latest state (done, cached, failed, interrupted, stale and why, never run), and models.yaml vs the registry."
     from mlops_nb.runner import step_status
     root = _root(ctx)
     for r in step_status(root):
         metrics = ', '.join(f"{k}={v:.4g}" for k, v in list(r.get('metrics', {}).items())[:4])
-        click.echo(f"{r['step']:<12} {r['status']:<12} {r.get('run_id', ''):<24} {metrics}")
+        why = f" ({r['reason']})" if r.get('reason') else ''
+        click.echo(f"{r['step']:<12} {r['status']:<12} {r.get('run_id', ''):<24} {metrics}{why}")
     if (root / 'models.yaml').exists():
         from mlops_nb.gitops import model_status
         from mlops_nb.masking import redact_uri

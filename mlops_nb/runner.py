@@ -571,20 +571,36 @@ def _alive(pid) -> bool:
     except (OSError, TypeError, ValueError): return False
     return True
 
-def step_status(root: str | Path = '.') -> list[dict]:
-    "Latest record of each step, with `status` refined to interrupted/stale where that applies."
+def _stale_reasons(p: StepPlan, rec: dict) -> list[str]:
+    "What changed since `rec` ran, against the plan `p`: code, params, input, upstream (or mlops_nb itself)."
+    reasons = [what for what, now, then in (('code', p.code, rec.get('notebook_hash')), ('params', p.params, rec.get('params')),
+                                            ('input', p.inputs, rec.get('inputs'))) if now != then]
+    return reasons or (['upstream'] if p.key != rec.get('cache_key') else [])
+
+def step_status(root: str | Path = '.', profile: str | None = None) -> list[dict]:
+    """Latest record of each step, `status` refined to interrupted or stale (with `reason`: code, params, input or
+    upstream changed), against the parameters of `profile` (default: the profile and overrides it last ran with)."""
     cfg = load_config(root)
-    hashes, out = FileHashes(cfg.root / '.mlops_nb' / 'hashes.json'), []
+    latest = {}
+    for d in sorted((cfg.root / 'runs').glob('*/'), reverse=True):  # newest run first
+        for s in cfg.steps:
+            if s not in latest and (f := d / s / 'step.json').is_file(): latest[s] = json.loads(f.read_text())
+    plans = {}
+    def planned(prof, overrides):
+        key = json.dumps([prof, overrides], sort_keys=True)
+        if key not in plans:
+            try: plans[key] = {p.step: p for p in plan(cfg, profile=prof, overrides=overrides)}
+            except MlopsError as e: plans[key] = f'cannot plan: {str(e).splitlines()[0]}'
+        return plans[key]
+    out = []
     for s in cfg.order():
-        recs = sorted((cfg.root / 'runs').glob(f'*/{s}/step.json'))
-        if not recs:
+        if (rec := latest.get(s)) is None:
             out.append({'step': s, 'status': 'never run'}); continue
-        rec = json.loads(recs[-1].read_text())
         if rec['status'] == 'running' and not _alive(rec.get('pid')): rec['status'] = 'interrupted'
-        st = cfg.steps[s]
-        try: changed = code_hash(load_notebook(cfg.path(st.notebook))) != rec.get('notebook_hash') or any(
-                 not cfg.path(i).is_file() or hashes(cfg.path(i)) != rec.get('inputs', {}).get(i) for i in st.inputs)
-        except MlopsError: changed = True
-        if changed and rec['status'] in ('done', 'cached'): rec['status'] = 'stale'
+        if rec['status'] in ('done', 'cached'):
+            run = _read(cfg.root / 'runs' / rec['run_id'] / 'run.json')  # as that run asked: its profile and overrides
+            p = planned(profile, {}) if profile else planned(run.get('profile'), run.get('overrides') or {})
+            reason = p if isinstance(p, str) else ' and '.join(_stale_reasons(p[s], rec)) + ' changed'
+            if reason != ' changed': rec.update(status='stale', reason=reason)
         out.append(rec)
     return out

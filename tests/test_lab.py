@@ -1,0 +1,185 @@
+"""The JupyterLab extension on a real `jupyter lab` server driven by headless Chromium: the pipeline panel, runs,
+staleness, parameters, promotion, a failed step; the same extension in Notebook 7; and the REST API's refusals."""
+import re
+import secrets
+import subprocess
+import time
+
+import nbformat
+import pytest
+import requests
+from conftest import BIN, REPO, chromium, clean_env, git, mlops
+from services import free_port
+
+STEPS = ['ingest', 'validate', 'features', 'train', 'evaluate', 'register']
+
+
+@pytest.fixture(scope='module')
+def lab(tmp_path_factory):
+    "The weather project (run once and published, in git), and `jupyter lab` serving it with a token."
+    tmp = tmp_path_factory.mktemp('lab')
+    root = tmp / 'weather'
+    assert mlops(tmp, 'init', str(root)).returncode == 0
+    git(root, 'init', '-q', '-b', 'main')
+    git(root, 'add', '-A')
+    git(root, 'commit', '-qm', 'weather')
+    r = mlops(root, 'run', '--profile', 'pr')
+    assert r.returncode == 0, r.stderr
+    assert mlops(root, 'publish').returncode == 0       # weather@v1, a tag of this repository (no remote)
+    token, port = secrets.token_hex(16), free_port()
+    settings = tmp / 'lab-settings' / '@jupyterlab' / 'apputils-extension'   # no "news?" prompt over the screenshots
+    settings.mkdir(parents=True)
+    (settings / 'notification.jupyterlab-settings').write_text('{"fetchNews": "false"}')
+    proc = subprocess.Popen([str(BIN / 'jupyter'), 'lab', '--no-browser', '--ServerApp.ip=127.0.0.1', f'--port={port}',
+                             f'--IdentityProvider.token={token}', f'--ServerApp.root_dir={root}',
+                             '--LabApp.expose_app_in_browser=True', '--ServerApp.allow_root=True',
+                             f"--LabApp.user_settings_dir={tmp / 'lab-settings'}"], env=clean_env(),
+                            stdout=subprocess.DEVNULL, stderr=open(tmp / 'lab.log', 'w'))
+    url, deadline = f'http://127.0.0.1:{port}', time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(f'{url}/api/status', headers={'Authorization': f'token {token}'}, timeout=2).ok: break
+        except requests.ConnectionError: time.sleep(0.3)
+    else: pytest.fail(f"jupyter lab did not start: {(tmp / 'lab.log').read_text()[-2000:]}")
+    yield {'root': root, 'url': url, 'token': token, 'tmp': tmp}
+    proc.terminate()
+    proc.wait(30)
+
+
+def api(lab, endpoint, method='get', token=True, **kw):
+    headers = {'Authorization': f"token {lab['token']}"} if token else {}
+    return getattr(requests, method)(f"{lab['url']}/mlops-nb/api/{endpoint}", headers=headers, timeout=30, **kw)
+
+
+def _jupyter(*args) -> str:
+    r = subprocess.run([str(BIN / 'jupyter'), *args], capture_output=True, text=True)
+    return re.sub(r'\x1b\[[0-9;]*m', '', r.stdout + r.stderr)  # without the colours
+
+
+def test_installed_and_enabled_by_the_install():
+    assert re.search(r'mlops-nb-lab v[\d.]+ enabled OK', _jupyter('labextension', 'list'))
+    servers = _jupyter('server', 'extension', 'list')
+    assert re.search(r'mlops_nb enabled\s+- Validating mlops_nb\.\.\.\s+mlops_nb [\d.]+ OK', servers)
+
+
+def test_the_api_needs_the_token_and_stays_inside_the_root(lab):
+    assert api(lab, 'state', token=False, params={'path': ''}).status_code in (401, 403)
+    assert api(lab, 'run', 'post', token=False, json={'path': '', 'action': 'all'}).status_code in (401, 403)
+    assert api(lab, 'promote', 'post', token=False, json={'path': '', 'model': 'weather', 'version': 1}).status_code in (401, 403)
+    r = api(lab, 'state', params={'path': '../../etc'})
+    assert r.status_code == 400 and "outside the server's root folder" in r.json()['error']
+    r = api(lab, 'state', params={'path': 'notebooks/train.ipynb'})
+    assert r.status_code == 200 and [s['name'] for s in r.json()['steps']] == STEPS
+
+
+def _wait(driver, script, timeout=240, what=''):
+    "Poll `script` in the page until it returns something truthy."
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := driver.execute_script(script): return value
+        time.sleep(0.5)
+    raise AssertionError(f'timed out waiting for {what or script}')
+
+
+def _state(driver, step):
+    return driver.execute_script(f"return document.querySelector('#mlops-nb-panel g.mlops-node[data-step=\"{step}\"]')"
+                                 "?.getAttribute('data-state')")
+
+
+def _click(driver, css):
+    "Click the panel's element `css` once it is there (the panel redraws as the state changes)."
+    _wait(driver, f"""const e = document.querySelector('#mlops-nb-panel {css}');
+                       if (e && !e.disabled) {{ e.dispatchEvent(new MouseEvent('click', {{bubbles: true}})); return true; }}""",
+          60, css)
+
+
+def _runs(root): return sorted(p.name for p in (root / 'runs').iterdir())
+
+
+def test_the_panel_in_jupyterlab(lab):
+    root, shots = lab['root'], REPO / 'reports' / 'test-output'
+    shots.mkdir(parents=True, exist_ok=True)
+    with chromium(lab['tmp'] / '.chrome', width=1400, height=1400) as driver:
+        driver.get(f"{lab['url']}/lab?token={lab['token']}")
+        _wait(driver, "return !!(window.jupyterapp && document.getElementById('mlops-nb-panel'))", what='the panel')
+        driver.execute_script("window.jupyterapp.shell.activateById('mlops-nb-panel')")
+        # the weather DAG, and the step of the notebook in the active tab
+        steps = _wait(driver, "const n = [...document.querySelectorAll('#mlops-nb-panel g.mlops-node')]; "
+                              "return n.length ? n.map(g => g.getAttribute('data-step')) : null", what='the DAG')
+        assert steps == STEPS and all(_state(driver, s) == 'done' for s in STEPS)
+        driver.execute_script("window.jupyterapp.commands.execute('docmanager:open', {path: 'notebooks/train.ipynb'})")
+        _wait(driver, "return document.querySelector('#mlops-nb-panel g[data-step=\"train\"] rect.mlops-active') && "
+                      "document.querySelector('#mlops-nb-panel .mlops-step[data-step=\"train\"] .mlops-trend')",
+              what='train highlighted, its metrics shown')
+        driver.save_screenshot(str(shots / 'lab_panel_dag.png'))
+
+        # run `train` from the panel: it runs (cell by cell), then shows done with its metric
+        before = _runs(root)
+        _click(driver, 'g.mlops-node[data-step="train"]')
+        _click(driver, '.mlops-step[data-step="train"] .mlops-run-step')
+        _wait(driver, "return document.querySelector('#mlops-nb-panel g[data-state=running]')", what='a step running')
+        driver.execute_script("document.querySelector('#mlops-nb-panel g[data-state=running]').scrollIntoView({block: 'start'})")
+        driver.save_screenshot(str(shots / 'lab_run_in_progress.png'))
+        _wait(driver, "return !document.querySelector('#mlops-nb-panel .mlops-job-running') && "
+                      "document.querySelector('#mlops-nb-panel .mlops-job-done')", what='the run to end')
+        assert len(_runs(root)) == len(before) + 1
+        _wait(driver, "return document.querySelector('#mlops-nb-panel g[data-step=\"train\"]').getAttribute('data-state') "
+                      "=== 'done' && document.querySelector('#mlops-nb-panel .mlops-step[data-step=\"train\"] .mlops-metrics')"
+                      "?.textContent.includes('val_roc_auc')", what='train done with its metric')
+        assert _state(driver, 'evaluate') == 'done'    # same code, parameters and data: nothing after it is behind
+
+        # editing the train notebook's code marks it stale, and the steps after it
+        nb_file = root / 'notebooks' / 'train.ipynb'
+        nb = nbformat.read(nb_file, as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell('print("one more line")'))
+        nbformat.write(nb, nb_file)
+        _wait(driver, "return document.querySelector('#mlops-nb-panel g[data-step=\"train\"]')"
+                      ".getAttribute('data-state') === 'stale'", 60, 'train stale')
+        assert [_state(driver, s) for s in STEPS[3:]] == ['stale'] * 3
+        _click(driver, 'g.mlops-node[data-step="train"]')
+        _wait(driver, "return document.querySelector('#mlops-nb-panel .mlops-step[data-step=\"train\"] .mlops-state')"
+                      "?.textContent === 'stale: code changed'", 30, 'the reason')
+
+        # an invalid parameter: the runner's message, and no kernel, no run
+        before, jobs = _runs(root), len(api(lab, 'state', params={'path': ''}).json()['jobs'])
+        field = _wait(driver, "return document.querySelector('#mlops-nb-panel .mlops-params input[name=n_estimators]')", 30)
+        driver.execute_script("arguments[0].value = 'many'; arguments[0].dispatchEvent(new Event('change'))", field)
+        error = _wait(driver, "return document.querySelector('#mlops-nb-panel .mlops-params .mlops-param-error')"
+                              "?.textContent", 30)
+        assert "parameter 'n_estimators' expects int, got 'many'" in error
+        _click(driver, '.mlops-params .mlops-run-params')
+        time.sleep(2)
+        assert _runs(root) == before and len(api(lab, 'state', params={'path': ''}).json()['jobs']) == jobs
+
+        # Promote: the gates of the published version, then models.yaml written as `mlops-nb promote` writes it
+        _wait(driver, "return document.querySelector('#mlops-nb-panel .mlops-model[data-model=weather] .mlops-gate-table')",
+              60, 'the gates')
+        driver.execute_script("document.getElementById('mlops-nb-panel').querySelector('.mlops-models').scrollIntoView()")
+        driver.save_screenshot(str(shots / 'lab_models.png'))
+        _click(driver, '.mlops-model[data-model=weather] .mlops-promote')
+        _wait(driver, "return document.querySelector('#mlops-nb-panel .mlops-promote-result')?.textContent", 60, 'promoted')
+        assert 'champion: 1' in (root / 'models.yaml').read_text()
+
+        # a failing step: its error in the panel, and the executed notebook opened at the cell that raised
+        nb.cells.append(nbformat.v4.new_code_cell('raise RuntimeError("the forest caught fire")'))
+        nbformat.write(nb, nb_file)
+        _click(driver, 'g.mlops-node[data-step="train"]')
+        _wait(driver, "return document.querySelector('#mlops-nb-panel .mlops-step[data-step=\"train\"] .mlops-run-step')", 30)
+        _click(driver, '.mlops-step[data-step="train"] .mlops-run-step')
+        err = _wait(driver, "return document.querySelector('#mlops-nb-panel .mlops-step[data-step=\"train\"] .mlops-error')"
+                            "?.textContent", what='the error')
+        cell = len(nb.cells)
+        assert f"step 'train' failed in notebooks/train.ipynb, cell {cell}" in err and 'the forest caught fire' in err
+        _click(driver, '.mlops-step[data-step="train"] .mlops-open-executed')
+        active = _wait(driver, "const w = window.jupyterapp.shell.currentWidget; return w && w.context && "
+                               "w.context.path.startsWith('runs/') && w.content.activeCell && "
+                               "w.content.activeCell.model.sharedModel.getSource()", 60, 'the failed cell')
+        assert 'the forest caught fire' in active
+
+
+def test_the_same_extension_in_notebook_7(lab):
+    with chromium(lab['tmp'] / '.chrome-nb7', width=1200, height=900) as driver:
+        driver.get(f"{lab['url']}/notebooks/notebooks/evaluate.ipynb?token={lab['token']}")
+        _wait(driver, "return document.querySelector('.mlops-run-as-step')", 120, 'the toolbar button')
+        assert driver.execute_script("return !!document.getElementById('mlops-nb-panel')")
+        assert 'Run as pipeline step' in driver.find_element('css selector', '.mlops-run-as-step').text
