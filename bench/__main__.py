@@ -1,9 +1,14 @@
-"""Benchmarks: `python -m bench [--quick]` (or `make bench`). Each figure is a ratio against a baseline measured in
-the same run, since this machine's speed varies; results go to reports/bench/results.{json,md}."""
+"""Benchmarks: `python -m bench [--quick]` (or `make bench`); results go to reports/bench/results.{json,md}.
+
+Each figure is the median of at least 3 samples, with its range, next to a baseline measured in the same run (this
+machine's speed varies from run to run). The results record the commit, the machine and the date; a benchmark run
+alone (`--only NAME`) at another commit than the rest is marked stale in the table, never mixed in silently."""
 import argparse
 import json
 import os
+import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -18,6 +23,20 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / 'tests'))
 from conftest import THREE_STEPS, write_nb  # noqa: E402  (the same 3-step pipeline the tests use)
+
+
+def _stats(samples) -> dict:
+    xs = [float(x) for x in samples]
+    return {'median': statistics.median(xs), 'min': min(xs), 'max': max(xs), 'samples': xs}
+
+
+def _fmt(st: dict, unit: str = 's', digits: int = 1, scale: float = 1.0) -> str:
+    "median [min–max] unit, ×scale."
+    m, lo, hi = (scale * st[k] for k in ('median', 'min', 'max'))
+    return f"{m:,.{digits}f} {unit} [{lo:,.{digits}f}–{hi:,.{digits}f}]"
+
+
+def _ratio(a: dict, b: dict) -> float: return a['median'] / b['median']
 
 
 def _timed(cmd, **kw) -> float:
@@ -38,9 +57,8 @@ def cache_hit(repeat: int) -> dict:
     write_nb(root / 'notebooks' / 'train.ipynb', 'boost = 0\npause = 0.0', 'import mlops_nb as mn\nmn.log_metric("x", 1)')
     (root / 'mlops.yaml').write_text(THREE_STEPS)
     subprocess.run([BIN / 'mlops-nb', '-C', root, 'run'], check=True, capture_output=True)
-    hit = statistics.median(_timed([BIN / 'mlops-nb', '-C', root, 'run']) for _ in range(repeat))
-    python = statistics.median(_timed([sys.executable, '-c', 'pass']) for _ in range(repeat))
-    out = {'mlops_nb_cache_hit_s': hit, 'python_start_s': python, 'ratio_vs_python_start': hit / python}
+    out = {'mlops_nb_s': _stats(_timed([BIN / 'mlops-nb', '-C', root, 'run']) for _ in range(repeat)),
+           'python_start_s': _stats(_timed([sys.executable, '-c', 'pass']) for _ in range(repeat))}
     dvc = shutil.which('dvc', path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")  # optional: not a dependency
     if dvc:
         d = Path(tempfile.mkdtemp())
@@ -51,10 +69,8 @@ def cache_hit(repeat: int) -> dict:
                 [('in.txt', 'a.txt'), ('a.txt', 'b.txt'), ('b.txt', 'c.txt')])))
         (d / 'in.txt').write_text('x')
         subprocess.run([dvc, 'repro', '-q'], cwd=d, check=True, capture_output=True)
-        out['dvc_repro_s'] = statistics.median(_timed([dvc, 'repro', '-q'], cwd=d) for _ in range(repeat))
-        out['ratio_vs_dvc_repro'] = hit / out['dvc_repro_s']
+        out['dvc_repro_s'] = _stats(_timed([dvc, 'repro', '-q'], cwd=d) for _ in range(repeat))
     return out
-
 
 
 _SCRIPT = """# Baseline: the weather notebooks' code as one Python process, with the same per-step MLflow bookkeeping.
@@ -128,16 +144,14 @@ def pipeline(repeat: int) -> dict:
             times[ex].append(_timed([BIN / 'mlops-nb', '-C', root, 'run', '--profile', 'pr', '--executor', ex]))
         times['cache_hit'].append(_timed([BIN / 'mlops-nb', '-C', root, 'run', '--profile', 'pr']))
         shutil.rmtree(d, ignore_errors=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {**{f'{k}_s': v for k, v in med.items()}, 'all_s': times,
-            'local_vs_script': med['local'] / med['script'], 'warm_vs_script': med['warm'] / med['script']}
+    return {f'{k}_s': _stats(v) for k, v in times.items()}
 
 
 GRID = ['n_estimators=20,30,40,50', 'max_depth=4,8']
 
 
 def sweep(repeat: int) -> dict:
-    "An 8-trial sweep of the weather train step: a plain loop vs mlops_nb warm with --jobs 1 and 2, and Dask 1 vs 2 workers."
+    "An 8-trial sweep of the weather train step: a plain loop vs mlops_nb warm with --jobs 1 and 2, and Dask 1 and 2 workers."
     d = Path(tempfile.mkdtemp())
     root = _weather(d)
     subprocess.run([BIN / 'mlops-nb', '-C', root, 'run', 'features', '--profile', 'pr'], check=True, capture_output=True)
@@ -154,10 +168,7 @@ def sweep(repeat: int) -> dict:
             times[name].append(_timed([BIN / 'mlops-nb', '-C', root, 'sweep', 'train', *GRID, '--profile', 'pr',
                                        '-p', f'train.seed={seed}', '--executor', name[:4], '--jobs', name[-1]]))
     shutil.rmtree(d, ignore_errors=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {**{f'{k}_s': v for k, v in med.items()}, 'all_s': times, 'warm_jobs1_vs_loop': med['warm_jobs1'] / med['loop'],
-            'jobs2_speedup': med['warm_jobs1'] / med['warm_jobs2'],
-            'dask_2_workers_speedup': med['dask_workers1'] / med['dask_workers2']}
+    return {f'{k}_s': _stats(v) for k, v in times.items()}
 
 
 def _upstream(root: Path, out: Path) -> Path:
@@ -167,8 +178,8 @@ def _upstream(root: Path, out: Path) -> Path:
     return out
 
 
-def tracking(n: int) -> dict:
-    "Seconds per logged metric (one `log_metric` call each) into SQLite vs a throwaway PostgreSQL on localhost."
+def tracking(n: int, repeat: int) -> dict:
+    "Seconds per logged metric (`n` `log_metric` calls a sample) into SQLite vs a throwaway PostgreSQL on localhost."
     from mlflow.tracking import MlflowClient
     from services import pg_bin, postgres
 
@@ -178,10 +189,10 @@ def tracking(n: int) -> dict:
         t = time.perf_counter()
         for i in range(n): c.log_metric(run.info.run_id, 'm', float(i), step=i)
         return (time.perf_counter() - t) / n
-    out = {'sqlite_s_per_metric': per_metric(f"sqlite:///{Path(tempfile.mkdtemp()) / 'mlruns.db'}")}
+    sqlite = f"sqlite:///{Path(tempfile.mkdtemp()) / 'mlruns.db'}"
+    out = {'sqlite_s_per_metric': _stats(per_metric(sqlite) for _ in range(repeat))}
     if pg_bin():
-        with postgres() as uri: out['postgres_s_per_metric'] = per_metric(uri)
-        out['postgres_vs_sqlite'] = out['postgres_s_per_metric'] / out['sqlite_s_per_metric']
+        with postgres() as uri: out['postgres_s_per_metric'] = _stats(per_metric(uri) for _ in range(repeat))
     return out
 
 
@@ -190,7 +201,7 @@ _PROFILE = ("import os, resource, sys, time; from mlops_nb.data import profile_f
             "print(n, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
 
 
-def monitor_profile(rows: int) -> dict:
+def monitor_profile(rows: int, repeat: int) -> dict:
     "Chunked whylogs profiling of a generated CSV of `rows` and `5 * rows` rows: rows/s and peak RSS."
     out, rng, d = {}, np.random.default_rng(0), Path(tempfile.mkdtemp())
     for n in (rows, 5 * rows):
@@ -201,53 +212,35 @@ def monitor_profile(rows: int) -> dict:
                 pd.DataFrame({'precipitation': rng.exponential(3, m).round(1), 'temp_max': rng.normal(16, 7, m).round(1),
                               'temp_min': rng.normal(8, 5, m).round(1), 'wind': rng.gamma(3, 1, m).round(1),
                               'month': rng.integers(1, 13, m)}).to_csv(fh, index=False, header=start == 0)
-        got, secs, rss_kb = subprocess.run([sys.executable, '-c', _PROFILE, f], check=True, capture_output=True,
-                                           text=True).stdout.split()
-        assert int(got) == n
-        out[f'{n}_rows'] = {'rows_per_s': n / float(secs), 'peak_rss_mb': int(rss_kb) / 1024, 'file_mb': f.stat().st_size / 2**20}
+        speed, rss = [], []
+        for _ in range(repeat):
+            got, secs, rss_kb = subprocess.run([sys.executable, '-c', _PROFILE, f], check=True, capture_output=True,
+                                               text=True).stdout.split()
+            assert int(got) == n
+            speed.append(n / float(secs)); rss.append(int(rss_kb) / 1024)
+        out[f'{n}_rows'] = {'rows_per_s': _stats(speed), 'peak_rss_mb': _stats(rss), 'file_mb': f.stat().st_size / 2**20}
         f.unlink()
-    small, big = out[f'{rows}_rows'], out[f'{5 * rows}_rows']
-    out['rss_ratio_5x'] = big['peak_rss_mb'] / small['peak_rss_mb']
     return out
 
 
-def _load(url: str, body, n: int, threads: int = 4, headers=None) -> dict:
-    "Send `n` POSTs with `threads` keep-alive clients; throughput and latency percentiles (bounded, localhost)."
-    from concurrent.futures import ThreadPoolExecutor
-
-    import requests
-
-    def worker(k):
-        s, lat = requests.Session(), []
-        for _ in range(k):
-            t = time.perf_counter()
-            r = s.post(url, data=body, headers={'Content-Type': 'application/json', **(headers or {})}, timeout=30)
-            r.raise_for_status()
-            lat.append(time.perf_counter() - t)
-        return lat
-    t = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool: lats = [x for part in pool.map(worker, [n // threads] * threads) for x in part]
-    wall = time.perf_counter() - t
-    ms = 1000 * np.asarray(lats)
-    return {'rps': len(lats) / wall, 'p50_ms': float(np.percentile(ms, 50)), 'p99_ms': float(np.percentile(ms, 99))}
-
-
-def _wrk(url: str, body: str, connections: int, runs: int = 3, seconds: int = 5) -> dict | None:
-    "Debian's `wrk` (a C load generator) POSTing `body`: median over `runs` of req/s and p50/p99, or None without wrk."
-    wrk = shutil.which('wrk')
-    if not wrk: return None
+def _wrk(url: str, body: str, connections: int, runs: int = 3, seconds: int = 5, cpu: str | None = None) -> dict:
+    "Debian's `wrk` (a C load generator) POSTing `body` `runs` times, pinned to `cpu` if given: req/s, p50, p99."
+    if not (wrk := shutil.which('wrk')): sys.exit('the serving benchmark needs wrk: apt-get install wrk')
     lua = Path(tempfile.mkdtemp()) / 'post.lua'
     lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
     unit = {'us': 1e-3, 'ms': 1.0, 's': 1e3}
     out = []
     for _ in range(runs):
-        text = subprocess.run([wrk, '-t', '1', '-c', str(connections), '-d', f'{seconds}s', '--latency', '-s', lua, url],
-                              check=True, capture_output=True, text=True).stdout
+        cmd = [*(['taskset', '-c', cpu] if cpu else []), wrk, '-t', '1', '-c', str(connections), '-d', f'{seconds}s',
+               '--latency', '-s', lua, url]
+        text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         pct = {ln.split()[0]: ln.split()[1] for ln in text.splitlines() if ln.strip().startswith(('50%', '99%'))}
         ms = {k: float(v.rstrip('usm')) * unit[v.lstrip('0123456789.')] for k, v in pct.items()}
-        rps = float(next(ln.split()[1] for ln in text.splitlines() if ln.startswith('Requests/sec')))
-        out.append({'rps': rps, 'p50_ms': ms['50%'], 'p99_ms': ms['99%']})
-    return {k: statistics.median(o[k] for o in out) for k in out[0]} | {'runs': out}
+        errors = [ln for ln in text.splitlines() if 'Non-2xx' in ln or 'Socket errors' in ln]
+        if errors: raise RuntimeError(f'{url}: {errors}')
+        out.append({'rps': float(next(ln.split()[1] for ln in text.splitlines() if ln.startswith('Requests/sec'))),
+                    'p50_ms': ms['50%'], 'p99_ms': ms['99%']})
+    return {k: _stats(o[k] for o in out) for k in out[0]}
 
 
 def _wait(url: str, proc, seconds=180):
@@ -261,50 +254,78 @@ def _wait(url: str, proc, seconds=180):
     raise RuntimeError(f'{url} did not come up (exit code {proc.poll()})')
 
 
-def serving(n: int) -> dict:
-    "mlops-nb serve (ONNX) vs `mlflow models serve --env-manager local`, one 100-tree forest, 1 and 100 rows a request."
-    import socket
+def _process_tree(pid: int) -> list[int]:
+    kids = [int(c) for t in Path(f'/proc/{pid}/task').iterdir() for c in (t / 'children').read_text().split()]
+    return [pid, *(q for k in kids for q in _process_tree(k))]
 
+
+def _pin(pid: int, cpus: str):
+    "Every thread of `pid` and its children on `cpus`."
+    for q in _process_tree(pid): subprocess.run(['taskset', '-a', '-p', '-c', cpus, str(q)], check=True, capture_output=True)
+
+
+_FLOOR = """# The floor: FastAPI and uvicorn with the same request model and the same ONNX session, nothing else.
+import sys, numpy as np, uvicorn
+from fastapi import FastAPI
+from pydantic import ConfigDict, create_model
+from mlops_nb.serve import onnx_session
+sess, cols = onnx_session(sys.argv[1]), sys.argv[3].split(',')
+inp = sess.get_inputs()[0].name
+Record = create_model('Record', __config__=ConfigDict(extra='forbid', strict=True), **{c: (float, ...) for c in cols})
+app = FastAPI()
+@app.post('/predict')
+async def predict(r: Record):
+    rows = np.asarray([[getattr(r, c) for c in cols]], dtype=np.float32)
+    return {'predictions': sess.run(['label'], {inp: rows})[0].tolist()}
+@app.get('/health')
+def health(): return {'status': 'ok'}
+uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[2]), log_level='warning', access_log=False)
+"""
+
+SERVERS = ('floor', 'mlops_nb_onnx', 'mlops_nb_sklearn', 'mlflow')
+
+
+def serving(runs: int) -> dict:
+    """One 100-tree iris forest served four ways: a minimal FastAPI app with the ONNX session (the floor), mlops-nb
+    serve with ONNX (default) and with the sklearn model, and `mlflow models serve` (sklearn). wrk at 1 and 2
+    connections, with the server and wrk pinned to different CPUs and unpinned; then 100-record batches."""
     import mlflow
     from mlflow.tracking import MlflowClient
     from test_serve import _register
     root = Path(tempfile.mkdtemp())
     write_nb(root / 'a.ipynb', None, 'x = 1')
-    (root / 'mlops.yaml').write_text('name: iris\nsteps:\n  a: {notebook: a.ipynb}\n')
+    (root / 'mlops.yaml').write_text('name: iris\nsteps:\n  a: {notebook: a.ipynb}\n'
+                                     'serve: {trusted_types: [sklearn.tree._tree.Tree, numpy.dtype]}\n')
     uri = f"sqlite:///{root / 'mlruns.db'}"
     mlflow.set_tracking_uri(uri)
     exp = mlflow.create_experiment('iris', artifact_location=(root / 'mlartifacts').as_uri())
-    _, _, X = _register(root, MlflowClient(uri, uri), exp, 100, 'champion')
-    ports = []
-    for _ in range(2):
+    _, _, X = _register(root, MlflowClient(uri, uri), exp, 100, 'champion')  # also leaves root/model.onnx
+    one, hundred = X.iloc[0].to_dict(), X.sample(100, replace=True, random_state=0).to_dict('records')
+    env = {**os.environ, 'MLFLOW_TRACKING_URI': uri, 'PATH': f"{BIN}:{os.environ['PATH']}"}
+    res = {}
+    for name in SERVERS:
         with socket.socket() as s:
-            s.bind(('127.0.0.1', 0)); ports.append(s.getsockname()[1])
-    ours = subprocess.Popen([BIN / 'mlops-nb', '-C', root, 'serve', 'iris', '--port', str(ports[0])], stderr=subprocess.DEVNULL)
-    theirs = subprocess.Popen([BIN / 'mlflow', 'models', 'serve', '-m', 'models:/iris@champion', '--env-manager', 'local',
-                               '-p', str(ports[1]), '--host', '127.0.0.1'],
-                              env={**os.environ, 'MLFLOW_TRACKING_URI': uri, 'PATH': f"{BIN}:{os.environ['PATH']}"},
-                              stdout=subprocess.DEVNULL, stderr=open(root / 'mlflow-serve.log', 'w'))
-    try:
-        _wait(f'http://127.0.0.1:{ports[0]}/health', ours)
-        _wait(f'http://127.0.0.1:{ports[1]}/health', theirs)
-        one, hundred = X.iloc[0].to_dict(), X.sample(100, replace=True, random_state=0).to_dict('records')
-        res = {
-            'mlops_nb_single_wrk_1conn': _wrk(f'http://127.0.0.1:{ports[0]}/predict', json.dumps(one), 1),
-            'mlops_nb_single_wrk_2conn': _wrk(f'http://127.0.0.1:{ports[0]}/predict', json.dumps(one), 2),
-            'mlflow_single_wrk_1conn': _wrk(f'http://127.0.0.1:{ports[1]}/invocations',
-                                            json.dumps({'dataframe_records': [one]}), 1),
-            'mlops_nb_single': _load(f'http://127.0.0.1:{ports[0]}/predict', json.dumps(one), n),
-            'mlflow_single': _load(f'http://127.0.0.1:{ports[1]}/invocations', json.dumps({'dataframe_records': [one]}), n // 4),
-            'mlops_nb_batch100': _load(f'http://127.0.0.1:{ports[0]}/predict', json.dumps({'records': hundred}), n // 4),
-            'mlflow_batch100': _load(f'http://127.0.0.1:{ports[1]}/invocations',
-                                     json.dumps({'dataframe_records': hundred}), n // 8),
-        }
-    finally:
-        ours.terminate(); theirs.terminate()
-    res['single_rps_ratio'] = res['mlops_nb_single']['rps'] / res['mlflow_single']['rps']
-    if res['mlflow_single_wrk_1conn']:
-        res['single_rps_ratio_wrk_1conn'] = res['mlops_nb_single_wrk_1conn']['rps'] / res['mlflow_single_wrk_1conn']['rps']
-    res['batch_rows_ratio'] = res['mlops_nb_batch100']['rps'] / res['mlflow_batch100']['rps']
+            s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+        cmd = {'floor': [sys.executable, '-c', _FLOOR, root / 'model.onnx', str(port), ','.join(X.columns)],
+               'mlops_nb_onnx': [BIN / 'mlops-nb', '-C', root, 'serve', 'iris', '--port', str(port)],
+               'mlops_nb_sklearn': [BIN / 'mlops-nb', '-C', root, 'serve', 'iris', '--port', str(port), '--runtime', 'sklearn'],
+               'mlflow': [BIN / 'mlflow', 'models', 'serve', '-m', 'models:/iris@champion', '--env-manager', 'local',
+                          '-p', str(port), '--host', '127.0.0.1']}[name]
+        url = f'http://127.0.0.1:{port}/' + ('invocations' if name == 'mlflow' else 'predict')
+        single = json.dumps({'dataframe_records': [one]} if name == 'mlflow' else one)
+        proc = subprocess.Popen(['taskset', '-c', '1', *map(str, cmd)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=open(root / f'{name}.log', 'w'))
+        try:
+            _wait(f'http://127.0.0.1:{port}/' + ('ping' if name == 'mlflow' else 'health'), proc)
+            _wrk(url, single, 2, runs=1, seconds=1)  # warm-up, not counted
+            res[name] = {f'pinned_{c}conn': _wrk(url, single, c, runs, cpu='0') for c in (1, 2)}
+            _pin(proc.pid, '0,1')
+            res[name] |= {f'unpinned_{c}conn': _wrk(url, single, c, runs) for c in (1, 2)}
+            if name != 'floor':
+                batch = json.dumps({'dataframe_records': hundred} if name == 'mlflow' else {'records': hundred})
+                res[name]['batch100_1conn'] = _wrk(url, batch, 1, runs)
+        finally:
+            proc.terminate(); proc.wait(30)
     return res
 
 
@@ -334,83 +355,112 @@ def panel_status(repeat: int, n: int = 50) -> dict:
     assert len(state['steps']) == n and {s['state'] for s in state['steps']} == {'done'}, state['steps']
     panel = [timed(lambda: pipeline_state(root, load_config(root))) for _ in range(repeat)]
     read = [timed(records) for _ in range(repeat)]
-    panel_s, read_s = statistics.median(panel), statistics.median(read)
-    return {'steps': n, 'samples': repeat, 'panel_ms': 1000 * panel_s, 'panel_max_ms': 1000 * max(panel),
-            'read_records_ms': 1000 * read_s, 'ratio_vs_read': panel_s / read_s}
+    return {'steps': n, 'panel_ms': _stats(1000 * x for x in panel), 'read_records_ms': _stats(1000 * x for x in read)}
 
 
 def _table(results: dict) -> list[str]:
-    "The markdown table of whichever benchmarks `results` holds."
-    lines = ['| benchmark | measured | baseline (same run) | ratio |', '|---|---|---|---|']
+    "The markdown table of whichever benchmarks `results` holds; a row measured at another commit says so."
+    head, lines = results['commit'], ['| benchmark | measured: median [range] | baseline, same run: median [range] | ratio |',
+                                      '|---|---|---|---|']
+
+    def row(name, entry, measured, baseline='', ratio=''):
+        stale = '' if entry.get('commit') == head else f" **(stale: measured at {entry.get('commit', '?')[:10]})**"
+        lines.append(f'| {name}{stale} | {measured} | {baseline} | {ratio} |')
     if p := results.get('pipeline'):
-        lines += [f"| weather pr pipeline, warm executor | {p['warm_s']:.1f} s | plain script {p['script_s']:.1f} s | "
-                  f"{p['warm_vs_script']:.2f}× |",
-                  f"| weather pr pipeline, cold kernels | {p['local_s']:.1f} s | plain script {p['script_s']:.1f} s | "
-                  f"{p['local_vs_script']:.2f}× |",
-                  f"| weather pipeline cache-hit rerun | {p['cache_hit_s']:.2f} s | | |"]
+        for ex, what in (('warm', 'warm executor'), ('local', 'cold kernels')):
+            row(f'weather pr pipeline, {what}', p, _fmt(p[f'{ex}_s']), f"plain script {_fmt(p['script_s'])}",
+                f"{_ratio(p[f'{ex}_s'], p['script_s']):.2f}×")
+        row('weather pipeline cache-hit rerun', p, _fmt(p['cache_hit_s'], digits=2))
     if w := results.get('sweep'):
-        lines += [f"| 8-trial sweep, warm, --jobs 1 | {w['warm_jobs1_s']:.1f} s | plain loop {w['loop_s']:.1f} s | "
-                  f"{w['warm_jobs1_vs_loop']:.2f}× |",
-                  f"| 8-trial sweep, warm, --jobs 2 | {w['warm_jobs2_s']:.1f} s | --jobs 1 {w['warm_jobs1_s']:.1f} s | "
-                  f"{w['jobs2_speedup']:.2f}× faster |",
-                  f"| 8-trial sweep, Dask 2 workers | {w['dask_workers2_s']:.1f} s | 1 worker {w['dask_workers1_s']:.1f} s | "
-                  f"{w['dask_2_workers_speedup']:.2f}× faster |"]
+        row('8-trial sweep, warm, --jobs 1', w, _fmt(w['warm_jobs1_s']), f"plain loop {_fmt(w['loop_s'])}",
+            f"{_ratio(w['warm_jobs1_s'], w['loop_s']):.2f}×")
+        row('8-trial sweep, warm, --jobs 2', w, _fmt(w['warm_jobs2_s']), f"plain loop {_fmt(w['loop_s'])}",
+            f"{_ratio(w['warm_jobs2_s'], w['loop_s']):.2f}×")
+        for k in (1, 2):
+            row(f'8-trial sweep, Dask {k} worker{"s" * (k > 1)}', w, _fmt(w[f'dask_workers{k}_s']),
+                f"warm --jobs {k} {_fmt(w[f'warm_jobs{k}_s'])}", f"{_ratio(w[f'dask_workers{k}_s'], w[f'warm_jobs{k}_s']):.2f}×")
     if (t := results.get('tracking')) and 'postgres_s_per_metric' in t:
-        lines.append(f"| one logged metric, PostgreSQL | {1000 * t['postgres_s_per_metric']:.1f} ms | "
-                     f"SQLite {1000 * t['sqlite_s_per_metric']:.1f} ms | {t['postgres_vs_sqlite']:.2f}× |")
+        row('one logged metric, PostgreSQL', t, _fmt(t['postgres_s_per_metric'], 'ms', 2, 1000),
+            f"SQLite {_fmt(t['sqlite_s_per_metric'], 'ms', 2, 1000)}",
+            f"{_ratio(t['postgres_s_per_metric'], t['sqlite_s_per_metric']):.2f}×")
     if c := results.get('cache_hit'):
-        lines.append(f"| cache-hit rerun, 3 steps | {c['mlops_nb_cache_hit_s']:.3f} s | python start {c['python_start_s']:.3f} s"
-                     f" | {c['ratio_vs_python_start']:.1f}× |")
+        row('cache-hit rerun, 3 steps', c, _fmt(c['mlops_nb_s'], digits=3), f"python start {_fmt(c['python_start_s'], digits=3)}",
+            f"{_ratio(c['mlops_nb_s'], c['python_start_s']):.1f}×")
         if 'dvc_repro_s' in c:
-            lines.append(f"| cache-hit rerun, 3 steps | {c['mlops_nb_cache_hit_s']:.3f} s | dvc repro {c['dvc_repro_s']:.3f} s | "
-                         f"{c['ratio_vs_dvc_repro']:.2f}× |")
+            row('cache-hit rerun, 3 steps', c, _fmt(c['mlops_nb_s'], digits=3), f"dvc repro {_fmt(c['dvc_repro_s'], digits=3)}",
+                f"{_ratio(c['mlops_nb_s'], c['dvc_repro_s']):.2f}×")
     if m := results.get('monitor_profile'):
-        sizes = [k for k in m if k.endswith('_rows')]
-        lines.append(f"| chunked profiling peak RSS, {sizes[1]} vs {sizes[0]} | {m[sizes[1]]['peak_rss_mb']:.0f} MB | "
-                     f"{m[sizes[0]]['peak_rss_mb']:.0f} MB | {m['rss_ratio_5x']:.2f}× |")
-        lines += [f"| chunked profiling speed, {k} | {m[k]['rows_per_s']:,.0f} rows/s | | |" for k in sizes]
+        small, big = [k for k in m if k.endswith('_rows')]
+        row(f'chunked profiling peak RSS, {big.replace("_", " ")}', m, _fmt(m[big]['peak_rss_mb'], 'MB', 0),
+            f"{small.replace('_', ' ')} {_fmt(m[small]['peak_rss_mb'], 'MB', 0)}",
+            f"{_ratio(m[big]['peak_rss_mb'], m[small]['peak_rss_mb']):.2f}×")
+        for k in (small, big): row(f'chunked profiling speed, {k.replace("_", " ")}', m, _fmt(m[k]['rows_per_s'], 'rows/s', 0))
     if v := results.get('serving'):
-        s1, m1 = v['mlops_nb_single'], v['mlflow_single']
-        lines.append(f"| serve single record | {s1['rps']:,.0f} req/s, p99 {s1['p99_ms']:.1f} ms | mlflow models serve "
-                     f"{m1['rps']:,.0f} req/s, p99 {m1['p99_ms']:.1f} ms | {v['single_rps_ratio']:.1f}× |")
-        if (wk := v.get('mlops_nb_single_wrk_1conn')) and (wm := v.get('mlflow_single_wrk_1conn')):
-            lines.append(f"| serve single record, wrk, 1 connection, median of 3 runs | {wk['rps']:,.0f} req/s, "
-                         f"p50 {wk['p50_ms']:.2f} ms, p99 {wk['p99_ms']:.2f} ms | mlflow models serve {wm['rps']:,.0f} req/s, "
-                         f"p99 {wm['p99_ms']:.1f} ms | {v['single_rps_ratio_wrk_1conn']:.1f}× |")
-        if wk := v.get('mlops_nb_single_wrk_2conn'):
-            lines.append(f"| serve single record, wrk, 2 connections, median of 3 runs | {wk['rps']:,.0f} req/s, "
-                         f"p50 {wk['p50_ms']:.2f} ms, p99 {wk['p99_ms']:.2f} ms | | |")
-        lines.append(f"| serve 100-record batches | {100 * v['mlops_nb_batch100']['rps']:,.0f} rows/s | "
-                     f"mlflow models serve {100 * v['mlflow_batch100']['rps']:,.0f} rows/s | {v['batch_rows_ratio']:.1f}× |")
+        names = {'floor': 'minimal FastAPI + ONNX (floor)', 'mlops_nb_onnx': 'mlops-nb serve, ONNX',
+                 'mlops_nb_sklearn': 'mlops-nb serve, sklearn', 'mlflow': 'mlflow models serve, sklearn'}
+        for pin in ('pinned', 'unpinned'):
+            for c in (1, 2):
+                floor = v['floor'][f'{pin}_{c}conn']
+                for name in SERVERS:
+                    r = v[name][f'{pin}_{c}conn']
+                    row(f"one record, {names[name]}, {c} conn{'s' * (c > 1)}, {pin}", v,
+                        f"p99 {_fmt(r['p99_ms'], 'ms', 2)}, {r['rps']['median']:,.0f} req/s",
+                        '' if name == 'floor' else f"floor p99 {_fmt(floor['p99_ms'], 'ms', 2)}",
+                        '' if name == 'floor' else f"{_ratio(r['p99_ms'], floor['p99_ms']):.1f}× p99")
+        for name in SERVERS[1:]:
+            r = v[name]['batch100_1conn']
+            row(f'100-record batches, {names[name]}, 1 conn, unpinned', v, _fmt(r['rps'], 'rows/s', 0, 100),
+                f"mlflow models serve {_fmt(v['mlflow']['batch100_1conn']['rps'], 'rows/s', 0, 100)}" if name != 'mlflow' else '',
+                f"{_ratio(r['rps'], v['mlflow']['batch100_1conn']['rps']):.1f}×" if name != 'mlflow' else '')
     if p := results.get('panel_status'):
-        lines.append(f"| JupyterLab panel refresh (server time), {p['steps']} steps, median of {p['samples']} | "
-                     f"{p['panel_ms']:.1f} ms (max {p['panel_max_ms']:.1f} ms) | reading the step records "
-                     f"{p['read_records_ms']:.1f} ms | {p['ratio_vs_read']:.1f}× |")
+        row(f"JupyterLab panel refresh (server time), {p['steps']} steps", p, _fmt(p['panel_ms'], 'ms', 1),
+            f"reading the step records {_fmt(p['read_records_ms'], 'ms', 1)}",
+            f"{_ratio(p['panel_ms'], p['read_records_ms']):.0f}×")
     return lines
+
+
+def _commit() -> str:
+    "HEAD, with `+dirty` when tracked files other than the results differ from it."
+    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', '.', ':!reports/bench'], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    return head + ('+dirty' if dirty else '')
+
+
+def _machine() -> dict:
+    cpu = next((ln.split(':', 1)[1].strip() for ln in Path('/proc/cpuinfo').read_text().splitlines()
+                if ln.startswith('model name')), platform.processor())
+    memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    return {'cpus': os.cpu_count(), 'cpu_model': cpu, 'memory_gb': round(memory / 2**30),
+            'python': sys.version.split()[0], 'platform': platform.platform()}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument('--quick', action='store_true', help='smaller sizes, fewer repeats')
+    ap.add_argument('--quick', action='store_true', help='smaller sizes (still 3 samples a figure)')
     ap.add_argument('--out', type=Path, default=REPO / 'reports' / 'bench')
     ap.add_argument('--only', choices=['pipeline', 'sweep', 'tracking', 'cache_hit', 'monitor_profile', 'serving',
-                                       'panel_status'],
-                    help='run one benchmark and update its entry in the results')
+                                       'panel_status'], help='run one benchmark; rows of other commits are marked stale')
     a = ap.parse_args()
-    cases = {'pipeline': lambda: pipeline(1 if a.quick else 3),
-             'sweep': lambda: sweep(1),
-             'tracking': lambda: tracking(100 if a.quick else 300),
-             'cache_hit': lambda: cache_hit(3 if a.quick else 7),
-             'monitor_profile': lambda: monitor_profile(200_000 if a.quick else 1_000_000),
-             'serving': lambda: serving(400 if a.quick else 2000),
-             'panel_status': lambda: panel_status(5 if a.quick else 21)}
+    cases = {'pipeline': lambda: pipeline(3),
+             'sweep': lambda: sweep(3),
+             'tracking': lambda: tracking(100 if a.quick else 300, 3),
+             'cache_hit': lambda: cache_hit(5 if a.quick else 9),
+             'monitor_profile': lambda: monitor_profile(200_000 if a.quick else 1_000_000, 3),
+             'serving': lambda: serving(3),
+             'panel_status': lambda: panel_status(9 if a.quick else 21)}
     f = a.out / 'results.json'
     results = json.loads(f.read_text()) if a.only and f.exists() else {}
-    results['machine'] = {'cpus': os.cpu_count(), 'python': sys.version.split()[0]}
-    for k in [a.only] if a.only else cases: results[k] = cases[k]()
+    commit = _commit()
+    results |= {'commit': commit, 'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), 'machine': _machine()}
+    for k in [a.only] if a.only else cases:
+        results[k] = cases[k]() | {'commit': commit}
     a.out.mkdir(parents=True, exist_ok=True)
     f.write_text(json.dumps(results, indent=1))
-    lines = _table(results)
+    m = results['machine']
+    lines = [f"Measured at commit `{commit}` on {results['date']}: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GiB, "
+             f"Python {m['python']}. Every figure: median [min–max] of ≥ 3 samples; `python -m bench` regenerates it all.", '',
+             *_table(results)]
     (a.out / 'results.md').write_text('\n'.join(lines) + '\n')
     print('\n'.join(lines))
 

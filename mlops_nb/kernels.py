@@ -15,6 +15,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from functools import cache
 from pathlib import Path
@@ -84,8 +85,16 @@ def _installed(top: str, root: Path) -> bool:
     return spec is not None and not (spec.origin and Path(spec.origin).resolve().is_relative_to(root))
 
 # %% ../nbs/02a_kernels.ipynb 12
-def _serve_kernel(connection_file: str, cwd: str, env: dict[str, str]):
-    "Body of a forked kernel: the fork server already imported the heavy modules."
+def _exit_with(owner: int, every: float = 0.5):
+    "End this process once process `owner` is gone."
+    while True:
+        time.sleep(every)
+        try: os.kill(owner, 0)
+        except ProcessLookupError: os._exit(0)
+
+def _serve_kernel(connection_file: str, cwd: str, env: dict[str, str], owner: int):
+    "Body of a forked kernel: the fork server already imported the heavy modules; `owner` is the pool's process."
+    threading.Thread(target=_exit_with, args=(owner,), name='mlops-nb-owner', daemon=True).start()
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2): os.dup2(devnull, fd)  # the kernel's output goes to its notebook, not to our terminal
     os.chdir(cwd)
@@ -133,8 +142,10 @@ class KernelPool:
         self.root, self.size, self.env = Path(root), size, env or {}
         self.ctx = multiprocessing.get_context('forkserver')
         self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name='mlops-nb-kernels', daemon=True).start()
+        self._thread = threading.Thread(target=self.loop.run_forever, name='mlops-nb-kernels', daemon=True)
+        self._thread.start()
         self._lock, self._warming, self._plan, self._live = threading.Lock(), [], [], set()
+        self._stopping: dict = {}  # kernel manager -> the future of its shutdown
         self.closed = False
         atexit.register(self.close)
 
@@ -162,7 +173,7 @@ class KernelPool:
         km = forked_kernel_manager()()
         km.write_connection_file()
         from mlops_nb.kernels import _serve_kernel  # by module: the fork server unpickles the target by name
-        km.process = self.ctx.Process(target=_serve_kernel, args=(km.connection_file, str(self.root), self.env),
+        km.process = self.ctx.Process(target=_serve_kernel, args=(km.connection_file, str(self.root), self.env, os.getpid()),
                                       name='mlops-nb-kernel')
         await asyncio.to_thread(km.process.start)
         self._live.add(km)
@@ -195,19 +206,24 @@ class KernelPool:
         self._live.discard(km)
 
     def release(self, km) -> Future:
-        "Shut down a kernel that has served its notebook."
-        return asyncio.run_coroutine_threadsafe(self._stop(km), self.loop)
+        "Shut down a kernel that has served its notebook (once: a second call returns the same shutdown)."
+        with self._lock:
+            if km not in self._stopping: self._stopping[km] = asyncio.run_coroutine_threadsafe(self._stop(km), self.loop)
+            return self._stopping[km]
 
     def close(self):
-        "Stop every kernel still starting or alive, then the loop."
+        "Stop every kernel still starting or alive, wait for every shutdown, then stop and close the loop."
         with self._lock:
             if self.closed: return
             self.closed, warming, self._warming = True, self._warming, []
         for _, f in warming:
             try: f.result(timeout=120)
             except Exception: pass
-        for km in list(self._live): self.release(km).result(timeout=60)
+        for km in list(self._live): self.release(km)
+        for f in list(self._stopping.values()): f.result(timeout=60)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
         atexit.unregister(self.close)
 
 # %% ../nbs/02a_kernels.ipynb 14

@@ -271,7 +271,10 @@ def _executor(opts: ExecOptions):
                 raise MlopsError(f"Dask scheduler {opts.scheduler} unreachable: {str(e).splitlines()[0]}") from None
             with client: yield client.get_executor(pure=False)
             return
-        with LocalCluster(n_workers=opts.jobs, threads_per_worker=1, host='127.0.0.1', dashboard_address=None) as cluster, \
+        import dask
+        # non-daemonic workers may fork kernels: each keeps a warm kernel pool between tasks (`_worker_pool`)
+        with dask.config.set({'distributed.worker.daemon': False}), \
+             LocalCluster(n_workers=opts.jobs, threads_per_worker=1, host='127.0.0.1', dashboard_address=None) as cluster, \
              Client(cluster) as client:
             yield client.get_executor(pure=False)
     elif opts.jobs > 1:
@@ -311,10 +314,20 @@ def _worker_tracker(root: str):
     from mlops_nb.tracking import Tracker
     return Tracker(load_config(root))
 
+@cache
+def _worker_pool(root: str) -> KernelPool | None:
+    "A Dask worker's own kernel pool, kept between its tasks (none in a daemonic worker, which may not fork: cold kernels)."
+    import multiprocessing
+    return None if multiprocessing.current_process().daemon else KernelPool(Path(root), size=1)
+
 def execute_step(root: Path, p: StepPlan, run_id: str, step_dir: Path, parent: str, lineage: dict, upstream: dict,
                  verbose=False, name: str | None = None, pool: KernelPool | None = None, tracker=None) -> StepResult:
-    "Execute one planned step into `step_dir`: the task every executor runs."
+    """Execute one planned step into `step_dir`: the task every executor runs. Without the runner's tracker and pool
+    (on a Dask worker) it uses the worker's own, and keeps a kernel for this notebook warm for the worker's next task
+    (sweep trials are the same notebook again)."""
     cfg = load_config(root)
+    if tracker is None and pool is None and (pool := _worker_pool(str(cfg.root))):
+        pool.plan([notebook_imports(p.notebook, cfg.root)] * 2)  # one for this task, one warming for the next
     return _execute(cfg, cfg.root / '.mlops_nb', p, run_id, step_dir, tracker or _worker_tracker(str(cfg.root)), parent,
                     lineage, upstream, verbose, name, pool)
 

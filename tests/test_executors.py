@@ -46,6 +46,7 @@ def test_warm_executor_isolates_steps_and_preloads_imports(tmp_path):
         assert '"image/png"' in executed  # figures show inline, as in Jupyter
         assert m == {'leak_seen': 0.0, 'env_seen': 0.0, 'cwd_is_notebooks': 1.0, 'step_dir_ok': 1.0, 'preloaded': preloaded}
         assert ('(warm executor' in r.stderr) == (executor == 'warm'), r.stderr
+        assert 'Task was destroyed' not in r.stderr   # the pool shut down cleanly
 
 
 def test_executor_from_mlops_yaml(tmp_path):
@@ -55,6 +56,48 @@ def test_executor_from_mlops_yaml(tmp_path):
     assert r.returncode == 0, r.stderr
     assert '(warm executor, 1 at a time)' in r.stderr
     assert _step(tmp_path, 'b')['metrics']['preloaded'] == 1.0
+
+
+def test_the_pool_shuts_each_kernel_down_once_and_closes_cleanly(tmp_path):
+    "A kernel released by its step (not waited for) and again by `close`: one shutdown, finished before the loop stops."
+    import subprocess
+    import sys
+    script = tmp_path / 'pool.py'   # a script: the fork server re-imports __main__
+    script.write_text('''import json, tempfile
+from mlops_nb.kernels import KernelPool
+if __name__ == '__main__':
+    pool = KernelPool(tempfile.mkdtemp(), size=1)
+    pool.plan([('json',)])
+    km = pool.take(('json',))
+    first = pool.release(km)       # as the runner releases a kernel after its step, without waiting
+    same = pool.release(km) is first
+    pool.close()
+    print(json.dumps({'same': same, 'done': first.done(), 'loop_closed': pool.loop.is_closed(), 'alive': km.process.is_alive()}))
+''')
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {'same': True, 'done': True, 'loop_closed': True, 'alive': False}
+    assert 'Task was destroyed' not in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_a_killed_runner_leaves_no_kernel_behind(tmp_path):
+    "SIGKILL the warm runner mid-step: its fork server and kernels (the running one and those warming) exit too."
+    import subprocess
+
+    from conftest import BIN, clean_env
+    _two_steps(tmp_path)
+    write_nb(tmp_path / 'notebooks' / 'a.ipynb', None, 'import time\ntime.sleep(60)')
+    proc = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(tmp_path), 'run', '--executor', 'warm'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env())
+    deadline = time.time() + 60
+    while not list(tmp_path.glob('runs/*/a/a.ipynb')) and time.time() < deadline: time.sleep(0.2)
+    time.sleep(2)   # a's kernel is sleeping in its cell, b's is warming
+    family = psutil.Process(proc.pid).children(recursive=True)
+    assert len(family) >= 3, family   # the fork server and at least two kernels
+    proc.kill()
+    proc.wait()
+    gone, alive = psutil.wait_procs(family, timeout=15)
+    assert not alive, [p.cmdline()[:3] for p in alive]
 
 
 def test_a_crashing_kernel_fails_its_step_only(tmp_path):
@@ -103,7 +146,8 @@ def _sweep_project(root, pause=0.0):
     write_nb(root / 'notebooks' / 'prep.ipynb', None,
              'import mlops_nb as mn\nmn.output_path("data/base.txt").write_text("10")')
     write_nb(root / 'notebooks' / 'train.ipynb', f'x = 0\npause = {pause}',
-             'import time\nimport mlops_nb as mn\ntime.sleep(pause)',
+             'import sys\npreloaded = "fractions" in sys.modules  # a warm kernel has this notebook\'s imports done',
+             'import fractions, time\nimport mlops_nb as mn\nmn.log_params({"preloaded": preloaded})\ntime.sleep(pause)',
              'base = float(mn.input_path("data/base.txt").read_text())\nmn.log_metric("score", base - (x - 3) ** 2)')
     (root / 'mlops.yaml').write_text(SWEEP)
 
@@ -133,6 +177,9 @@ def test_dask_sweep_matches_the_local_executor(tmp_path):
         run = json.loads((root / 'runs' / _sweep_run_id(root) / 'run.json').read_text())
         best[executor] = run['best']
         assert len(run['trials']) == 8 and all(t['status'] == 'done' for t in run['trials'])
+        trials = root.glob(f"runs/{run['run_id']}/train-*/step.json")
+        warm = {json.loads(f.read_text())['logged_params']['preloaded'] for f in trials}
+        assert warm == {str(executor == 'dask')}   # Dask workers keep warm kernel pools; the local executor starts cold ones
         runs = _trial_runs(root, run['run_id'])
         assert sorted(r.data.tags['mlflow.runName'] for r in runs) == [f'train x={i}' for i in range(8)]
         assert {r.info.status for r in runs} == {'FINISHED'}
