@@ -89,7 +89,10 @@ export class PipelinePanel extends Widget {
     const all = el('button', { class: 'mlops-run-all' }, 'Run all');
     all.onclick = () => void this.run('all', null);
     const refresh = el('button', { class: 'mlops-refresh' }, 'Refresh');
-    refresh.onclick = () => void this.refresh();
+    refresh.onclick = () => {
+      this.modelsShown = ''; // also re-check the gates (mlops.yaml may have changed them)
+      void this.refresh();
+    };
     this.profile.onchange = () => void this.refresh();
     bar.append(this.profile, this.executor, all, refresh);
     this.node.append(el('h2', { class: 'mlops-title' }, 'Pipeline'), bar, this.message, this.graph, this.detail,
@@ -234,6 +237,7 @@ export class PipelinePanel extends Widget {
   }
 
   private paramValues = new Map<string, Record<string, string>>();
+  private modelsShown = ''; // the models drawn: unchanged models are not redrawn, nor their gates asked again
 
   private async paramsForm(step: Step): Promise<HTMLElement> {
     const form = el('form', { class: 'mlops-params' });
@@ -309,11 +313,17 @@ export class PipelinePanel extends Widget {
       models = await requestAPI<Model[]>('models', {}, { path: this.path });
     } catch (e) {
       this.modelsBox.textContent = (e as Error).message;
+      this.modelsShown = '';
       return;
     }
     if (document.activeElement && this.modelsBox.contains(document.activeElement)) {
       return; // someone is choosing a version: do not redraw under them
     }
+    const shown = JSON.stringify(models);
+    if (shown === this.modelsShown) {
+      return;
+    }
+    this.modelsShown = shown;
     const boxes = models.map(m => {
       const box = el('div', { class: 'mlops-model', 'data-model': m.model });
       const aliases = Object.entries(m.aliases).map(([a, v]) => `${a}=v${v}`).join(', ') || 'no aliases';
