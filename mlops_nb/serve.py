@@ -36,24 +36,44 @@ class ServedModel:
 
 _TYPES = {'double': float, 'float': float, 'long': int, 'integer': int, 'boolean': bool, 'string': str}
 
-def _load_sklearn(cfg: ProjectConfig, mv, local: str):
-    "The scikit-learn model of `mv` (downloaded at `local`) through skops, trusting only what `mlops.yaml` trusts."
+def _resolve(root: str, name: str, alias: str, runtime: str, dest: str) -> dict:
+    "Run in a child process: find `name@alias` (pulled from git when missing) and download what `runtime` needs into `dest`."
+    import mlflow
+    from mlops_nb.gitops import local_version
+    from mlops_nb.masking import redact_uri
+    from mlops_nb.tracking import tracking_uri
+    cfg = load_config(root)
+    uri = tracking_uri(cfg)
+    mv = local_version(cfg, name, alias=alias)
+    if mv is None: raise MlopsError(f"{name}@{alias}: no such alias in the registry at {redact_uri(uri)}, nor in git")
+    mlflow.set_tracking_uri(uri)
+    os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
+    schema = mlflow.models.get_model_info(mv.source).signature
+    if schema is None: raise MlopsError(f"{name} version {mv.version} has no signature: log it with an input example")
+    found = {'version': int(mv.version), 'columns': [(c.name, c.type.name) for c in schema.inputs.inputs]}
+    if runtime == 'onnx':
+        if not (onnx_uri := mv.tags.get('mlops_nb.onnx')):
+            raise MlopsError(f"{name} version {mv.version} has no ONNX export (tag mlops_nb.onnx): serve it with --runtime "
+                             "sklearn, which trusts only the types mlops.yaml lists under serve.trusted_types")
+        return {**found, 'path': mlflow.artifacts.download_artifacts(onnx_uri, dst_path=dest)}
+    local = mlflow.artifacts.download_artifacts(mv.source, dst_path=dest)
+    return {**found, 'path': local, 'flavor': mlflow.models.Model.load(local).flavors.get('sklearn', {})}
+
+def _load_sklearn(cfg: ProjectConfig, what: str, local: str, flavor: dict):
+    "The scikit-learn model `what` (downloaded at `local`) through skops, trusting only what `mlops.yaml` trusts."
     import skops.io as sio
-    from mlflow.models import Model
-    flavor = Model.load(local).flavors.get('sklearn', {})
     if flavor.get('serialization_format') != 'skops':
-        raise MlopsError(f"{mv.name} version {mv.version} is saved as {flavor.get('serialization_format', 'no sklearn model')}: "
+        raise MlopsError(f"{what} is saved as {flavor.get('serialization_format', 'no sklearn model')}: "
                          "unpickling runs code from the artifact; only skops models are served with --runtime sklearn")
     path = Path(local) / flavor['pickled_model']
     if untrusted := sorted(set(sio.get_untrusted_types(file=path)) - set(cfg.serve.trusted_types)):
-        raise MlopsError(f"{mv.name} version {mv.version} needs types mlops.yaml does not trust: {', '.join(untrusted)} "
+        raise MlopsError(f"{what} needs types mlops.yaml does not trust: {', '.join(untrusted)} "
                          "(trust comes from the project, never from the artifact: list them under serve.trusted_types)")
     for folder in cfg.serve.code_paths:  # the project's own modules, not the copy inside the artifact
         if str(cfg.path(folder)) not in sys.path: sys.path.insert(0, str(cfg.path(folder)))
     try: return sio.load(path, trusted=list(cfg.serve.trusted_types))
     except ModuleNotFoundError as e:
-        raise MlopsError(f"{mv.name} version {mv.version}: module {e.name!r} of a trusted type is not in the project's "
-                         "serve.code_paths") from None
+        raise MlopsError(f"{what}: module {e.name!r} of a trusted type is not in the project's serve.code_paths") from None
 
 def onnx_session(path: str | Path):
     """An ONNX Runtime session for serving: one thread that does not spin. A request is one small call; the default
@@ -68,32 +88,25 @@ def onnx_session(path: str | Path):
 
 def load_version(cfg: ProjectConfig, name: str, alias: str, runtime: str = 'onnx') -> ServedModel:
     "Load `name@alias` from the project's registry, for the ONNX runtime (default) or scikit-learn (see above)."
-    import mlflow
-    from mlops_nb.gitops import local_version
-    from mlops_nb.masking import redact_uri
-    from mlops_nb.tracking import tracking_uri
-    t0, uri = time.perf_counter(), tracking_uri(cfg)
-    mv = local_version(cfg, name, alias=alias)  # pulled from git first when this registry lacks it
-    mlflow.set_tracking_uri(uri)
-    os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
-    if mv is None: raise MlopsError(f"{name}@{alias}: no such alias in the registry at {redact_uri(uri)}, nor in git")
-    schema = mlflow.models.get_model_info(mv.source).signature
-    if schema is None: raise MlopsError(f"{name} version {mv.version} has no signature: log it with an input example")
-    columns = [(c.name, _TYPES.get(c.type.name, float)) for c in schema.inputs.inputs]
-    if runtime == 'onnx':
-        if not (onnx_uri := mv.tags.get('mlops_nb.onnx')):
-            raise MlopsError(f"{name} version {mv.version} has no ONNX export (tag mlops_nb.onnx): serve it with --runtime "
-                             "sklearn, which trusts only the types mlops.yaml lists under serve.trusted_types")
-        import numpy as np
-        sess = onnx_session(mlflow.artifacts.download_artifacts(onnx_uri))
-        inp = sess.get_inputs()[0].name
-        def predict(rows): return sess.run(['label'], {inp: np.asarray(rows, dtype=np.float32)})[0].tolist()
-    else:
-        import pandas as pd
-        model = _load_sklearn(cfg, mv, mlflow.artifacts.download_artifacts(mv.source))
-        names = [c for c, _ in columns]
-        def predict(rows): return model.predict(pd.DataFrame(rows, columns=names)).tolist()
-    return ServedModel(name, alias, int(mv.version), runtime, columns, predict, time.time(), time.perf_counter() - t0)
+    import multiprocessing
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix='mlops-nb-serve-') as dest:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as child:
+            found = child.submit(_resolve, str(cfg.root), name, alias, runtime, dest).result()
+        columns = [(c, _TYPES.get(t, float)) for c, t in found['columns']]
+        if runtime == 'onnx':
+            import numpy as np
+            sess = onnx_session(found['path'])  # read whole: the file can go with `dest`
+            inp = sess.get_inputs()[0].name
+            def predict(rows): return sess.run(['label'], {inp: np.asarray(rows, dtype=np.float32)})[0].tolist()
+        else:
+            import pandas as pd
+            model = _load_sklearn(cfg, f"{name} version {found['version']}", found['path'], found['flavor'])
+            names = [c for c, _ in columns]
+            def predict(rows): return model.predict(pd.DataFrame(rows, columns=names)).tolist()
+    return ServedModel(name, alias, found['version'], runtime, columns, predict, time.time(), time.perf_counter() - t0)
 
 # %% ../nbs/09_serve.ipynb 7
 async def _reply(send, status: int, detail: str, headers: tuple = ()):
