@@ -138,6 +138,16 @@ def monitor(ctx, data, model, alias, reference, action, out):
     click.echo(f"DRIFT in {', '.join(rep.drifted)}; {act_on_drift(load_config(root), rep, action, echo=click.echo)}")
     ctx.exit(3)
 
+def _canary(ctx, param, value):
+    "`ALIAS:PERCENT` as (alias, percent), or None."
+    if value is None: return None
+    alias, _, percent = value.rpartition(':')
+    try: share = float(percent)
+    except ValueError: share = -1
+    if not alias or not 0 < share <= 100:
+        raise click.BadParameter(f"{value!r}: give ALIAS:PERCENT with a percent in (0, 100], e.g. challenger:10")
+    return alias, share
+
 @cli.command()
 @click.argument('model')
 @click.option('--alias', default='champion', show_default=True, help='Registry alias to serve.')
@@ -152,14 +162,21 @@ def monitor(ctx, data, model, alias, reference, action, out):
               help='sklearn: the skops model, trusting only serve.trusted_types from mlops.yaml.')
 @click.option('--docs', is_flag=True, help='Serve /docs and /openapi.json (behind the token).')
 @click.option('--insecure', is_flag=True, help='Allow a non-loopback --host without MLOPS_NB_TOKEN.')
+@click.option('--canary', metavar='ALIAS:PERCENT', callback=_canary,
+              help='Send PERCENT of requests to ALIAS (sticky per X-Request-Key); withdrawn by serve.canary limits.')
+@click.option('--ab', metavar='ALIAS', help='A/B test: an even split with ALIAS (same as --canary ALIAS:50).')
 @click.pass_context
-def serve(ctx, model, alias, shadow, host, port, max_batch, poll, log_requests, window, runtime, docs, insecure):
-    "Serve MODEL@ALIAS over HTTP: POST /predict, GET /health, GET /metrics, POST /admin/reload (token: MLOPS_NB_TOKEN)."
+def serve(ctx, model, alias, shadow, host, port, max_batch, poll, log_requests, window, runtime, docs, insecure, canary, ab):
+    """Serve MODEL@ALIAS over HTTP: POST /predict, GET /health, GET /metrics, POST /admin/reload and /admin/split
+    (everything but /health needs the token in MLOPS_NB_TOKEN)."""
     from mlops_nb.serve import ServeOptions, serve
-    click.echo(f"serving {model}@{alias} ({runtime}) on http://{host}:{port}", err=True)
+    if canary and ab: raise click.UsageError('--canary and --ab are two ways to name one challenger: give one')
+    canary = (ab, 50.0) if ab else canary or (None, 0)
+    click.echo(f"serving {model}@{alias} ({runtime}) on http://{host}:{port}"
+               + (f", {canary[1]:g}% to {canary[0]}" if canary[0] else ''), err=True)
     serve(_root(ctx), model, alias, shadow, host, port,
           ServeOptions(max_batch=max_batch, poll_seconds=poll, request_log=log_requests, window_seconds=window,
-                       runtime=runtime, docs=docs, insecure=insecure))
+                       runtime=runtime, docs=docs, insecure=insecure, canary=canary[0], canary_percent=canary[1]))
 
 @cli.command()
 @click.pass_context

@@ -20,8 +20,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 # %% auto 0
 __all__ = ['StepName', 'GateRule', 'MlopsError', 'ConfigError', 'StepConfig', 'Gate', 'ProfileConfig', 'SweepConfig',
-           'MonitorConfig', 'ServeConfig', 'TLSConfig', 'RegistryConfig', 'ProjectConfig', 'load_yaml', 'load_config',
-           'find_root', 'write_text', 'write_json']
+           'MonitorConfig', 'CanaryLimits', 'ServeConfig', 'TLSConfig', 'RegistryConfig', 'ProjectConfig', 'load_yaml',
+           'load_config', 'find_root', 'write_text', 'write_json']
 
 # %% ../nbs/00_config.ipynb 5
 class MlopsError(Exception):
@@ -114,10 +114,20 @@ class MonitorConfig(_Strict):
     retrain_profile: str | None = None
     retrain_step: str = 'ingest'             # step whose `extra_data` parameter receives the new data
 
+class CanaryLimits(_Strict):
+    "When `mlops-nb serve --canary` takes the canary out of traffic by itself (see canary)."
+    window_seconds: float = Field(60, gt=0)       # judged over the requests of this last window
+    min_requests: int = Field(20, ge=1)           # no verdict on fewer canary requests than this
+    max_error_rate: float = Field(0.05, ge=0, le=1)  # share of canary requests whose model call failed
+    max_p99_seconds: float = Field(0.25, gt=0)    # 99th percentile of the canary's model latency
+    p_value: float = Field(0.001, ge=0, lt=1)     # predicted classes unlike the primary's (chi-square); 0: off
+
 class ServeConfig(_Strict):
-    "What `mlops-nb serve --runtime sklearn` may load: trust is the project's, never the artifact's (see serve)."
+    """What `mlops-nb serve --runtime sklearn` may load (trust is the project's, never the artifact's), and the canary's
+    limits (see serve)."""
     trusted_types: list[str] = []            # skops types to trust beyond scikit-learn's and numpy's own
     code_paths: list[str] = []               # project folders holding the modules that define them
+    canary: CanaryLimits = CanaryLimits()
 
     @field_validator('code_paths')
     @classmethod

@@ -15,11 +15,12 @@ import sys
 import threading
 from contextlib import asynccontextmanager
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import MlopsError, ProjectConfig, load_config
+from .canary import Split, Window, judge
+from .config import CanaryLimits, MlopsError, ProjectConfig, load_config
 
 # %% ../nbs/09_serve.ipynb 5
 @dataclass
@@ -33,6 +34,7 @@ class ServedModel:
     predict: Any                     # callable: list of rows (lists of floats) -> list of labels
     loaded_at: float
     load_seconds: float
+    reference: bytes | None = None   # the version's reference profile (whylogs), for drift of served requests
 
 _TYPES = {'double': float, 'float': float, 'long': int, 'integer': int, 'boolean': bool, 'string': str}
 
@@ -51,6 +53,8 @@ def _resolve(root: str, name: str, alias: str, runtime: str, dest: str) -> dict:
     schema = mlflow.models.get_model_info(mv.source).signature
     if schema is None: raise MlopsError(f"{name} version {mv.version} has no signature: log it with an input example")
     found = {'version': int(mv.version), 'columns': [(c.name, c.type.name) for c in schema.inputs.inputs]}
+    if ref := mv.tags.get('mlops_nb.reference_profile'):
+        found['reference'] = mlflow.artifacts.download_artifacts(ref, dst_path=f'{dest}/reference')
     if runtime == 'onnx':
         if not (onnx_uri := mv.tags.get('mlops_nb.onnx')):
             raise MlopsError(f"{name} version {mv.version} has no ONNX export (tag mlops_nb.onnx): serve it with --runtime "
@@ -106,7 +110,9 @@ def load_version(cfg: ProjectConfig, name: str, alias: str, runtime: str = 'onnx
             model = _load_sklearn(cfg, f"{name} version {found['version']}", found['path'], found['flavor'])
             names = [c for c, _ in columns]
             def predict(rows): return model.predict(pd.DataFrame(rows, columns=names)).tolist()
-    return ServedModel(name, alias, found['version'], runtime, columns, predict, time.time(), time.perf_counter() - t0)
+        reference = Path(found['reference']).read_bytes() if 'reference' in found else None
+    return ServedModel(name, alias, found['version'], runtime, columns, predict, time.time(), time.perf_counter() - t0,
+                       reference)
 
 # %% ../nbs/09_serve.ipynb 7
 async def _reply(send, status: int, detail: str, headers: tuple = ()):
@@ -154,7 +160,7 @@ class BodyGuard:
 class ServeOptions:
     max_batch: int = 1000             # records per request
     max_body_bytes: int = 1_000_000
-    token: str | None = None          # bearer token for /predict and /admin (default: $MLOPS_NB_TOKEN)
+    token: str | None = None          # bearer token for /predict, /metrics and /admin (default: $MLOPS_NB_TOKEN)
     shadow_log: Path | None = None    # JSONL of shadow comparisons
     poll_seconds: float = 0           # re-resolve aliases this often (0: only on /admin/reload)
     request_log: Path | None = None   # folder of whylogs profiles of the requests, one per window
@@ -162,12 +168,20 @@ class ServeOptions:
     runtime: str = 'onnx'             # onnx, or sklearn (skops, trusting only mlops.yaml's serve.trusted_types)
     docs: bool = False                # serve /docs and /openapi.json (behind the token like everything but /health)
     insecure: bool = False            # allow a non-loopback interface without a token
+    canary: str | None = None         # alias that answers `canary_percent` of the requests
+    canary_percent: float = 0
+    limits: CanaryLimits = field(default_factory=CanaryLimits)  # when the canary leaves traffic (mlops.yaml)
+    audit_log: Path | None = None     # JSONL of split changes and withdrawals
+    check_seconds: float = 1          # how often the canary is judged
+    drift_p_value: float = 0.01       # drift of served inputs (with request_log): mlops.yaml's monitor.p_value
 
 class RequestProfiles:
     """Profiles of served inputs in rolling windows (`<window start>.whylogs`), for `mlops-nb monitor --data`.
     Rows are buffered and profiled off the response path; a window's file is merged into as more rows arrive."""
-    def __init__(self, folder: Path, columns: list[str], window_seconds: int, flush_rows: int = 1000):
+    def __init__(self, folder: Path, columns: list[str], window_seconds: int, flush_rows: int = 1000,
+                 on_window=lambda view: None):  # called with the window's whole profile each time it is written
         self.folder, self.columns, self.window_seconds, self.flush_rows = Path(folder), columns, window_seconds, flush_rows
+        self.on_window = on_window
         self.rows, self.window, self.lock = [], None, threading.Lock()
         self.folder.mkdir(parents=True, exist_ok=True)
 
@@ -188,13 +202,15 @@ class RequestProfiles:
         from mlops_nb.data import profile, read_profile, write_profile
         view = profile(pd.DataFrame(self.rows, columns=self.columns))
         path = self.folder / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(self.window))}.whylogs"
-        write_profile(read_profile(path).merge(view) if path.exists() else view, path)
+        view = read_profile(path).merge(view) if path.exists() else view
+        write_profile(view, path)
         self.rows = []
+        self.on_window(view)
 
 def create_app(load, primary_alias: str = 'champion', shadow_alias: str | None = None, options: ServeOptions | None = None):
     """The ASGI app: FastAPI behind `BodyGuard`; `load(alias)` returns a `ServedModel` (the CLI passes `load_version`
     bound to the project)."""
-    from fastapi import BackgroundTasks, FastAPI, HTTPException
+    from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -202,21 +218,53 @@ def create_app(load, primary_alias: str = 'champion', shadow_alias: str | None =
 
     opts = options or ServeOptions()
     token = opts.token if opts.token is not None else os.environ.get('MLOPS_NB_TOKEN')
-    state = {'primary': load(primary_alias), 'shadow': load(shadow_alias) if shadow_alias else None}
+    aliases = {'primary': primary_alias, 'canary': opts.canary, 'shadow': shadow_alias}
+    def load_all():
+        loaded = {role: load(a) if a else None for role, a in aliases.items()}
+        for role, mm in loaded.items():
+            if mm and mm.columns != loaded['primary'].columns:
+                raise MlopsError(f"{mm.name}@{mm.alias} (version {mm.version}) takes other inputs than the primary "
+                                 f"version {loaded['primary'].version}: a {role} must share the primary's signature")
+        return loaded
+    state = load_all()
+    split = Split(opts.canary_percent if opts.canary else 0)
+    windows = {v: Window(opts.limits.window_seconds) for v in ('primary', 'canary')}
     lock = threading.Lock()
     reg = CollectorRegistry()
-    requests = Counter('mlops_nb_requests', 'Prediction requests', ['status'], registry=reg)
-    latency = Histogram('mlops_nb_predict_seconds', 'Model latency per request', ['role'], registry=reg,
+    requests = Counter('mlops_nb_requests', 'Requests by variant (none: refused before a model)', ['variant', 'status'],
+                       registry=reg)
+    latency = Histogram('mlops_nb_predict_seconds', 'Model latency per request', ['variant'], registry=reg,
                         buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1))
-    classes = Counter('mlops_nb_predictions', 'Predicted classes', ['label'], registry=reg)
+    classes = Counter('mlops_nb_predictions', 'Predicted classes', ['variant', 'label'], registry=reg)
     version = Gauge('mlops_nb_model_version', 'Served version', ['model', 'alias', 'role'], registry=reg)
     agreement = Counter('mlops_nb_shadow', 'Shadow comparisons', ['agree'], registry=reg)
+    share = Gauge('mlops_nb_canary_percent', 'Percent of requests sent to the canary', registry=reg)
+    withdrawals = Counter('mlops_nb_canary_withdrawals', 'Canaries taken out of traffic by their limits', ['reason'],
+                          registry=reg)
+    for reason in ('errors', 'latency', 'divergence'): withdrawals.labels(reason)  # exported at 0 from the start
 
     def _show():
         version.clear()
-        for role, mm in (('primary', state['primary']), ('shadow', state['shadow'])):
+        for role, mm in state.items():
             if mm: version.labels(mm.name, mm.alias, role).set(mm.version)
+        share.set(split.percent)
     _show()
+
+    def audit(event: str, **fields):
+        "One line of the serving audit trail (split changes, withdrawals), also on stderr."
+        c = state['canary']
+        record = {'time': time.time(), 'event': event, 'model': c.name, 'canary': {'alias': c.alias, 'version': c.version},
+                  'primary': {'alias': state['primary'].alias, 'version': state['primary'].version}, **fields}
+        print(f"mlops-nb serve: {event}: canary {c.alias} (v{c.version}) at {fields.get('to')}%: {fields.get('reason')}",
+              file=sys.stderr)
+        if opts.audit_log:
+            with lock, open(opts.audit_log, 'a') as f: f.write(json.dumps(record) + '\n')
+
+    def set_split(percent: float, event: str, reason: str):
+        with lock: before, split.percent = split.percent, percent
+        if before == 0 and percent > 0: windows['canary'].clear()  # judged afresh when back in traffic
+        share.set(percent)
+        audit(event, **{'from': before, 'to': percent, 'reason': reason})
 
     m = state['primary']
     # strict: "1.5" (a string) is refused, 1 (an int) is a fine float
@@ -226,9 +274,27 @@ def create_app(load, primary_alias: str = 'champion', shadow_alias: str | None =
 
     class Reloaded(BaseModel):
         primary: int
+        canary: int | None
         shadow: int | None
 
-    profiles = opts.request_log and RequestProfiles(opts.request_log, [c for c, _ in m.columns], opts.window_seconds)
+    class SplitChange(BaseModel):
+        model_config = ConfigDict(extra='forbid')
+        percent: float = Field(ge=0, le=100)
+        reason: str = Field('set by an operator', max_length=300)
+
+    drift = Gauge('mlops_nb_drift_pvalue', "Each input's drift p-value: the request window against the reference "
+                  'profile', ['feature'], registry=reg)
+    drifted = Gauge('mlops_nb_drifted_features', f'Inputs whose drift p-value is under {opts.drift_p_value}', registry=reg)
+    def score_drift(view):  # the monitor's test, on each written request window (with --log-requests)
+        if not (ref := state['primary'].reference): return
+        from whylogs.core import DatasetProfileView
+        from mlops_nb.monitor import compare
+        scores = compare(DatasetProfileView.deserialize(ref), view, [c for c, _ in m.columns], opts.drift_p_value)
+        for c, f in scores.items():
+            if f['pvalue'] is not None: drift.labels(c).set(f['pvalue'])
+        drifted.set(sum(f['drift'] for f in scores.values()))
+    profiles = opts.request_log and RequestProfiles(opts.request_log, [c for c, _ in m.columns], opts.window_seconds,
+                                                    on_window=score_drift)
 
     @asynccontextmanager
     async def lifespan(_):
@@ -239,7 +305,7 @@ def create_app(load, primary_alias: str = 'champion', shadow_alias: str | None =
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_, exc):  # where and what, never the submitted value
-        requests.labels('422').inc()
+        requests.labels('none', '422').inc()
         return JSONResponse({'detail': [{'loc': e['loc'], 'msg': e['msg'], 'type': e['type']} for e in exc.errors()]}, 422)
 
     def _score_shadow(rows, primary_labels, shadow):
@@ -255,39 +321,59 @@ def create_app(load, primary_alias: str = 'champion', shadow_alias: str | None =
 
     # async: the model call takes microseconds, so it runs on the event loop instead of hopping to a thread pool
     @app.post('/predict')
-    async def predict(body: Record | Batch, background: BackgroundTasks):
+    async def predict(body: Record | Batch, background: BackgroundTasks, request: Request):
         recs = body.records if isinstance(body, Batch) else [body]
-        model, shadow = state['primary'], state['shadow']  # one consistent pair for this request
+        primary, canary, shadow = state['primary'], state['canary'], state['shadow']  # one consistent set per request
+        variant = split.choose(request.headers.get('x-request-key')) if canary else 'primary'
+        model = canary if variant == 'canary' else primary
         rows = [[float(getattr(r, c)) for c, _ in model.columns] for r in recs]
         t = time.perf_counter()
-        labels = model.predict(rows)
-        latency.labels('primary').observe(time.perf_counter() - t)
-        requests.labels('200').inc()
-        for lab in labels: classes.labels(str(lab)).inc()
+        try: labels = model.predict(rows)
+        except Exception:
+            if variant == 'primary': raise
+            spent = time.perf_counter() - t  # a failing canary is counted, and the primary answers
+            latency.labels('canary').observe(spent)
+            requests.labels('canary', '500').inc()
+            windows['canary'].add(False, spent)
+            variant, model, t = 'primary', primary, time.perf_counter()
+            labels = model.predict(rows)
+        spent = time.perf_counter() - t
+        latency.labels(variant).observe(spent)
+        requests.labels(variant, '200').inc()
+        for lab in labels: classes.labels(variant, str(lab)).inc()
+        if canary: windows[variant].add(True, spent, labels)
         if shadow: background.add_task(_score_shadow, rows, labels, shadow)
         if profiles: background.add_task(profiles.add, rows)
-        return {'predictions': labels, 'model': model.name, 'version': model.version, 'alias': model.alias}
+        return {'predictions': labels, 'model': model.name, 'version': model.version, 'alias': model.alias,
+                'variant': variant}
 
     @app.get('/health')
     def health():
-        p = state['primary']
+        p, c = state['primary'], state['canary']
         return {'status': 'ok', 'model': p.name, 'version': p.version, 'alias': p.alias, 'runtime': p.runtime,
                 'loaded_at': p.loaded_at, 'load_seconds': round(p.load_seconds, 3),
+                'canary': c and {'alias': c.alias, 'version': c.version, 'percent': split.percent},
                 'shadow': state['shadow'] and {'alias': state['shadow'].alias, 'version': state['shadow'].version}}
 
     @app.get('/metrics')
     def metrics(): return PlainTextResponse(generate_latest(reg), media_type=CONTENT_TYPE_LATEST)
 
     def reload() -> Reloaded:
-        new_p, new_s = load(primary_alias), load(shadow_alias) if shadow_alias else None
-        state.update(primary=new_p, shadow=new_s)  # in-flight requests keep the objects they already took
+        state.update(load_all())  # in-flight requests keep the objects they already took
         _show()
-        return Reloaded(primary=new_p.version, shadow=new_s.version if new_s else None)
+        return Reloaded(**{role: mm and mm.version for role, mm in state.items()})
 
     @app.post('/admin/reload')
     def admin_reload():
         if not token: raise HTTPException(403, 'reload needs MLOPS_NB_TOKEN to be set on the server')
         return reload()
+
+    @app.post('/admin/split')
+    def admin_split(change: SplitChange):
+        if not token: raise HTTPException(403, 'changing the split needs MLOPS_NB_TOKEN to be set on the server')
+        if not state['canary']: raise HTTPException(409, 'no canary: start the server with --canary ALIAS:PERCENT')
+        set_split(change.percent, 'split', change.reason)
+        return {'canary': state['canary'].alias, 'version': state['canary'].version, 'percent': split.percent}
 
     if opts.poll_seconds:
         def poll():
@@ -296,9 +382,18 @@ def create_app(load, primary_alias: str = 'champion', shadow_alias: str | None =
                 try: reload()
                 except Exception: pass  # keep serving the loaded version; the next poll retries
         threading.Thread(target=poll, daemon=True).start()
-    return BodyGuard(app, token, opts.max_body_bytes, refused=lambda status: requests.labels(str(status)).inc())
+    if state['canary']:
+        audit('split', **{'from': None, 'to': split.percent, 'reason': 'server started'})
+        def watch():  # off the request path: a verdict at most `check_seconds` after the limit is crossed
+            while True:
+                time.sleep(opts.check_seconds)
+                if split.percent > 0 and (v := judge(opts.limits, windows['canary'].recent(), windows['primary'].recent())):
+                    withdrawals.labels(v.reason).inc()
+                    set_split(0, 'withdrawn', f'{v.reason}: {v.detail}')
+        threading.Thread(target=watch, daemon=True).start()
+    return BodyGuard(app, token, opts.max_body_bytes, refused=lambda status: requests.labels('none', str(status)).inc())
 
-# %% ../nbs/09_serve.ipynb 14
+# %% ../nbs/09_serve.ipynb 16
 def _loopback(host: str) -> bool:
     try: return host == 'localhost' or ipaddress.ip_address(host).is_loopback
     except ValueError: return False
@@ -314,6 +409,11 @@ def serve(root: str | Path, model: str, alias: str = 'champion', shadow: str | N
         raise MlopsError(f"refusing to serve on {host} without a token: set MLOPS_NB_TOKEN (or --insecure, on a network "
                          "you trust with every model and request)")
     if shadow and opts.shadow_log is None: opts.shadow_log = cfg.root / 'reports' / 'serve' / 'shadow.jsonl'
-    if opts.shadow_log: opts.shadow_log.parent.mkdir(parents=True, exist_ok=True)
+    opts.drift_p_value = cfg.monitor.p_value
+    if opts.canary:
+        opts.limits = cfg.serve.canary
+        if opts.audit_log is None: opts.audit_log = cfg.root / 'reports' / 'serve' / 'audit.jsonl'
+    for log in (opts.shadow_log, opts.audit_log):
+        if log: log.parent.mkdir(parents=True, exist_ok=True)
     app = create_app(lambda a: load_version(cfg, model, a, opts.runtime), alias, shadow, opts)
     uvicorn.run(app, host=host, port=port, log_level='warning', access_log=False)

@@ -120,9 +120,11 @@ def test_metrics_and_shadow(server):
     time.sleep(0.5)
     assert requests.get(f"{server['url']}/metrics").status_code == 401  # only /health is public
     text = requests.get(f"{server['url']}/metrics", headers={'Authorization': f'Bearer {TOKEN}'}).text
-    assert 'mlops_nb_requests_total{status="200"}' in text and 'mlops_nb_requests_total{status="401"}' in text
-    assert 'mlops_nb_predict_seconds_bucket{le="0.01",role="primary"}' in text
-    assert 'mlops_nb_predictions_total{label="virginica"}' in text or 'mlops_nb_predictions_total{label="versicolor"}' in text
+    assert 'mlops_nb_requests_total{status="200",variant="primary"}' in text
+    assert 'mlops_nb_requests_total{status="401",variant="none"}' in text
+    assert 'mlops_nb_predict_seconds_bucket{le="0.01",variant="primary"}' in text
+    assert 'mlops_nb_predictions_total{label="virginica",variant="primary"}' in text \
+        or 'mlops_nb_predictions_total{label="versicolor",variant="primary"}' in text
     assert 'mlops_nb_model_version{alias="champion",model="iris",role="primary"} 1.0' in text
     shadow = [json.loads(line) for line in (server['root'] / 'reports' / 'serve' / 'shadow.jsonl').read_text().splitlines()]
     assert shadow and all(s['shadow_version'] == 2 and 0 <= s['agree'] <= s['n'] for s in shadow)
@@ -149,7 +151,7 @@ def test_hot_reload_under_load_drops_nothing(server):
     while len(answers) < seen + 50: time.sleep(0.01)
     stop.set()
     for t in threads: t.join()
-    assert r.status_code == 200 and r.json() == {'primary': 2, 'shadow': 2}
+    assert r.status_code == 200 and r.json() == {'primary': 2, 'canary': None, 'shadow': 2}
     assert all(status == 200 for _, _, status, _ in answers)
     assert {v for t0, t1, _, v in answers if t1 < reload_started} == {1}       # before: version 1 only
     assert {v for t0, t1, _, v in answers if t0 > reload_done} == {2}          # after: version 2 only
