@@ -14,8 +14,9 @@ from . import __version__
 from .config import MlopsError, find_root, load_config
 
 # %% auto 0
-__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'monitor', 'serve', 'runs', 'compare', 'status', 'pull',
-           'publish', 'promote', 'reconcile', 'rollback', 'history', 'init_project', 'init', 'ci_event', 'run_ci', 'ci']
+__all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'monitor', 'monitoring', 'monitoring_export', 'serve', 'runs',
+           'compare', 'status', 'pull', 'publish', 'promote', 'reconcile', 'rollback', 'history', 'init_project',
+           'init', 'ci_event', 'run_ci', 'ci']
 
 # %% ../nbs/12_cli.ipynb 4
 _NO_SPACE = re.compile(r'No space left|File too large|database or disk is full|disk I/O error|Disk quota exceeded|'
@@ -137,6 +138,27 @@ def monitor(ctx, data, model, alias, reference, action, out):
     if not rep.drifted: return click.echo('no drift')
     click.echo(f"DRIFT in {', '.join(rep.drifted)}; {act_on_drift(load_config(root), rep, action, echo=click.echo)}")
     ctx.exit(3)
+
+@cli.group()
+def monitoring():
+    "Alerting rules, their tests and a dashboard for the served model (Prometheus, Grafana)."
+
+@monitoring.command('export')
+@click.argument('model', required=False)
+@click.option('--out', type=click.Path(file_okay=False, path_type=Path), help='Folder (default: monitoring/).')
+@click.option('--job', help='Prometheus job scraping the server (default: mlops-nb-MODEL).')
+@click.option('--target', default='127.0.0.1:8000', show_default=True, help='host:port of the server, for prometheus.yml.')
+@click.option('--token-file', default='/etc/prometheus/mlops-nb-token', show_default=True,
+              help='Where Prometheus reads the bearer token (the token itself is never written).')
+@click.pass_context
+def monitoring_export(ctx, model, out, job, target, token_file):
+    """Write MODEL's Prometheus alert rules, their promtool unit tests, a Grafana dashboard and a scrape config
+    (check them with `promtool check rules` and `promtool test rules`)."""
+    from mlops_nb.alerting import export
+    cfg = load_config(_root(ctx))
+    if not (model := model or cfg.monitor.model):
+        raise click.UsageError('which model? (MODEL, or monitor.model in mlops.yaml)')
+    for path in export(cfg, model, out or cfg.root / 'monitoring', job, target, token_file): click.echo(path)
 
 def _canary(ctx, param, value):
     "`ALIAS:PERCENT` as (alias, percent), or None."

@@ -3,10 +3,13 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
+import requests
+from services import free_port
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
@@ -117,6 +120,37 @@ def register_versions(root: Path, name: str, metrics: list[dict], alias: str | N
     return client
 
 
+def register_iris(root: Path, client, exp: str, n_estimators: int, alias: str, onnx_features: int = 4,
+                  reference: bool = False):
+    """Train a forest on iris, log it with signature and ONNX export, register it under `alias` (as the pipeline does);
+    returns (version, model, X). `onnx_features=3` exports a graph that fails on the signature's 4 columns (a broken
+    export), `reference` attaches a whylogs profile of the training data as the version's reference profile."""
+    import mlflow
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    from mlops_nb.data import profile, write_profile
+    from mlops_nb.registry import register_version
+    iris = load_iris(as_frame=True)
+    X, y = iris.data.set_axis(['sl', 'sw', 'pl', 'pw'], axis=1), iris.target_names[iris.target]
+    model = RandomForestClassifier(n_estimators=n_estimators, max_depth=2, random_state=n_estimators).fit(X, y)
+    tags = {}
+    with mlflow.start_run(experiment_id=exp) as run:
+        info = mlflow.sklearn.log_model(model, name='model', input_example=X.head(3),
+                                        skops_trusted_types=['sklearn.tree._tree.Tree', 'numpy.dtype'])
+        onnx_model = model if onnx_features == 4 else RandomForestClassifier(n_estimators=2).fit(X.iloc[:, :onnx_features], y)
+        onx = to_onnx(onnx_model, initial_types=[('input', FloatTensorType([None, onnx_features]))], options={'zipmap': False})
+        (root / 'model.onnx').write_bytes(onx.SerializeToString())
+        mlflow.log_artifact(str(root / 'model.onnx'))
+        tags['mlops_nb.onnx'] = f'runs:/{run.info.run_id}/model.onnx'
+        if reference:
+            mlflow.log_artifact(str(write_profile(profile(X), root / 'reference.whylogs')))
+            tags['mlops_nb.reference_profile'] = f'runs:/{run.info.run_id}/reference.whylogs'
+    return register_version(client, 'iris', info.model_uri, alias=alias, tags=tags), model, X
+
+
 GIT_ID = ['-c', 'user.name=Tess Ter', '-c', 'user.email=tess@example.com']
 
 
@@ -153,3 +187,27 @@ def clone(hub: Path, dest: Path) -> Path:
     "A fresh clone of `hub`."
     git(dest.parent, 'clone', '-q', str(hub), str(dest))
     return dest
+
+
+@pytest.fixture
+def serve_cmd():
+    "`_serve(root, *args)` starts `mlops-nb serve` on a free port; every server it started is stopped afterwards."
+    procs = []
+    yield lambda *a, **kw: _serve(procs, *a, **kw)
+    for p in procs:
+        if p.poll() is None: p.kill()
+        p.wait(30)
+
+
+def _serve(procs, root, *args, env=None):
+    "Start `mlops-nb serve` on a free port; returns (process, url) once it answers /health, or the exited process."
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(root), 'serve', *args, '--port', str(port)],
+                            env=clean_env(env), stderr=subprocess.PIPE, text=True)
+    procs.append(proc)
+    url, deadline = f'http://127.0.0.1:{port}', time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(f'{url}/health', timeout=1).ok: return proc, url
+        except requests.ConnectionError: time.sleep(0.2)
+    return proc, url

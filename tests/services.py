@@ -1,10 +1,11 @@
-"""Throwaway services for tests and benchmarks: a real PostgreSQL cluster on a free localhost port."""
+"""Throwaway services for tests and benchmarks: a real PostgreSQL cluster and a real Prometheus on free localhost ports."""
 import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -77,3 +78,33 @@ def tls_files(folder: Path) -> dict[str, Path]:
                                                serialization.NoEncryption()))
     files['key'].chmod(0o600)
     return files
+
+
+@contextlib.contextmanager
+def prometheus(config: Path):
+    """A real Prometheus (Debian's package) with `config`, its TSDB in a temporary folder, on a free localhost port;
+    yields a `query(expr)` function returning the instant vector as a list of {metric, value}; stopped on exit."""
+    import requests
+    exe = shutil.which('prometheus')
+    if exe is None: raise RuntimeError("Prometheus is not installed (Debian: apt-get install prometheus)")
+    tmp, port = Path(tempfile.mkdtemp(prefix='mlops-nb-prom-')), free_port()
+    proc = subprocess.Popen([exe, f'--config.file={config}', f'--storage.tsdb.path={tmp}',
+                             f'--web.listen-address=127.0.0.1:{port}'], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f'http://127.0.0.1:{port}'
+    def query(expr: str) -> list[dict]:
+        r = requests.get(f'{url}/api/v1/query', params={'query': expr}, timeout=10).json()
+        assert r['status'] == 'success', r
+        return r['data']['result']
+    query.url = url
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(f'{url}/-/ready', timeout=1).ok: break
+            except requests.ConnectionError: pass
+            if proc.poll() is not None: raise RuntimeError(f'prometheus exited: {proc.stderr.read().decode()[-2000:]}')
+            time.sleep(0.1)
+        yield query
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -12,32 +12,13 @@ import numpy as np
 import psutil
 import pytest
 import requests
-from conftest import BIN, clean_env, write_nb
+from conftest import BIN, clean_env, register_iris, write_nb
 from mlflow.tracking import MlflowClient
-from services import free_port
-from skl2onnx import to_onnx
-from skl2onnx.common.data_types import FloatTensorType
 from sklearn.datasets import load_iris
-from sklearn.ensemble import RandomForestClassifier
 
 from mlops_nb.registry import register_version
 
 TOKEN = 'test-serve-token'
-
-
-def _register(root, client, exp, n_estimators, alias):
-    "Train a forest on iris, log it with signature and ONNX export, register it under `alias` (as the pipeline does)."
-    iris = load_iris(as_frame=True)
-    X, y = iris.data.set_axis(['sl', 'sw', 'pl', 'pw'], axis=1), iris.target_names[iris.target]
-    model = RandomForestClassifier(n_estimators=n_estimators, max_depth=2, random_state=n_estimators).fit(X, y)
-    with mlflow.start_run(experiment_id=exp) as run:
-        info = mlflow.sklearn.log_model(model, name='model', input_example=X.head(3),
-                                        skops_trusted_types=['sklearn.tree._tree.Tree', 'numpy.dtype'])
-        onx = to_onnx(model, initial_types=[('input', FloatTensorType([None, 4]))], options={'zipmap': False})
-        (root / 'model.onnx').write_bytes(onx.SerializeToString())
-        mlflow.log_artifact(str(root / 'model.onnx'))
-    return register_version(client, 'iris', info.model_uri, alias=alias,
-                            tags={'mlops_nb.onnx': f'runs:/{run.info.run_id}/model.onnx'}), model, X
 
 
 @pytest.fixture(scope='module')
@@ -50,8 +31,8 @@ def server(tmp_path_factory):
     mlflow.set_tracking_uri(uri)
     exp = mlflow.create_experiment('iris', artifact_location=(root / 'mlartifacts').as_uri())
     client = MlflowClient(uri, uri)
-    _, champion, X = _register(root, client, exp, 5, 'champion')
-    _, challenger, _ = _register(root, client, exp, 7, 'challenger')
+    _, champion, X = register_iris(root, client, exp, 5, 'champion')
+    _, challenger, _ = register_iris(root, client, exp, 7, 'challenger')
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
@@ -178,30 +159,6 @@ def test_request_profiles_in_windows_feed_the_monitor(server):
                         '--reference', str(root / 'far.whylogs')], capture_output=True, text=True, env=clean_env())
     assert r.returncode == 3 and f'({counts[-1]} rows)' in r.stdout and 'DRIFT in pl, pw, sl, sw' in r.stdout, r.stdout + r.stderr
     assert set(json.loads((root / 'reports' / 'monitor' / 'drift.json').read_text())['features']) == {'sl', 'sw', 'pl', 'pw'}
-
-
-@pytest.fixture
-def serve_cmd():
-    "`_serve(root, *args)` starts `mlops-nb serve` on a free port; every server it started is stopped afterwards."
-    procs = []
-    yield lambda *a, **kw: _serve(procs, *a, **kw)
-    for p in procs:
-        if p.poll() is None: p.kill()
-        p.wait(30)
-
-
-def _serve(procs, root, *args, env=None):
-    "Start `mlops-nb serve` on a free port; returns (process, url) once it answers /health, or the exited process."
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(root), 'serve', *args, '--port', str(port)],
-                            env=clean_env(env), stderr=subprocess.PIPE, text=True)
-    procs.append(proc)
-    url, deadline = f'http://127.0.0.1:{port}', time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if requests.get(f'{url}/health', timeout=1).ok: return proc, url
-        except requests.ConnectionError: time.sleep(0.2)
-    return proc, url
 
 
 def test_chunked_body_without_token_is_refused_before_it_is_read(server, serve_cmd):
