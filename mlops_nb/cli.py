@@ -187,11 +187,19 @@ def _canary(ctx, param, value):
 @click.option('--canary', metavar='ALIAS:PERCENT', callback=_canary,
               help='Send PERCENT of requests to ALIAS (sticky per X-Request-Key); withdrawn by serve.canary limits.')
 @click.option('--ab', metavar='ALIAS', help='A/B test: an even split with ALIAS (same as --canary ALIAS:50).')
+@click.option('--dockerfile', type=click.Path(file_okay=False, path_type=Path),
+              help='Do not serve: write a container build context (Dockerfile, ONNX model, wheels) into this folder.')
+@click.option('--base', default='python:3.11-slim', show_default=True, help='Base image for --dockerfile.')
 @click.pass_context
-def serve(ctx, model, alias, shadow, host, port, max_batch, poll, log_requests, window, runtime, docs, insecure, canary, ab):
+def serve(ctx, model, alias, shadow, host, port, max_batch, poll, log_requests, window, runtime, docs, insecure, canary, ab,
+          dockerfile, base):
     """Serve MODEL@ALIAS over HTTP: POST /predict, GET /health, GET /metrics, POST /admin/reload and /admin/split
     (everything but /health needs the token in MLOPS_NB_TOKEN)."""
     from mlops_nb.serve import ServeOptions, serve
+    if dockerfile:
+        from mlops_nb.container import write_context
+        out = write_context(load_config(_root(ctx)), model, alias, dockerfile, base, port)
+        return click.echo(f"build context of {model}@{alias}: {out} (docker build -t {model}-serve {out})")
     if canary and ab: raise click.UsageError('--canary and --ab are two ways to name one challenger: give one')
     canary = (ab, 50.0) if ab else canary or (None, 0)
     click.echo(f"serving {model}@{alias} ({runtime}) on http://{host}:{port}"
