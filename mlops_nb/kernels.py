@@ -208,8 +208,14 @@ class KernelPool:
     def release(self, km) -> Future:
         "Shut down a kernel that has served its notebook (once: a second call returns the same shutdown)."
         with self._lock:
-            if km not in self._stopping: self._stopping[km] = asyncio.run_coroutine_threadsafe(self._stop(km), self.loop)
-            return self._stopping[km]
+            if (f := self._stopping.get(km)) is None:
+                if km not in self._live:  # already shut down
+                    f = Future()
+                    f.set_result(None)
+                    return f
+                f = self._stopping[km] = asyncio.run_coroutine_threadsafe(self._stop(km), self.loop)
+                f.add_done_callback(lambda _: self._stopping.pop(km, None))  # no lock: may run right here
+            return f
 
     def close(self):
         "Stop every kernel still starting or alive, wait for every shutdown, then stop and close the loop."

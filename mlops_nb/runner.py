@@ -598,6 +598,7 @@ def step_status(root: str | Path = '.', profile: str | None = None) -> list[dict
     for d in sorted((cfg.root / 'runs').glob('*/'), reverse=True):  # newest run first
         for s in cfg.steps:
             if s not in latest and (f := d / s / 'step.json').is_file(): latest[s] = json.loads(f.read_text())
+        if len(latest) == len(cfg.steps): break  # older runs cannot change the answer
     plans = {}
     def planned(prof, overrides):
         key = json.dumps([prof, overrides], sort_keys=True)

@@ -71,12 +71,17 @@ if __name__ == '__main__':
     km = pool.take(('json',))
     first = pool.release(km)       # as the runner releases a kernel after its step, without waiting
     same = pool.release(km) is first
+    first.result(60)
+    kept = len(pool._stopping)     # a Dask worker's pool lives across tasks: nothing kept per released kernel
+    again = pool.release(km).done()  # released after its shutdown: nothing more to do
     pool.close()
-    print(json.dumps({'same': same, 'done': first.done(), 'loop_closed': pool.loop.is_closed(), 'alive': km.process.is_alive()}))
+    print(json.dumps({'same': same, 'done': first.done(), 'kept': kept, 'again': again,
+                      'loop_closed': pool.loop.is_closed(), 'alive': km.process.is_alive()}))
 ''')
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {'same': True, 'done': True, 'loop_closed': True, 'alive': False}
+    assert json.loads(r.stdout) == {'same': True, 'done': True, 'kept': 0, 'again': True, 'loop_closed': True,
+                                    'alive': False}
     assert 'Task was destroyed' not in r.stderr and 'Traceback' not in r.stderr
 
 
