@@ -12,6 +12,7 @@ import re
 import secrets
 import shutil
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -258,10 +259,20 @@ def _resolved(value) -> Future:
     return f
 
 @contextmanager
-def _executor(opts: ExecOptions):
-    "An executor for step tasks: this thread, a thread pool, or a Dask cluster."
+def _executor(opts: ExecOptions, root: Path | None = None, warm: list[Path] = ()):
+    """An executor for step tasks: this thread, a thread pool, or a Dask cluster. On Dask, each worker starts warming
+    kernels for the notebooks of `warm` (the first tasks) as soon as it is connected, and stops its kernels when the
+    run ends, so workers exit at once."""
     if opts.executor == 'dask':
         from distributed import Client, LocalCluster
+        @contextmanager
+        def warmed(client):
+            if root and warm: client.run(_warm_worker_pool, str(root), [str(nb) for nb in warm])  # returns at once
+            try: yield client.get_executor(pure=False)
+            finally:
+                if root:
+                    try: client.run(_close_worker_pool, str(root))
+                    except Exception: pass  # a worker already gone has no kernel left
         if opts.scheduler:
             from distributed.security import Security
             security = Security(tls_ca_file=opts.tls[0], tls_client_cert=opts.tls[1], tls_client_key=opts.tls[2],
@@ -269,14 +280,14 @@ def _executor(opts: ExecOptions):
             try: client = Client(opts.scheduler, security=security, timeout=20)
             except (OSError, TypeError, ValueError) as e:
                 raise MlopsError(f"Dask scheduler {opts.scheduler} unreachable: {str(e).splitlines()[0]}") from None
-            with client: yield client.get_executor(pure=False)
+            with client, warmed(client) as ex: yield ex
             return
         import dask
         # non-daemonic workers may fork kernels: each keeps a warm kernel pool between tasks (`_worker_pool`)
         with dask.config.set({'distributed.worker.daemon': False}), \
              LocalCluster(n_workers=opts.jobs, threads_per_worker=1, host='127.0.0.1', dashboard_address=None) as cluster, \
-             Client(cluster) as client:
-            yield client.get_executor(pure=False)
+             Client(cluster) as client, warmed(client) as ex:
+            yield ex
     elif opts.jobs > 1:
         with ThreadPoolExecutor(opts.jobs, thread_name_prefix='mlops-nb-step') as ex: yield ex
     else: yield _Inline()
@@ -314,11 +325,24 @@ def _worker_tracker(root: str):
     from mlops_nb.tracking import Tracker
     return Tracker(load_config(root))
 
-@cache
+_worker_pools, _worker_lock = {}, threading.Lock()
+
 def _worker_pool(root: str) -> KernelPool | None:
     "A Dask worker's own kernel pool, kept between its tasks (none in a daemonic worker, which may not fork: cold kernels)."
     import multiprocessing
-    return None if multiprocessing.current_process().daemon else KernelPool(Path(root), size=1)
+    if multiprocessing.current_process().daemon: return None
+    with _worker_lock:
+        if root not in _worker_pools: _worker_pools[root] = KernelPool(Path(root), size=1)
+        return _worker_pools[root]
+
+def _warm_worker_pool(root: str, notebooks: list[str]):
+    "On a Dask worker, before its first task: warm a kernel for the first of `notebooks` (`client.run`)."
+    if pool := _worker_pool(root): pool.plan([notebook_imports(Path(nb), Path(root)) for nb in notebooks])
+
+def _close_worker_pool(root: str):
+    "On a Dask worker, when the run ends: stop its kernels, warm ones included."
+    with _worker_lock: pool = _worker_pools.pop(root, None)
+    if pool: pool.close()
 
 def execute_step(root: Path, p: StepPlan, run_id: str, step_dir: Path, parent: str, lineage: dict, upstream: dict,
                  verbose=False, name: str | None = None, pool: KernelPool | None = None, tracker=None) -> StepResult:
@@ -412,7 +436,7 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo,
              + (f" ({opts.executor} executor, {opts.jobs} at a time)" if opts.executor != 'local' or opts.jobs > 1 else ''))
         by_step, results, t0 = {p.step: (i, p) for i, p in enumerate(plans, 1)}, {}, time.perf_counter()
         try:
-            with _executor(opts) as ex:
+            with _executor(opts, cfg.root, [p.notebook for p in plans if not hits[p.step]][:opts.jobs]) as ex:
                 def submit(s):
                     i, p = by_step[s]
                     if entry := hits[s]:
@@ -548,7 +572,7 @@ def run_sweep(root: str | Path, step: str, grid: dict[str, list], *, random: int
                                               'executor': opts.executor})
             results = [None] * len(trials)
             try:
-                with _executor(opts) as ex:
+                with _executor(opts, cfg.root, [p.notebook for p, h in zip(plans, hits, strict=True) if not h][:2]) as ex:
                     def submit(i):
                         if e := hits[i]: return _resolved(StepResult(step, 'cached', Path(e['source_dir']), 0.0, e['metrics']))
                         name = f"{step} {' '.join(f'{k}={v}' for k, v in typed[i].items())}"
