@@ -1,10 +1,10 @@
 # Two commands on a fresh machine with Python 3.11: `make demo` (the main job) and `make test` (what CI runs).
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | sha256sum | cut -c1-12)
 
-.PHONY: install demo test export bench lab labextension clean-example
+.PHONY: install demo test export bench docs lab labextension clean-example
 
 $(STAMP): settings.ini setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ export: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# The documentation site in _docs/: every notebook a page (executed in the build), tutorials, API reference.
+docs: install
+	$(BIN)/python .ci/docs.py $(if $(DOCS_OUT),--out $(DOCS_OUT))
 
 # JupyterLab on the weather example, with the mlops_nb panel (left sidebar) and the "Run as pipeline step" button.
 lab: install

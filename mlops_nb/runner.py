@@ -375,10 +375,20 @@ def _now() -> str: return time.strftime('%Y-%m-%dT%H:%M:%S%z')
 
 def _read(path: Path) -> dict: return json.loads(path.read_text()) if path.exists() else {}
 
-def run_pipeline(root: str | Path = '.', steps=None, *, from_step: str | None = None, profile: str | None = None,
-                 overrides: dict | None = None, force: bool = False, verbose: bool = False, echo=None,
-                 executor: str | None = None, jobs: int | None = None, scheduler: str | None = None) -> RunResult:
-    "Run `steps` (default: all) and what they need; cached steps are reused unless `force` or after `from_step`."
+def run_pipeline(root: str | Path = '.',         # the project folder (holding mlops.yaml)
+                 steps: list[str] | None = None, # steps to run, with what they need (default: all)
+                 *,
+                 from_step: str | None = None,   # re-run this step and everything after it, cache or not
+                 profile: str | None = None,     # a parameter profile of mlops.yaml, e.g. pr
+                 overrides: dict | None = None,  # parameters over the profile: {'train.n_estimators': 50}
+                 force: bool = False,            # ignore the cache: execute every step
+                 verbose: bool = False,          # stream cell outputs while steps run
+                 echo=None,                      # where progress lines go (default: stderr)
+                 executor: str | None = None,    # local, warm or dask (default: mlops.yaml's executor)
+                 jobs: int | None = None,        # steps at once (default: mlops.yaml's jobs)
+                 scheduler: str | None = None,   # dask: scheduler address (default: mlops.yaml's, else a LocalCluster)
+                 ) -> RunResult:
+    "Run `steps` and what they need; cached steps are reused unless `force` or after `from_step`."
     echo = echo or (lambda msg: print(msg, file=sys.stderr))
     cfg = load_config(root)
     opts = exec_options(cfg, executor, jobs, scheduler)
