@@ -141,7 +141,7 @@ def plan(cfg: ProjectConfig, steps=None, profile=None, overrides=None, state: Pa
     hashes.save()
     return list(plans.values())
 
-# %% ../nbs/02_runner.ipynb 13
+# %% ../nbs/02_runner.ipynb 15
 _ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
 
 def _source_cell(nb_path: Path, executed_index: int, injected: bool) -> int:
@@ -211,7 +211,7 @@ def execute_notebook(nb_path: Path, out_nb: Path, params: dict, step_dir: Path, 
         if out_nb.exists(): sanitize_outputs(out_nb, secrets)
     return None
 
-# %% ../nbs/02_runner.ipynb 15
+# %% ../nbs/02_runner.ipynb 19
 @dataclass
 class ExecOptions:
     executor: str = 'local'          # local: a new kernel per step; warm: kernels warmed ahead; dask: a Dask cluster
@@ -355,7 +355,7 @@ def execute_step(root: Path, p: StepPlan, run_id: str, step_dir: Path, parent: s
     return _execute(cfg, cfg.root / '.mlops_nb', p, run_id, step_dir, tracker or _worker_tracker(str(cfg.root)), parent,
                     lineage, upstream, verbose, name, pool)
 
-# %% ../nbs/02_runner.ipynb 17
+# %% ../nbs/02_runner.ipynb 23
 @dataclass
 class StepResult:
     step: str
@@ -474,7 +474,7 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo,
          f"MLflow: experiment {cfg.name!r}, run {parent} at {redact_uri(tracker.uri)}")
     return RunResult(run_id, [results[p.step] for p in plans], run_dir, parent)
 
-# %% ../nbs/02_runner.ipynb 19
+# %% ../nbs/02_runner.ipynb 25
 _ENTRY_KEYS = ('step', 'run_id', 'cache_key', 'notebook', 'notebook_hash', 'inputs', 'outputs', 'metrics', 'models', 'params',
                'logged_params', 'mlflow_run_id', 'source_dir')
 
@@ -527,7 +527,7 @@ def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage
     write_json(state / 'cache' / f'{p.key}.json', {k: rec[k] for k in _ENTRY_KEYS})
     return StepResult(p.step, 'done', step_dir, rec['seconds'], metrics)
 
-# %% ../nbs/02_runner.ipynb 21
+# %% ../nbs/02_runner.ipynb 29
 def parse_grid(items) -> dict[str, list[str]]:
     "`['n=50,100', 'depth=5']` -> `{'n': ['50', '100'], 'depth': ['5']}`."
     grid = {}
@@ -612,7 +612,7 @@ def run_sweep(root: str | Path, step: str, grid: dict[str, list], *, random: int
     echo(f"best of {len(results)} trials: {best['params']} with {metric}={best['metrics'][metric]:.4g} (sweep {run_id})")
     return SweepResult(run_id, metric, results, best)
 
-# %% ../nbs/02_runner.ipynb 23
+# %% ../nbs/02_runner.ipynb 33
 def _alive(pid) -> bool:
     try: os.kill(int(pid), 0)
     except (OSError, TypeError, ValueError): return False

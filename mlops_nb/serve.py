@@ -97,6 +97,7 @@ def fetch_version(cfg: ProjectConfig, name: str, alias: str, runtime: str, dest:
     `dest` (the model file, the reference profile)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from mlops_nb.serve import _resolve  # by module: the child unpickles the function by name
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as child:
         return child.submit(_resolve, str(cfg.root), name, alias, runtime, str(dest)).result()
 
@@ -124,7 +125,7 @@ def load_version(cfg: ProjectConfig, name: str, alias: str, runtime: str = 'onnx
     return ServedModel(name, alias, found['version'], runtime, columns, predict, time.time(), time.perf_counter() - t0,
                        reference)
 
-# %% ../nbs/09_serve.ipynb 7
+# %% ../nbs/09_serve.ipynb 9
 async def _reply(send, status: int, detail: str, headers: tuple = ()):
     body = json.dumps({'detail': detail}).encode()
     await send({'type': 'http.response.start', 'status': status,
@@ -165,7 +166,7 @@ class BodyGuard:
         async def replay(): return whole.pop() if whole else await receive()
         await self.app(scope, replay, send)
 
-# %% ../nbs/09_serve.ipynb 11
+# %% ../nbs/09_serve.ipynb 13
 @dataclass
 class ServeOptions:
     max_batch: int = 1000             # records per request
@@ -419,7 +420,7 @@ def create_app(load, primary_alias: str = 'champion', shadow_alias: str | None =
         threading.Thread(target=watch, daemon=True).start()
     return BodyGuard(app, token, opts.max_body_bytes, refused=lambda status: requests.labels('none', str(status)).inc())
 
-# %% ../nbs/09_serve.ipynb 16
+# %% ../nbs/09_serve.ipynb 18
 def _loopback(host: str) -> bool:
     try: return host == 'localhost' or ipaddress.ip_address(host).is_loopback
     except ValueError: return False
@@ -444,7 +445,7 @@ def serve(root: str | Path, model: str, alias: str = 'champion', shadow: str | N
     app = create_app(lambda a: load_version(cfg, model, a, opts.runtime), alias, shadow, opts)
     uvicorn.run(app, host=host, port=port, log_level='warning', access_log=False)
 
-# %% ../nbs/09_serve.ipynb 19
+# %% ../nbs/09_serve.ipynb 21
 def load_bundle(folder: str | Path) -> ServedModel:
     "The version in a bundle folder (`serving.json` and `model.onnx`, written by `container.write_bundle`)."
     t0, folder = time.perf_counter(), Path(folder)

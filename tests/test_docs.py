@@ -22,6 +22,7 @@ def site(tmp_path_factory):
     subprocess.run(['git', 'clone', '-q', str(REPO), str(clone)], check=True)
     sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=clone, capture_output=True, text=True).stdout.strip()
     (tmp / 'event.json').write_text(json.dumps({'act': True, 'ref': 'refs/heads/main', 'after': sha}))
+    installed = sorted((p.name, p.stat().st_mtime) for p in BIN.parent.glob('.installed-*'))
     r = subprocess.run([str(BIN / 'act'), 'push', '-W', '.github/workflows/docs.yml', '-P', 'ubuntu-latest=-self-hosted',
                         '--action-offline-mode', '-e', str(tmp / 'event.json'),
                         '--env', f'VENV={BIN.parent}',     # the installed environment: `make install` finds it current
@@ -30,6 +31,8 @@ def site(tmp_path_factory):
     assert r.returncode == 0, log[-5000:]
     assert 'Job succeeded' in log and 'deploy-pages' not in log and 'upload-pages-artifact' not in log
     assert (out / 'index.html').is_file()
+    # the environment was used as installed, not reinstalled from the clone (which act deletes afterwards)
+    assert sorted((p.name, p.stat().st_mtime) for p in BIN.parent.glob('.installed-*')) == installed != []
     return out
 
 
@@ -76,3 +79,17 @@ def test_api_page_shows_run_pipeline_parameters_and_the_tutorial_its_outputs(url
         outputs = [e.text for e in driver.find_elements(By.CSS_SELECTOR, '.cell_output')]
         assert any('nothing to run: all 6 steps are up to date' in o for o in outputs), outputs
         assert any('train: running' in o and 'features: cached' in o for o in outputs), outputs
+
+
+@pytest.mark.parametrize('notebook', ['02_runner', '04_api', '06_registry', '09_serve'])
+def test_every_exported_function_has_an_example_after_it(notebook):
+    "nbdev's rhythm: an exported function, then a cell (not exported, so run by nbdev_test and the docs) that uses it."
+    import re
+    cells = [(''.join(c['source']), '#| export' in ''.join(c['source']))
+             for c in json.loads((REPO / 'nbs' / f'{notebook}.ipynb').read_text())['cells'] if c['cell_type'] == 'code']
+    defined = [(i, name) for i, (src, exported) in enumerate(cells) if exported
+               for name in re.findall(r'^(?:async )?def ([a-z]\w*)\(', src, re.M)]
+    assert defined
+    lonely = [name for i, name in defined if not any(re.search(rf'\b{name}\b', src) for src, exported in cells[i + 1:]
+                                                     if not exported)]
+    assert not lonely, f'{notebook}: no example after {lonely}'
