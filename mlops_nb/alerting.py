@@ -130,6 +130,7 @@ def scrape_config(job: str, target: str, token_file: str, interval: str = '15s')
             'scrape_configs': [{'job_name': job, 'static_configs': [{'targets': [target]}],
                                 'authorization': {'type': 'Bearer', 'credentials_file': token_file}}]}
 
+# %% ../nbs/09b_alerting.ipynb 16
 def export(cfg: ProjectConfig, model: str, out: str | Path, job: str | None = None, target: str = '127.0.0.1:8000',
            token_file: str = '/etc/prometheus/mlops-nb-token') -> list[Path]:
     "Write `model`'s rules, their tests, the dashboard and a scrape config into `out`; returns the files written."

@@ -39,6 +39,7 @@ class StepContext:
     @property
     def adhoc(self) -> bool: return self.dir is None
 
+# %% ../nbs/04_api.ipynb 6
 @cache
 def context() -> StepContext:
     "The current notebook's context: from the runner if it started this kernel, else an ad-hoc one for the project."
@@ -59,7 +60,7 @@ def _latest_done(root: Path) -> dict[str, str]:
         if rec.get('status') in ('done', 'cached'): out[rec['step']] = rec.get('source_dir', str(f.parent))
     return out
 
-# %% ../nbs/04_api.ipynb 7
+# %% ../nbs/04_api.ipynb 8
 def _inside(name: str | os.PathLike) -> Path:
     root = context().root.resolve()
     p = (root / name).resolve()
@@ -72,13 +73,14 @@ def input_path(name: str | os.PathLike) -> Path:
     if not p.exists(): raise MlopsError(f"input {str(name)!r} not found at {p} (is the step that writes it in `needs`?)")
     return p
 
+# %% ../nbs/04_api.ipynb 9
 def output_path(name: str | os.PathLike) -> Path:
     "Absolute path for writing the project file `name`; its folder is created."
     p = _inside(name)
     p.parent.mkdir(parents=True, exist_ok=True)
     return p
 
-# %% ../nbs/04_api.ipynb 11
+# %% ../nbs/04_api.ipynb 13
 def _merge(kind: str, values: dict):
     f = context().dir / f'{kind}.json'
     old = json.loads(f.read_text()) if f.exists() else {}
@@ -119,10 +121,12 @@ def log_metrics(metrics: dict[str, float]):
     if context().adhoc: _mlflow().log_metrics(metrics)
     else: _merge('metrics', metrics)
 
+# %% ../nbs/04_api.ipynb 14
 def log_metric(name: str, value: float):
     "Log one metric."
     log_metrics({name: value})
 
+# %% ../nbs/04_api.ipynb 15
 def log_params(params: dict[str, Any]):
     "Log parameters that are not notebook parameters (e.g. a model's effective settings); secrets in them are masked."
     from mlops_nb.masking import scrub, secret_values
@@ -131,7 +135,9 @@ def log_params(params: dict[str, Any]):
     if context().adhoc: _mlflow().log_params(params)
     else: _merge('params', params)
 
-def log_artifact(path: str | os.PathLike, name: str | None = None):
+# %% ../nbs/04_api.ipynb 16
+def log_artifact(path: str | os.PathLike,  # a file to attach to this step's MLflow run
+                 name: str | None = None):  # its name there (default: the file's name)
     "Attach a file (a plot, a table) to the step's run."
     if context().adhoc: _mlflow().log_artifact(str(path))
     else:
@@ -139,9 +145,13 @@ def log_artifact(path: str | os.PathLike, name: str | None = None):
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
 
-# %% ../nbs/04_api.ipynb 14
-def log_model(model, name: str = 'model', input_example=None, trusted_types: list[str] | None = None,
-              code_paths: list[str] | None = None) -> str:
+# %% ../nbs/04_api.ipynb 19
+def log_model(model,                                  # a fitted scikit-learn estimator or pipeline
+              name: str = 'model',                    # its name in this step (`load_model(step, name)` finds it)
+              input_example=None,                     # a few input rows: the signature serving validates against
+              trusted_types: list[str] | None = None, # skops types beyond scikit-learn's own, e.g. your transformers
+              code_paths: list[str] | None = None,    # local modules the model needs, shipped with it
+              ) -> str:
     "Log a scikit-learn `model` with its signature (and the local modules in `code_paths`); returns its URI."
     _mlflow()
     import mlflow.sklearn
@@ -152,31 +162,40 @@ def log_model(model, name: str = 'model', input_example=None, trusted_types: lis
     if not context().adhoc: _merge('models', {name: {'uri': info.model_uri, 'trusted_types': trusted_types or []}})
     return info.model_uri
 
+# %% ../nbs/04_api.ipynb 20
 def upstream_dir(step: str) -> Path:
     "Folder of the latest successful run of `step` (its step.json, models.json, artifacts)."
     d = context().upstream.get(step)
     if d is None: raise MlopsError(f"step {step!r} has no successful run yet (run it, or add it to `needs`)")
     return Path(d)
 
+# %% ../nbs/04_api.ipynb 21
 def upstream_record(step: str) -> dict:
     "The `step.json` of `step`'s latest successful run: params, metrics, models, outputs, MLflow run id."
     return json.loads((upstream_dir(step) / 'step.json').read_text())
 
-def model_uri(step: str = 'train', name: str = 'model') -> str:
+# %% ../nbs/04_api.ipynb 22
+def model_uri(step: str = 'train',  # the upstream step that logged the model
+              name: str = 'model',  # the name it was logged under
+              ) -> str:
     "URI of the model `name` logged by `step`."
     models = upstream_record(step).get('models', {})
     if name not in models:
         raise MlopsError(f"step {step!r} logged no model named {name!r} (logged: {', '.join(models) or 'none'})")
     return models[name]['uri']
 
-def load_model(step: str = 'train', name: str = 'model'):
+# %% ../nbs/04_api.ipynb 23
+def load_model(step: str = 'train',  # the upstream step that logged the model
+               name: str = 'model'): # the name it was logged under
     "Load the scikit-learn model `name` logged by `step`."
     import mlflow.sklearn
     _mlflow()
     return mlflow.sklearn.load_model(model_uri(step, name))
 
-# %% ../nbs/04_api.ipynb 16
-def log_figure(fig, name: str) -> None:
+# %% ../nbs/04_api.ipynb 25
+def log_figure(fig,       # a matplotlib figure
+               name: str, # the PNG's name in the step's run (and the report)
+               ) -> None:
     "Attach a matplotlib figure as a PNG (shown in reports)."
     import tempfile
     with tempfile.TemporaryDirectory() as d:
@@ -184,7 +203,9 @@ def log_figure(fig, name: str) -> None:
         fig.savefig(path, dpi=110, bbox_inches='tight')
         log_artifact(path)
 
-def log_profile(df, name: str):
+# %% ../nbs/04_api.ipynb 26
+def log_profile(df,        # a pandas DataFrame
+                name: str): # the profile's name: `<name>.whylogs` in the step's run
     "Profile `df` with whylogs and attach the profile as `<name>.whylogs`; returns the profile view."
     import tempfile
     from mlops_nb.data import profile, write_profile
@@ -192,14 +213,19 @@ def log_profile(df, name: str):
     with tempfile.TemporaryDirectory() as d: log_artifact(write_profile(view, Path(d) / f'{name}.whylogs'))
     return view
 
-# %% ../nbs/04_api.ipynb 18
+# %% ../nbs/04_api.ipynb 28
 def data_hash() -> str:
     "Hash of every upstream step's declared outputs: what data this pipeline run saw (see `data.outputs_hash`)."
     from mlops_nb.data import outputs_hash
     return outputs_hash({s: upstream_record(s).get('outputs', {}) for s in sorted(context().upstream)})
 
-def register_model(name: str, step: str = 'train', model: str = 'model', metrics_from: str | None = 'evaluate',
-                   alias: str | None = 'challenger', tags: dict | None = None):
+# %% ../nbs/04_api.ipynb 29
+def register_model(name: str,                           # the registered model, e.g. weather
+                   step: str = 'train',                 # the upstream step that logged the model
+                   model: str = 'model',                # the name it was logged under
+                   metrics_from: str | None = 'evaluate', # the step whose metrics become `metric.*` tags (gates read them)
+                   alias: str | None = 'challenger',    # the alias the new version gets (champion only via models.yaml)
+                   tags: dict | None = None):           # more tags for the version
     "Register the model logged by `step` as a version of `name`, with lineage and `metrics_from`'s metrics."
     from mlops_nb.registry import client_for, register_version
     ctx = context()

@@ -22,6 +22,7 @@ def bucket(key: str) -> float:
     "Where a client key falls in [0, 100): the same key always in the same place."
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), 'big') / 2**64 * 100
 
+# %% ../nbs/09a_canary.ipynb 7
 class Split:
     "The share of traffic (percent) the canary gets; the rest goes to the primary."
     def __init__(self, percent: float = 0):
@@ -32,7 +33,7 @@ class Split:
         if self.percent <= 0: return 'primary'
         return 'canary' if (bucket(key) if key else random.random() * 100) < self.percent else 'primary'
 
-# %% ../nbs/09a_canary.ipynb 10
+# %% ../nbs/09a_canary.ipynb 11
 class Window:
     "Requests of the last `seconds` for one variant: when, whether the model call worked, its latency, its labels."
     def __init__(self, seconds: float):
@@ -50,13 +51,14 @@ class Window:
     def clear(self):
         with self.lock: self.items.clear()
 
-# %% ../nbs/09a_canary.ipynb 12
+# %% ../nbs/09a_canary.ipynb 13
 @dataclass
 class Verdict:
     "Why the canary leaves traffic: `reason` is errors, latency or divergence (a metric label); `detail` for people."
     reason: str
     detail: str
 
+# %% ../nbs/09a_canary.ipynb 14
 def class_divergence(a: Counter, b: Counter) -> float:
     "p-value that class counts `a` and `b` come from one distribution (chi-square test of the 2×k table)."
     from scipy.stats import chi2_contingency
@@ -64,6 +66,7 @@ def class_divergence(a: Counter, b: Counter) -> float:
     if len(labels) < 2: return 1.0
     return float(chi2_contingency([[a[k] for k in labels], [b[k] for k in labels]]).pvalue)
 
+# %% ../nbs/09a_canary.ipynb 15
 def judge(limits: CanaryLimits, canary: list[tuple], primary: list[tuple]) -> Verdict | None:
     "Whether the canary's recent requests (`Window.recent`) break `limits`, compared with the primary's."
     n = len(canary)

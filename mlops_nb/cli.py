@@ -42,11 +42,12 @@ def cli(ctx, project):
     "Notebook-driven MLOps: run, track, test and promote a pipeline of Jupyter notebooks."
     ctx.obj = project
 
+# %% ../nbs/12_cli.ipynb 5
 def _root(ctx) -> Path: return find_root(ctx.obj)
 
 def main(): cli(prog_name='mlops-nb')
 
-# %% ../nbs/12_cli.ipynb 6
+# %% ../nbs/12_cli.ipynb 7
 @cli.command()
 @click.pass_context
 def validate(ctx):
@@ -57,7 +58,7 @@ def validate(ctx):
     click.echo(f"ok: {cfg.root / 'mlops.yaml'}: {len(cfg.steps)} steps ({' -> '.join(cfg.order())}); "
                f"profiles: {', '.join(cfg.profiles) or 'none'}")
 
-# %% ../nbs/12_cli.ipynb 8
+# %% ../nbs/12_cli.ipynb 9
 def _execution_options(f):
     "`--executor`, `--jobs`, `--scheduler`: how steps run (default: mlops.yaml's choice, else one cold kernel at a time)."
     for opt in reversed([
@@ -85,6 +86,7 @@ def run(ctx, steps, from_step, profile, params, force, verbose, executor, jobs, 
                  force=force, verbose=verbose, echo=lambda m: click.echo(m, err=True), executor=executor, jobs=jobs,
                  scheduler=scheduler)
 
+# %% ../nbs/12_cli.ipynb 10
 @cli.command()
 @click.argument('step')
 @click.argument('space', nargs=-1, required=True)
@@ -106,6 +108,7 @@ def sweep(ctx, step, space, mode, n_random, seed, metric, goal, profile, params,
               overrides=parse_overrides(params), verbose=verbose, echo=lambda m: click.echo(m, err=True),
               executor=executor, jobs=jobs, scheduler=scheduler)
 
+# %% ../nbs/12_cli.ipynb 11
 @cli.command()
 @click.option('--summary', is_flag=True, help='Also write the PR summary (reports/pr/summary.md, $GITHUB_STEP_SUMMARY).')
 @click.option('--run', 'run_id', metavar='RUN_ID', help='Run to summarise (default: the latest).')
@@ -118,6 +121,7 @@ def report(ctx, summary, run_id, out):
     click.echo(f"report site: {build_site(root, out)}")
     if summary: click.echo(f"summary: {write_summary(root, run_id, out)}")
 
+# %% ../nbs/12_cli.ipynb 12
 @cli.command()
 @click.option('--data', required=True, type=click.Path(dir_okay=False, path_type=Path), help='New data (CSV or Parquet).')
 @click.option('--model', help='Registered model whose reference profile is the baseline (default: monitor.model).')
@@ -139,10 +143,12 @@ def monitor(ctx, data, model, alias, reference, action, out):
     click.echo(f"DRIFT in {', '.join(rep.drifted)}; {act_on_drift(load_config(root), rep, action, echo=click.echo)}")
     ctx.exit(3)
 
+# %% ../nbs/12_cli.ipynb 13
 @cli.group()
 def monitoring():
     "Alerting rules, their tests and a dashboard for the served model (Prometheus, Grafana)."
 
+# %% ../nbs/12_cli.ipynb 14
 @monitoring.command('export')
 @click.argument('model', required=False)
 @click.option('--out', type=click.Path(file_okay=False, path_type=Path), help='Folder (default: monitoring/).')
@@ -160,6 +166,7 @@ def monitoring_export(ctx, model, out, job, target, token_file):
         raise click.UsageError('which model? (MODEL, or monitor.model in mlops.yaml)')
     for path in export(cfg, model, out or cfg.root / 'monitoring', job, target, token_file): click.echo(path)
 
+# %% ../nbs/12_cli.ipynb 15
 def _canary(ctx, param, value):
     "`ALIAS:PERCENT` as (alias, percent), or None."
     if value is None: return None
@@ -208,6 +215,7 @@ def serve(ctx, model, alias, shadow, host, port, max_batch, poll, log_requests, 
           ServeOptions(max_batch=max_batch, poll_seconds=poll, request_log=log_requests, window_seconds=window,
                        runtime=runtime, docs=docs, insecure=insecure, canary=canary[0], canary_percent=canary[1]))
 
+# %% ../nbs/12_cli.ipynb 16
 @cli.command()
 @click.pass_context
 def runs(ctx):
@@ -220,6 +228,7 @@ def runs(ctx):
         metrics = ', '.join(f"{k}={r.metrics[k]:.4g}" for k in keys if k in r.metrics)
         click.echo(f"{r.id:<24} {r.info.get('profile') or 'default':<8} {r.info['status']:<8} {metrics}")
 
+# %% ../nbs/12_cli.ipynb 17
 @cli.command()
 @click.argument('run_a')
 @click.argument('run_b')
@@ -240,6 +249,7 @@ def compare(ctx, run_a, run_b):
         change = f"{vb - va:+.4g}" if isinstance(va, float) and isinstance(vb, float) else ''
         click.echo(f"{k:<28} {str(va):<24} {str(vb):<24} {change}")
 
+# %% ../nbs/12_cli.ipynb 18
 @cli.command()
 @click.pass_context
 def status(ctx):
@@ -263,7 +273,7 @@ def status(ctx):
             click.echo("  models.yaml and the registry agree" if not m.drift else '  drift between models.yaml and the '
                        'registry (`mlops-nb reconcile` applies models.yaml):\n' + '\n'.join(f'    {d}' for d in m.drift))
 
-# %% ../nbs/12_cli.ipynb 10
+# %% ../nbs/12_cli.ipynb 20
 def _gate_table(gates) -> str:
     return '\n'.join(f"  {'pass' if g['passed'] else 'FAIL'}  {g['gate']} {g['rule']}: {g['detail']}" for g in gates)
 
@@ -275,6 +285,7 @@ def pull(ctx, targets):
     from mlops_nb.gitops import pull
     pull(load_config(_root(ctx)), list(targets), echo=click.echo)
 
+# %% ../nbs/12_cli.ipynb 21
 @cli.command()
 @click.argument('model', required=False)
 @click.option('--version', type=click.IntRange(min=1), help='Local version to publish (default: the newest unpublished).')
@@ -288,6 +299,7 @@ def publish(ctx, model, version, out):
     if github_output := os.environ.get('GITHUB_OUTPUT'):
         with open(github_output, 'a', encoding='utf-8') as f: f.write(f"tags={' '.join(p.tag for p in done)}\n")
 
+# %% ../nbs/12_cli.ipynb 22
 @cli.command()
 @click.argument('model')
 @click.argument('version', type=click.IntRange(min=1))
@@ -303,6 +315,7 @@ def promote(ctx, model, version, alias):
     click.echo(_gate_table(gates) + f"\nmodels.yaml: {model}.{alias} = {version}. Commit it in a pull request; "
                "`mlops-nb reconcile` applies it after the merge.")
 
+# %% ../nbs/12_cli.ipynb 23
 @cli.command()
 @click.option('--dry-run', is_flag=True, help='Print the plan with its gates; change nothing.')
 @click.option('--force', is_flag=True, help='Apply changes whose gates fail (needs --reason; recorded as forced).')
@@ -322,6 +335,7 @@ def reconcile(ctx, dry_run, force, reason):
     click.echo(f"plan: {len(changes)} alias change(s); run without --dry-run to apply" if dry_run else
                f"{len(changes)} alias change(s) recorded in the registry log (`mlops-nb history`)")
 
+# %% ../nbs/12_cli.ipynb 24
 @cli.command()
 @click.argument('model')
 @click.option('--alias', default='champion', show_default=True)
@@ -332,6 +346,7 @@ def rollback(ctx, model, alias):
     old, new = rollback(load_config(_root(ctx)), model, alias)
     click.echo(f"models.yaml: {model}.{alias} = {new} (was {old}). Commit it; `mlops-nb reconcile` applies it.")
 
+# %% ../nbs/12_cli.ipynb 25
 @cli.command()
 @click.argument('model', required=False)
 @click.pass_context
@@ -340,7 +355,7 @@ def history(ctx, model):
     from mlops_nb.gitops import describe, history
     for event in history(load_config(_root(ctx)), model): click.echo(describe(event))
 
-# %% ../nbs/12_cli.ipynb 12
+# %% ../nbs/12_cli.ipynb 27
 _TEMPLATE_FILES = ('mlops.yaml', 'models.yaml', 'requirements.txt', '.gitignore', 'notebooks/*.ipynb', 'notebooks/*.py',
                    '.github/workflows/*.yml', '.github/actions/*/action.yml')
 
@@ -364,6 +379,7 @@ def init_project(dest: Path, name: str | None = None) -> list[Path]:
     req.write_text(re.sub(r'(?m)^mlops_nb\b.*$', f'mlops_nb=={__version__}', req.read_text()))
     return written
 
+# %% ../nbs/12_cli.ipynb 28
 @cli.command()
 @click.argument('path', default='.', type=click.Path(file_okay=False, path_type=Path))
 @click.option('--name', help='Project (and MLflow experiment) name; default: the folder name.')
@@ -372,7 +388,7 @@ def init(path, name):
     files = init_project(path, name)
     click.echo(f"created {len(files)} files in {path}; next: cd {path} && mlops-nb run --profile pr")
 
-# %% ../nbs/12_cli.ipynb 14
+# %% ../nbs/12_cli.ipynb 30
 _WORKFLOWS = {'pull_request': 'ci.yml', 'push': 'release.yml', 'workflow_dispatch': 'release.yml', 'schedule': 'monitor.yml'}
 
 def ci_event(root: Path, event: str) -> dict:
@@ -384,6 +400,7 @@ def ci_event(root: Path, event: str) -> dict:
                 'pull_request': {'number': 1, 'head': {'ref': branch, 'sha': sha}, 'base': {'ref': 'main'}}}
     return {'act': True, 'ref': f'refs/heads/{branch}', 'after': sha, 'head_commit': {'id': sha}}
 
+# %% ../nbs/12_cli.ipynb 31
 def run_ci(root: Path, event: str = 'pull_request', out: Path | None = None, secrets: dict | None = None,
            workflow: str | None = None, echo=print) -> tuple[int, Path]:
     "Run the workflow for `event` with act in host mode; returns act's exit code and the output folder."
@@ -419,6 +436,7 @@ def run_ci(root: Path, event: str = 'pull_request', out: Path | None = None, sec
                 echo(line.rstrip())
             return proc.wait(), out
 
+# %% ../nbs/12_cli.ipynb 32
 @cli.command()
 @click.argument('event', default='pull_request', type=click.Choice(list(_WORKFLOWS)))
 @click.option('-W', '--workflow', help='Workflow file in .github/workflows (default: the one for EVENT).')

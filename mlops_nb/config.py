@@ -27,10 +27,11 @@ __all__ = ['StepName', 'GateRule', 'MlopsError', 'ConfigError', 'StepConfig', 'G
 class MlopsError(Exception):
     "Base of every error mlops_nb reports to a person: the message alone says what went wrong and where."
 
+# %% ../nbs/00_config.ipynb 6
 class ConfigError(MlopsError):
     "`mlops.yaml` is malformed, or inconsistent with the project's files."
 
-# %% ../nbs/00_config.ipynb 7
+# %% ../nbs/00_config.ipynb 8
 def _project_path(v: str) -> str:
     p = PurePosixPath(v)
     if p.is_absolute() or '..' in p.parts: raise ValueError(f"path {v!r} must stay inside the project (relative, no '..')")
@@ -55,7 +56,7 @@ class StepConfig(_Strict):
     def _inside(cls, v):
         return [_project_path(o) for o in v] if isinstance(v, list) else _project_path(v)
 
-# %% ../nbs/00_config.ipynb 9
+# %% ../nbs/00_config.ipynb 10
 _NUM = r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?'
 _GATE = re.compile(rf'^\s*(?P<op>>=|<=|==|!=|>|<)\s*(?:(?P<num>{_NUM})|(?P<ref>[A-Za-z][A-Za-z0-9_]*)'
                    rf'(?:\s*(?P<arith>[-+*])\s*(?P<k>{_NUM}))?)\s*$')
@@ -93,16 +94,18 @@ class Gate:
             bound = _ARITH[m['arith']](base, float(m['k']) if m['k'] else None)
         return out(_OPS[m['op']](value, bound), f"{value:.4g} {m['op']} {bound:.4g}")
 
-# %% ../nbs/00_config.ipynb 11
+# %% ../nbs/00_config.ipynb 12
 class ProfileConfig(_Strict):
     "A named set of parameter overrides (`--profile pr`), applied to every step whose notebook declares them."
     params: dict[str, Any] = {}
 
+# %% ../nbs/00_config.ipynb 13
 class SweepConfig(_Strict):
     "What `mlops-nb sweep` optimises: a metric the swept step logs."
     metric: str | None = None          # e.g. val_f1_macro
     goal: Literal['max', 'min'] = 'max'
 
+# %% ../nbs/00_config.ipynb 14
 class MonitorConfig(_Strict):
     "What `mlops-nb monitor` compares new data with, how strictly, and what it does on drift."
     model: str | None = None                 # registered model whose reference profile is the baseline
@@ -114,6 +117,7 @@ class MonitorConfig(_Strict):
     retrain_profile: str | None = None
     retrain_step: str = 'ingest'             # step whose `extra_data` parameter receives the new data
 
+# %% ../nbs/00_config.ipynb 15
 class CanaryLimits(_Strict):
     "When `mlops-nb serve --canary` takes the canary out of traffic by itself (see canary)."
     window_seconds: float = Field(60, gt=0)       # judged over the requests of this last window
@@ -122,6 +126,7 @@ class CanaryLimits(_Strict):
     max_p99_seconds: float = Field(0.25, gt=0)    # 99th percentile of the canary's model latency
     p_value: float = Field(0.001, ge=0, lt=1)     # predicted classes unlike the primary's (chi-square); 0: off
 
+# %% ../nbs/00_config.ipynb 16
 class ServeConfig(_Strict):
     """What `mlops-nb serve --runtime sklearn` may load (trust is the project's, never the artifact's), and the canary's
     limits (see serve)."""
@@ -133,16 +138,19 @@ class ServeConfig(_Strict):
     @classmethod
     def _inside(cls, v): return [_project_path(p) for p in v]
 
+# %% ../nbs/00_config.ipynb 17
 class TLSConfig(_Strict):
     "Certificates for a `tls://` Dask scheduler (without them, Dask's own `distributed.comm.tls.*` settings apply)."
     ca_file: str                             # CA that signed the scheduler's and workers' certificates
     cert: str                                # this client's certificate
     key: str                                 # its private key (paths: `~` and `$VARS` expand; relative to the project)
 
+# %% ../nbs/00_config.ipynb 18
 class RegistryConfig(_Strict):
     "Where published versions live: annotated tags `<model>@v<N>` and the registry log branch (see gitops)."
     remote: str = 'origin'                   # git remote; a repository without it keeps them locally
 
+# %% ../nbs/00_config.ipynb 19
 class ProjectConfig(_Strict):
     "The whole of `mlops.yaml`."
     name: str = Field(pattern=r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')  # project and MLflow experiment name
@@ -188,7 +196,7 @@ def _with_ancestors(cfg, steps):
         if s not in seen: seen.add(s); todo += cfg.steps[s].needs
     return seen
 
-# %% ../nbs/00_config.ipynb 13
+# %% ../nbs/00_config.ipynb 21
 def _line_of(text: str, loc) -> int | None:
     "1-based line of the deepest node of `loc` found in the YAML `text`."
     try: node = yaml.compose(text)
@@ -204,7 +212,7 @@ def _line_of(text: str, loc) -> int | None:
         else: break
     return line
 
-# %% ../nbs/00_config.ipynb 16
+# %% ../nbs/00_config.ipynb 24
 def _model_at(loc, root_model=None):
     "The pydantic model that holds the last key of `loc`, walking the fields from `root_model`."
     model, items = root_model or ProjectConfig, list(loc[:-1])
@@ -226,7 +234,7 @@ def _describe(err, root_model=None) -> str:
         return f"step name {err['input']!r} cannot be a folder name (letters, digits, '_', '-' and single dots)"
     return f"{key}: {err['msg'].removeprefix('Value error, ')}, got {err['input']!r}"
 
-# %% ../nbs/00_config.ipynb 18
+# %% ../nbs/00_config.ipynb 26
 def _check_graph(cfg: ProjectConfig, fail):
     root = cfg.root.resolve()
     for name, step in cfg.steps.items():
@@ -265,6 +273,7 @@ def load_yaml(path: Path, model: type[BaseModel], missing_hint: str = ''):
         err = e.errors()[0]
         fail(err['loc'], _describe(err, model))
 
+# %% ../nbs/00_config.ipynb 27
 def load_config(path: str | Path = 'mlops.yaml') -> ProjectConfig:
     "Read and validate a project's `mlops.yaml` (or the one inside the folder `path`)."
     path = Path(path)
@@ -274,7 +283,7 @@ def load_config(path: str | Path = 'mlops.yaml') -> ProjectConfig:
     _check_graph(cfg, fail)
     return cfg
 
-# %% ../nbs/00_config.ipynb 20
+# %% ../nbs/00_config.ipynb 29
 def find_root(start: str | Path = '.') -> Path:
     "The nearest folder at or above `start` that holds `mlops.yaml`."
     start = Path(start).resolve()
@@ -282,6 +291,7 @@ def find_root(start: str | Path = '.') -> Path:
         if (d / 'mlops.yaml').is_file(): return d
     raise ConfigError(f"no mlops.yaml in {start} or any parent folder (`mlops-nb init` creates a project)")
 
+# %% ../nbs/00_config.ipynb 30
 def write_text(path: Path, text: str) -> None:
     "Write `text` to `path` atomically (temporary file in the same folder, fsync, then rename)."
     path = Path(path)
@@ -296,6 +306,7 @@ def write_text(path: Path, text: str) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
 
+# %% ../nbs/00_config.ipynb 31
 def write_json(path: Path, data) -> None:
     "Write `data` as JSON to `path` atomically."
     write_text(path, json.dumps(data, indent=1, default=str))

@@ -33,11 +33,12 @@ def write_bundle(cfg: ProjectConfig, model: str, alias: str, dest: str | Path) -
     (dest / 'serving.json').write_text(json.dumps(meta, indent=1) + '\n')
     return meta
 
+# %% ../nbs/09c_container.ipynb 5
 def requirements() -> str:
     "The server's dependencies, pinned to the versions installed here."
     return ''.join(f'{name}=={installed(name)}\n' for name in SERVER_PACKAGES)
 
-# %% ../nbs/09c_container.ipynb 6
+# %% ../nbs/09c_container.ipynb 7
 DOCKERFILE = '''\
 # The server of {model}@{alias} (version {version}), ONNX runtime; written by `mlops-nb serve --dockerfile`.
 # Build: docker build -t {model}-serve .   (buildah: buildah bud --format docker -t {model}-serve .)

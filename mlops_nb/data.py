@@ -21,24 +21,27 @@ class ConstraintsFailed(MlopsError):
         failed = [r for r in report if not r['passed']]
         super().__init__(f"{len(failed)} of {len(report)} data constraints failed on {name}:\n" + format_report(failed))
 
+# %% ../nbs/05_data.ipynb 5
 def format_report(report: list[dict]) -> str:
     "A fixed-width table of constraint outcomes."
     w = max([len(r['constraint']) for r in report] + [10])
     return '\n'.join([f"  {'constraint':<{w}}  result", *(f"  {r['constraint']:<{w}}  {'pass' if r['passed'] else 'FAIL'}"
                                                           for r in report)])
 
-# %% ../nbs/05_data.ipynb 5
+# %% ../nbs/05_data.ipynb 6
 def profile(df):
     "whylogs profile view of a pandas DataFrame."
     import whylogs as why
     return why.log(pandas=df).view()
 
+# %% ../nbs/05_data.ipynb 7
 def write_profile(view, path: Path) -> Path:
     "Write a profile view to `path` (whylogs binary format)."
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     view.write(str(path))
     return Path(path)
 
+# %% ../nbs/05_data.ipynb 8
 def read_profile(path: Path):
     "Read a profile view written by `write_profile`."
     from whylogs.core import DatasetProfileView
@@ -46,11 +49,11 @@ def read_profile(path: Path):
     except FileNotFoundError: raise DataError(f"{path}: not found") from None
     except Exception as e: raise DataError(f"{path}: not a whylogs profile ({type(e).__name__})") from None
 
-# %% ../nbs/05_data.ipynb 6
+# %% ../nbs/05_data.ipynb 9
 class DataError(MlopsError):
     "A data file cannot be used: missing, unreadable, empty, or with a schema the reference does not have."
 
-# %% ../nbs/05_data.ipynb 8
+# %% ../nbs/05_data.ipynb 11
 def profile_summary(view) -> list[dict]:
     "Per column: rows, nulls, min, mean, max (the last three None for a column without numbers)."
     out = []
@@ -60,13 +63,14 @@ def profile_summary(view) -> list[dict]:
                     **{k: d.get(f'distribution/{k}') for k in ('min', 'mean', 'max')}})
     return out
 
+# %% ../nbs/05_data.ipynb 12
 def outputs_hash(outputs: dict[str, dict[str, str]]) -> str:
     "One sha256 for the declared outputs of steps (step -> file -> sha256); steps without outputs add nothing."
     import hashlib
     import json
     return hashlib.sha256(json.dumps({s: o for s, o in outputs.items() if o}, sort_keys=True).encode()).hexdigest()
 
-# %% ../nbs/05_data.ipynb 11
+# %% ../nbs/05_data.ipynb 15
 def _chunks(path: Path, chunksize: int):
     import pandas as pd
     if path.suffix == '.parquet':
@@ -93,7 +97,7 @@ def profile_file(path: str | Path, chunksize: int = 100_000, columns: list[str] 
     if not rows: raise DataError(f"{path}: no rows")
     return view, rows, dtypes
 
-# %% ../nbs/05_data.ipynb 13
+# %% ../nbs/05_data.ipynb 17
 TABULAR = ('.csv', '.parquet')
 
 def profile_step_files(root: Path, paths: list[str], dest: Path) -> list[Path]:
@@ -105,7 +109,7 @@ def profile_step_files(root: Path, paths: list[str], dest: Path) -> list[Path]:
             out.append(write_profile(view, Path(dest) / (rel.replace('/', '__') + '.whylogs')))
     return out
 
-# %% ../nbs/05_data.ipynb 15
+# %% ../nbs/05_data.ipynb 19
 def check_constraints(data, constraints: list, name: str = 'data', raise_on_failure: bool = True) -> list[dict]:
     "Evaluate whylogs `constraints` on a DataFrame or profile view; raise `ConstraintsFailed` if any fails."
     from whylogs.core.constraints import ConstraintsBuilder

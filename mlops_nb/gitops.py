@@ -40,6 +40,7 @@ def version_tag(model: str, n: int) -> str:
     "The git tag of version `n` of `model`: `weather@v3`."
     return f'{model}@v{n}'
 
+# %% ../nbs/06b_gitops.ipynb 6
 class VersionRecord(BaseModel):
     "What the tag of a published version says about it (`git show weather@v3`)."
     model_config = ConfigDict(extra='forbid')
@@ -62,6 +63,7 @@ class VersionRecord(BaseModel):
         return (f"{version_tag(self.model, self.version)}: {shown or 'no metrics'} (commit {commit or '?'}, run {run or '?'})"
                 f"\n\n{self.model_dump_json(indent=1)}\n")
 
+# %% ../nbs/06b_gitops.ipynb 7
 def parse_record(tag: str, message: str) -> VersionRecord:
     "The record in the message of `tag`; a `RegistryError` naming the tag when it is not one."
     m = _TAG.match(tag)
@@ -75,7 +77,7 @@ def parse_record(tag: str, message: str) -> VersionRecord:
         raise RegistryError(f"tag {tag}: its record describes {version_tag(rec.model, rec.version)}; nothing was imported")
     return rec
 
-# %% ../nbs/06b_gitops.ipynb 8
+# %% ../nbs/06b_gitops.ipynb 10
 _ARTIFACTS = {'mlops_nb.onnx': 'model.onnx', 'mlops_nb.reference_profile': 'reference.whylogs',
               'mlops_nb.model_card': 'MODEL_CARD.md'}           # version tag -> bundle file
 _STORE_TAGS = {*_ARTIFACTS, 'mlops_nb.model_uri', PUBLISHED_TAG}  # point into one store: rewritten on import
@@ -93,6 +95,7 @@ def file_hashes(folder: Path) -> dict[str, str]:
             with open(p, 'rb') as f: out[p.relative_to(folder).as_posix()] = hashlib.file_digest(f, 'sha256').hexdigest()
     return out
 
+# %% ../nbs/06b_gitops.ipynb 11
 def run_pipeline_record(root: Path, run_id: str) -> dict[str, dict[str, str]]:
     "Step -> notebook, notebook hash and cache key of the pipeline run `run_id` (empty if it is not here)."
     out, d = {}, Path(root) / 'runs' / run_id
@@ -104,6 +107,7 @@ def run_pipeline_record(root: Path, run_id: str) -> dict[str, dict[str, str]]:
                          'cache_key': st.get('cache_key', '')}
     return out
 
+# %% ../nbs/06b_gitops.ipynb 12
 def _copy_run(root: Path, run_id: str, dest: Path) -> None:
     "Copy run `run_id`'s record (run.json; each step's step.json, executed notebook, figures, output profiles) to `dest`."
     src = Path(root) / 'runs' / run_id
@@ -137,6 +141,7 @@ def model_card(rec: VersionRecord) -> str:
            *(f"| {s} | {p['notebook']} | `{p['notebook_hash'][:12]}` |" for s, p in rec.pipeline.items()), '']
           if rec.pipeline else [])]) + '\n'
 
+# %% ../nbs/06b_gitops.ipynb 13
 def build_bundle(root: Path, uri: str, mv, n: int, gates: list[dict], dest: Path) -> VersionRecord:
     "Write the bundle of the local version `mv` (to be published as number `n`) into `dest`; returns its record."
     import mlflow
@@ -162,7 +167,7 @@ def build_bundle(root: Path, uri: str, mv, n: int, gates: list[dict], dest: Path
     rec.files = file_hashes(dest)
     return rec
 
-# %% ../nbs/06b_gitops.ipynb 12
+# %% ../nbs/06b_gitops.ipynb 17
 def published(repo: Repo, model: str) -> dict[int, str]:
     "Version number -> tag, for every published version of `model` we have fetched."
     out = {}
@@ -170,18 +175,22 @@ def published(repo: Repo, model: str) -> dict[int, str]:
         if (m := _TAG.match(ref.removeprefix('refs/tags/'))) and m['model'] == model: out[int(m['n'])] = m[0]
     return dict(sorted(out.items()))
 
+# %% ../nbs/06b_gitops.ipynb 18
 def published_models(repo: Repo) -> list[str]:
     "Models with at least one version tag on the remote (or in this repository, without one)."
     return sorted({m['model'] for ref in repo.remote_refs('refs/tags/*') if (m := _TAG.match(ref.removeprefix('refs/tags/')))})
 
+# %% ../nbs/06b_gitops.ipynb 19
 def read_record(repo: Repo, tag: str) -> VersionRecord:
     "The record of the published version `tag`."
     return parse_record(tag, repo.tag_message(tag))
 
+# %% ../nbs/06b_gitops.ipynb 20
 def fetch_tags(repo: Repo, models: list[str]) -> None:
     "Bring the remote's version tags of `models` into our repository (a differing local tag is an error, never replaced)."
     repo.fetch(*(f'refs/tags/{m}@v*:refs/tags/{m}@v*' for m in models))
 
+# %% ../nbs/06b_gitops.ipynb 21
 def fetch_bundle(root: Path, repo: Repo, tag: str, rec: VersionRecord) -> Path:
     "The verified, extracted bundle of `tag` (in `.mlops_nb/published/<tag>/`)."
     dest = Path(root) / PUBLISHED_DIR / tag
@@ -202,7 +211,7 @@ def fetch_bundle(root: Path, repo: Repo, tag: str, rec: VersionRecord) -> Path:
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
-# %% ../nbs/06b_gitops.ipynb 14
+# %% ../nbs/06b_gitops.ipynb 23
 class _Misnumbered(Exception): pass
 
 def _local_versions(client, model: str) -> dict[int, object]:
@@ -304,7 +313,7 @@ def sync_model(root: Path, repo: Repo, tracker: Tracker, model: str, upto: int |
             except _Misnumbered: _rebuild(tracker, model, _bundles(root, repo, pub), None, echo)
     return [pub[n] for n in sorted({*stale, *missing})]
 
-# %% ../nbs/06b_gitops.ipynb 16
+# %% ../nbs/06b_gitops.ipynb 25
 def applied_aliases(log: list[dict]) -> dict[str, dict[str, int | None]]:
     "Model -> alias -> version, as the registry log's applied and forced changes last set them."
     out = {}
@@ -312,6 +321,7 @@ def applied_aliases(log: list[dict]) -> dict[str, dict[str, int | None]]:
         if e.get('action') in ('applied', 'forced'): out.setdefault(e['model'], {})[e['alias']] = e['to']
     return out
 
+# %% ../nbs/06b_gitops.ipynb 26
 def restore_aliases(repo: Repo, client, model: str, log: list[dict]) -> None:
     "Point `model`'s aliases in the local registry where git says (see above)."
     pub = published(repo, model)
@@ -330,7 +340,7 @@ def restore_aliases(repo: Repo, client, model: str, log: list[dict]) -> None:
         cur = alias_version(client, model, alias)
         if alias not in managed and (cur is None or (PUBLISHED_TAG in cur.tags and int(cur.version) < n)): point(alias, n)
 
-# %% ../nbs/06b_gitops.ipynb 18
+# %% ../nbs/06b_gitops.ipynb 28
 @dataclass
 class Publication:
     "One version published by `publish`."
@@ -338,10 +348,12 @@ class Publication:
     record: VersionRecord
     bundle: Path | None = None   # copy of the bundle in `out`, if asked
 
+# %% ../nbs/06b_gitops.ipynb 29
 def open_registry(cfg: ProjectConfig) -> tuple[Repo, Tracker]:
     "The project's git repository (with `registry.remote`) and its MLflow store."
     return Repo.open(cfg.root, cfg.registry.remote), Tracker(cfg)
 
+# %% ../nbs/06b_gitops.ipynb 30
 def _candidate(client, model: str, version: int | None = None):
     local = _local_versions(client, model)
     if version is not None and version not in local: raise RegistryError(f"{model} version {version}: not in the local registry")
@@ -408,6 +420,7 @@ def publish(cfg: ProjectConfig, model: str | None = None, version: int | None = 
             echo(f"published {p.tag} to {where}: {p.record.message().splitlines()[0]}")
     return done
 
+# %% ../nbs/06b_gitops.ipynb 31
 def pull(cfg: ProjectConfig, targets: list[str] | None = None, echo=print) -> list[str]:
     "Import published versions (`model`, or `model@vN` and the ones before it; default: every model) and aliases."
     repo, want = Repo.open(cfg.root, cfg.registry.remote), {}
@@ -433,7 +446,7 @@ def pull(cfg: ProjectConfig, targets: list[str] | None = None, echo=print) -> li
 
 def _listing(model, pub) -> str: return f"published: {', '.join(pub.values())}" if pub else f'{model} has no published version'
 
-# %% ../nbs/06b_gitops.ipynb 22
+# %% ../nbs/06b_gitops.ipynb 35
 @dataclass
 class AliasChange:
     "One alias `models.yaml` wants moved, with the gate outcomes and what reconcile did about it."
@@ -451,6 +464,7 @@ class AliasChange:
     @property
     def failed(self) -> list[dict]: return [g for g in self.gates if not g['passed']]
 
+# %% ../nbs/06b_gitops.ipynb 36
 class ReconcileRefused(RegistryError):
     "A change `models.yaml` asks for failed a gate: recorded as refused in the registry log, not applied."
     def __init__(self, changes: list[AliasChange]):
@@ -459,6 +473,7 @@ class ReconcileRefused(RegistryError):
                                                                             for g in c.failed) for c in changes)
                          + " (recorded in the registry log; --force --reason TEXT applies it anyway)")
 
+# %% ../nbs/06b_gitops.ipynb 37
 def plan_reconcile(cfg: ProjectConfig, repo: Repo, client, log: list[dict], force: bool = False) -> list[AliasChange]:
     "The changes `models.yaml` asks for against the registry log, each with its gates and the action it gets."
     models, applied, changes = load_models(cfg.root), applied_aliases(log), []
@@ -480,6 +495,7 @@ def plan_reconcile(cfg: ProjectConfig, repo: Repo, client, log: list[dict], forc
             changes.append(c)
     return changes
 
+# %% ../nbs/06b_gitops.ipynb 38
 def reconcile(cfg: ProjectConfig, dry_run: bool = False, force: bool = False, reason: str | None = None,
               echo=print) -> list[AliasChange]:
     "Apply `models.yaml` to the registry, gates enforced and every outcome in the registry log (see above)."
@@ -508,7 +524,7 @@ def reconcile(cfg: ProjectConfig, dry_run: bool = False, force: bool = False, re
     if refused := [c for c in planned if c.action == 'refused']: raise ReconcileRefused(refused)
     return planned
 
-# %% ../nbs/06b_gitops.ipynb 23
+# %% ../nbs/06b_gitops.ipynb 39
 class PromotionRefused(RegistryError):
     "A gate failed; `gates` holds every gate's outcome."
     def __init__(self, name, version, gates):
@@ -516,6 +532,7 @@ class PromotionRefused(RegistryError):
         failed = '; '.join(f"{g['gate']} {g['rule']} ({g['detail']})" for g in gates if not g['passed'])
         super().__init__(f"{name} version {version} not promoted: failed gate {failed}")
 
+# %% ../nbs/06b_gitops.ipynb 40
 def local_version(cfg: ProjectConfig, model: str, version: int | None = None, alias: str | None = None, echo=None):
     """`model`'s version (by number or alias) in the local registry, pulled from git first when it is missing there (or,
     by number, when the local one is not the published one: a local candidate renumbered since); None if nowhere."""
@@ -533,6 +550,7 @@ def local_version(cfg: ProjectConfig, model: str, version: int | None = None, al
         mv = look()
     return mv
 
+# %% ../nbs/06b_gitops.ipynb 41
 def promotion_gates(cfg: ProjectConfig, model: str, version: int) -> list[dict]:
     "Every gate of the published `version` of `model`, against the champion `models.yaml` declares (else the registry's)."
     mv = local_version(cfg, model, version)
@@ -546,6 +564,7 @@ def promotion_gates(cfg: ProjectConfig, model: str, version: int) -> list[dict]:
     ref = local_version(cfg, model, champ) if champ and champ != version else None
     return [g.check(version_metrics(mv), version_metrics(ref) if ref else None) for g in cfg.gate_list()]
 
+# %% ../nbs/06b_gitops.ipynb 42
 def promote(cfg: ProjectConfig, model: str, version: int, alias: str = 'champion') -> list[dict]:
     "Check the gates for the published `version` of `model`; if all pass, set it as `alias` in `models.yaml`."
     gates = promotion_gates(cfg, model, version)
@@ -555,6 +574,7 @@ def promote(cfg: ProjectConfig, model: str, version: int, alias: str = 'champion
     write_models(cfg.root, models)
     return gates
 
+# %% ../nbs/06b_gitops.ipynb 43
 def rollback(cfg: ProjectConfig, model: str, alias: str = 'champion') -> tuple[int, int]:
     "Point `alias` of `model` in `models.yaml` back to the version it had before (from the registry log); returns (from, to)."
     models = load_models(cfg.root)
@@ -574,7 +594,7 @@ def rollback(cfg: ProjectConfig, model: str, alias: str = 'champion') -> tuple[i
     write_models(cfg.root, models)
     return current, previous
 
-# %% ../nbs/06b_gitops.ipynb 25
+# %% ../nbs/06b_gitops.ipynb 45
 @dataclass
 class ModelStatus:
     "A model as `mlops-nb status` shows it."
@@ -589,6 +609,7 @@ class ModelStatus:
         "Aliases whose local version differs from `models.yaml`."
         return [AliasChange(self.model, a, self.aliases.get(a), v) for a, v in self.declared.items() if self.aliases.get(a) != v]
 
+# %% ../nbs/06b_gitops.ipynb 46
 def model_status(cfg: ProjectConfig) -> list[ModelStatus]:
     "The status of each model `models.yaml` declares (see above)."
     from mlops_nb.registry import client_for
@@ -605,7 +626,7 @@ def model_status(cfg: ProjectConfig) -> list[ModelStatus]:
         out.append(ModelStatus(name, list(pub), [n for n, v in local.items() if PUBLISHED_TAG not in v.tags], aliases, declared))
     return out
 
-# %% ../nbs/06b_gitops.ipynb 27
+# %% ../nbs/06b_gitops.ipynb 48
 def history(cfg: ProjectConfig, model: str | None = None) -> list[dict]:
     "Published versions and registry log entries of `model` (default: every model), oldest first."
     repo = Repo.open(cfg.root, cfg.registry.remote)
@@ -621,6 +642,7 @@ def history(cfg: ProjectConfig, model: str | None = None) -> list[dict]:
                            'commit': rec.lineage.get('git_commit', '')})
     return sorted(events, key=lambda e: e['when'])
 
+# %% ../nbs/06b_gitops.ipynb 49
 def describe(event: dict) -> str:
     "One line for a `history` event."
     head = f"{event['when']}  "

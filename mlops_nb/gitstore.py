@@ -27,9 +27,11 @@ __all__ = ['TOKEN_ENV', 'ZERO', 'LOG_BRANCH', 'LOG_FILE', 'GitError', 'NotARepos
 class GitError(MlopsError):
     "A git command failed or the remote refused an update; the message says which and why."
 
+# %% ../nbs/06a_gitstore.ipynb 6
 class NotARepository(GitError):
     "The project is not in a git repository."
 
+# %% ../nbs/06a_gitstore.ipynb 7
 TOKEN_ENV = 'MLOPS_NB_GIT_TOKEN'  # e.g. `${{ github.token }}` in a workflow step that pushes or reads a private repo
 ZERO = '0' * 40
 
@@ -50,7 +52,7 @@ def _auth_config(url: str, token: str | None, env: dict) -> dict:
     return {'GIT_CONFIG_COUNT': str(n + 1), f'GIT_CONFIG_KEY_{n}': f'http.https://{parts.hostname}/.extraheader',
             f'GIT_CONFIG_VALUE_{n}': f'AUTHORIZATION: basic {basic}'}
 
-# %% ../nbs/06a_gitstore.ipynb 7
+# %% ../nbs/06a_gitstore.ipynb 9
 @dataclass
 class Repo:
     "The git repository holding a project, and the remote its published refs go to (None: this repository only)."
@@ -94,7 +96,7 @@ class Repo:
             raise GitError(f"git {args[0]} failed: {lines[-1] if lines else f'exit {r.returncode}'}")
         return r.stdout if binary else r.stdout.strip()
 
-# %% ../nbs/06a_gitstore.ipynb 9
+# %% ../nbs/06a_gitstore.ipynb 11
 def _write_tree(self: Repo, folder: Path) -> str:
     "Store every file under `folder` as git objects; returns the tree id."
     with tempfile.TemporaryDirectory() as d:
@@ -133,7 +135,7 @@ def _extract(self: Repo, rev: str, dest: Path) -> Path:
 Repo.write_tree, Repo.commit, Repo.tag, Repo.tag_message, Repo.files, Repo.extract = (
     _write_tree, _commit, _tag, _tag_message, _files, _extract)
 
-# %% ../nbs/06a_gitstore.ipynb 13
+# %% ../nbs/06a_gitstore.ipynb 15
 def _fetch(self: Repo, *refspecs: str) -> None:
     "Fetch `refspecs` from the remote (nothing to do without one)."
     if not self.remote: return
@@ -188,7 +190,7 @@ def _tracking(self: Repo, ref: str) -> str:
 Repo.fetch, Repo.refs, Repo.remote_refs, Repo.remote_ref, Repo.update_ref, Repo.tracking = (
     _fetch, _refs, _remote_refs, _remote_ref, _update_ref, _tracking)
 
-# %% ../nbs/06a_gitstore.ipynb 17
+# %% ../nbs/06a_gitstore.ipynb 19
 LOG_BRANCH = 'refs/heads/mlops-nb/registry'
 LOG_FILE = 'audit.jsonl'
 _LOG_README = """# mlops_nb registry log

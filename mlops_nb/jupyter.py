@@ -42,6 +42,7 @@ def run_cli(args: list[str]) -> int:
         return e.exit_code
     return 0
 
+# %% ../nbs/10_jupyter.ipynb 8
 def mlops_magic(line: str, cell: str | None = None) -> int:
     "`%mlops ARGS` runs `mlops-nb ARGS`; `%%mlops params STEP` runs STEP with the cell's assignments as overrides."
     args = shlex.split(line)
@@ -52,11 +53,12 @@ def mlops_magic(line: str, cell: str | None = None) -> int:
         args = [*project, 'run', step, *[x for k, v in cell_overrides(cell).items() for x in ('-p', f'{step}.{k}={v}')]]
     return run_cli(args)
 
+# %% ../nbs/10_jupyter.ipynb 9
 def load_ipython_extension(ipython):
     "Called by `%load_ext mlops_nb`: registers `%mlops` and `%%mlops`."
     ipython.register_magic_function(lambda line, cell=None: mlops_magic(line, cell) or None, 'line_cell', 'mlops')
 
-# %% ../nbs/10_jupyter.ipynb 9
+# %% ../nbs/10_jupyter.ipynb 11
 def _widget_for(p):
     import ipywidgets as w
     kw = {'description': p.name, 'style': {'description_width': 'initial'}}
@@ -112,11 +114,12 @@ class ParamForm:
         self.thread = threading.Thread(target=work, daemon=True)
         self.thread.start()
 
+# %% ../nbs/10_jupyter.ipynb 12
 def param_form(step: str, root: str | Path = '.'):
     "The parameter form of `step` (display its `.widget`)."
     return ParamForm(step, root)
 
-# %% ../nbs/10_jupyter.ipynb 10
+# %% ../nbs/10_jupyter.ipynb 13
 class RunExplorer:
     "A table of runs, filtered by step and profile; pick two to compare metrics and params side by side."
     def __init__(self, root: str | Path = '.'):
@@ -168,11 +171,12 @@ class RunExplorer:
             self.output.append_display_data(Image(buf.getvalue()))
         return table
 
+# %% ../nbs/10_jupyter.ipynb 14
 def run_explorer(root: str | Path = '.'):
     "The run explorer of the project (display its `.widget`)."
     return RunExplorer(root)
 
-# %% ../nbs/10_jupyter.ipynb 11
+# %% ../nbs/10_jupyter.ipynb 15
 class PromotionPanel:
     "Pick a published version: see every gate pass or fail, and write the promotion to models.yaml."
     def __init__(self, model: str, root: str | Path = '.', alias: str = 'champion'):
@@ -207,6 +211,7 @@ class PromotionPanel:
         self.status.value = (f"models.yaml: {self.model}.{self.alias} = {self.version.value}. "
                              "Commit it in a pull request; reconcile applies it after the merge.")
 
+# %% ../nbs/10_jupyter.ipynb 16
 def promotion_panel(model: str, root: str | Path = '.', alias: str = 'champion'):
     "The promotion panel for `model` (display its `.widget`)."
     return PromotionPanel(model, root, alias)

@@ -46,6 +46,7 @@ def kernel_manager_class():
             return os.path.join(jupyter_runtime_dir(), f'mlops-nb-{secrets.token_hex(6)}')
     return IPCKernelManager
 
+# %% ../nbs/02a_kernels.ipynb 6
 def step_kernel_manager(env: dict[str, str]) -> type:
     "A kernel manager class whose kernels see `env` on top of this process's environment."
     class StepKernelManager(kernel_manager_class()):
@@ -54,7 +55,7 @@ def step_kernel_manager(env: dict[str, str]) -> type:
             return await super().start_kernel(**kw)
     return StepKernelManager
 
-# %% ../nbs/02a_kernels.ipynb 7
+# %% ../nbs/02a_kernels.ipynb 8
 _LAZY = {  # mlops_nb functions -> the modules they import when called
     **dict.fromkeys(['log_model', 'load_model'], ('mlflow', 'mlflow.sklearn', 'mlflow.models', 'skops.io')),
     **dict.fromkeys(['register_model', 'client_for', 'alias_version', 'promote'], ('mlflow',)),
@@ -84,7 +85,7 @@ def _installed(top: str, root: Path) -> bool:
     except (ImportError, ValueError): return False
     return spec is not None and not (spec.origin and Path(spec.origin).resolve().is_relative_to(root))
 
-# %% ../nbs/02a_kernels.ipynb 12
+# %% ../nbs/02a_kernels.ipynb 13
 def _exit_with(owner: int, every: float = 0.5):
     "End this process once process `owner` is gone."
     while True:
@@ -128,6 +129,7 @@ def forked_kernel_manager():
             self.cleanup_ipc_files()
     return ForkedKernelManager
 
+# %% ../nbs/02a_kernels.ipynb 14
 _PRELOAD = '''def _mlops_nb_preload(mods):
     import importlib
     for m in mods:
@@ -232,7 +234,7 @@ class KernelPool:
         self.loop.close()
         atexit.unregister(self.close)
 
-# %% ../nbs/02a_kernels.ipynb 14
+# %% ../nbs/02a_kernels.ipynb 16
 @cache
 def register_warm_engine() -> str:
     "Register the `mlops_nb_warm` Papermill engine (once); returns its name."
@@ -267,6 +269,7 @@ def register_warm_engine() -> str:
     papermill_engines.register('mlops_nb_warm', WarmEngine)
     return 'mlops_nb_warm'
 
+# %% ../nbs/02a_kernels.ipynb 17
 def _papermill_logger():
     from papermill.log import logger
     return logger

@@ -44,6 +44,7 @@ def cell_progress(executed: Path) -> dict | None:
     done = sum(1 for c in cells if c.get('metadata', {}).get('papermill', {}).get('status') == 'completed')
     return {'cell': done, 'cells': len(cells)}
 
+# %% ../nbs/10a_lab.ipynb 8
 def pipeline_state(root_dir: Path, cfg: ProjectConfig, profile: str | None = None) -> dict:
     "The project's steps as the panel draws them, and the runs started from the panel."
     from mlops_nb.runner import step_status
@@ -60,7 +61,7 @@ def pipeline_state(root_dir: Path, cfg: ProjectConfig, profile: str | None = Non
     return {'project': _rel(root_dir, cfg.root), 'name': cfg.name, 'profiles': list(cfg.profiles),
             'executor': cfg.executor, 'steps': steps, 'jobs': jobs}
 
-# %% ../nbs/10a_lab.ipynb 9
+# %% ../nbs/10a_lab.ipynb 10
 @dataclass
 class Job:
     "A `mlops-nb run` started from the panel."
@@ -82,6 +83,7 @@ class Job:
             self.lines.append(line.rstrip())
             if m := re.match(r'run (\S+): \d+ steps', line): self.run_id = m[1]
 
+# %% ../nbs/10a_lab.ipynb 11
 JOBS: dict[str, Job] = {}
 
 def run_args(cfg: ProjectConfig, action: str, step: str | None, profile: str | None, executor: str | None,
@@ -96,6 +98,7 @@ def run_args(cfg: ProjectConfig, action: str, step: str | None, profile: str | N
     args += [*(['--profile', profile] if profile else []), *(['--executor', executor] if executor else [])]
     return args + [a for k, v in overrides.items() for a in ('-p', f'{k}={v}')]
 
+# %% ../nbs/10a_lab.ipynb 12
 def start_job(cfg: ProjectConfig, args: list[str]) -> Job:
     "Start `mlops-nb ARGS` on the project as a child of the server; its output is collected as it comes."
     proc = subprocess.Popen([sys.executable, '-c', 'from mlops_nb.cli import main; main()', '-C', str(cfg.root), *args],
@@ -105,6 +108,7 @@ def start_job(cfg: ProjectConfig, args: list[str]) -> Job:
     threading.Thread(target=job._read, daemon=True).start()
     return job
 
+# %% ../nbs/10a_lab.ipynb 13
 def step_of(root_dir: Path, cfg: ProjectConfig, notebook: str) -> str:
     "The step whose notebook is `notebook` (a path relative to the server's root)."
     path = (Path(root_dir).expanduser() / notebook).resolve()
@@ -112,7 +116,7 @@ def step_of(root_dir: Path, cfg: ProjectConfig, notebook: str) -> str:
     if step is None: raise MlopsError(f"{notebook} is not the notebook of a step in {cfg.root / 'mlops.yaml'}")
     return step
 
-# %% ../nbs/10a_lab.ipynb 11
+# %% ../nbs/10a_lab.ipynb 15
 def step_params(cfg: ProjectConfig, step: str, profile: str | None = None) -> list[dict]:
     "The step's notebook parameters: name, type, and the value the step gets with `profile`."
     from mlops_nb.params import notebook_params
@@ -122,12 +126,14 @@ def step_params(cfg: ProjectConfig, step: str, profile: str | None = None) -> li
     values = plan(cfg, [step], profile or None)[-1].params
     return [{'name': n, 'type': p.type, 'value': values.get(n, p.default)} for n, p in declared.items()]
 
+# %% ../nbs/10a_lab.ipynb 16
 def step_history(cfg: ProjectConfig, step: str, last: int = 12) -> list[dict]:
     "The step's metrics over its last runs, oldest first."
     from mlops_nb.report import load_runs
     return [{'run_id': r.id, 'metrics': r.steps[step].get('metrics', {})} for r in load_runs(cfg.root)
             if step in r.steps and r.steps[step].get('status') in ('done', 'cached')][-last:]
 
+# %% ../nbs/10a_lab.ipynb 17
 def models(cfg: ProjectConfig) -> list[dict]:
     "Each model of `models.yaml`: published versions with their metrics, aliases, what models.yaml declares."
     from mlops_nb.gitops import model_status
@@ -143,7 +149,7 @@ def models(cfg: ProjectConfig) -> list[dict]:
                     'candidates': m.candidates})
     return out
 
-# %% ../nbs/10a_lab.ipynb 13
+# %% ../nbs/10a_lab.ipynb 19
 ROUTE = 'mlops-nb/api'
 
 def _handlers():

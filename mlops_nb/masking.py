@@ -23,6 +23,7 @@ def redact_uri(uri: str) -> str:
     "`uri` without its password, for logs and run records: `postgresql://me:***@db/mlflow`."
     return _URI_PASSWORD.sub(lambda m: m[0].replace(f':{m[1]}@', ':***@'), uri)
 
+# %% ../nbs/03a_masking.ipynb 5
 def secret_values(env=None, uris=()) -> list[str]:
     """Values of environment variables whose name looks like a secret, and passwords inside URIs (any environment
     value, and `uris`: the stores a project configures); longest first, 4 characters or more."""
@@ -31,6 +32,7 @@ def secret_values(env=None, uris=()) -> list[str]:
     found |= {m for text in [*env.values(), *(u for u in uris if u)] for m in _URI_PASSWORD.findall(text)}
     return sorted((v for v in found if len(v) >= 4), key=len, reverse=True)
 
+# %% ../nbs/03a_masking.ipynb 6
 def scrub(text: str, secrets: list[str]) -> str:
     "`text` with every secret replaced by `[redacted]`, in each spelling a file may hold it."
     for s in secrets:
@@ -39,7 +41,7 @@ def scrub(text: str, secrets: list[str]) -> str:
             text = text.replace(form, REDACTED)
     return text
 
-# %% ../nbs/03a_masking.ipynb 7
+# %% ../nbs/03a_masking.ipynb 9
 def _texty(mime: str) -> bool:
     return mime.startswith('text/') or mime in ('application/json', 'application/javascript', 'image/svg+xml')
 

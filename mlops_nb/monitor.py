@@ -39,6 +39,7 @@ def check_schema(ref, new, features: list[str], path: Path, dtypes: dict):
         if was == 'numeric' and now != 'numeric' or (was == 'numeric' and 'object' in dtypes.get(c, '')):
             raise DataError(f"{path}: column {c!r} should be numeric like the reference, but has text values")
 
+# %% ../nbs/08_monitor.ipynb 6
 @dataclass
 class DriftReport:
     "Outcome of comparing new data with a reference profile."
@@ -52,6 +53,7 @@ class DriftReport:
     @property
     def drifted(self) -> list[str]: return [c for c, f in self.features.items() if f['drift']]
 
+# %% ../nbs/08_monitor.ipynb 7
 def compare(ref, new, features: list[str], p_value: float = 0.01, thresholds: dict | None = None) -> dict[str, dict]:
     "Per-feature drift scores of `new` against `ref` (whylogs: KS for numbers, chi-square for categories)."
     from whylogs.viz.drift.column_drift_algorithms import calculate_drift_scores
@@ -66,7 +68,7 @@ def compare(ref, new, features: list[str], p_value: float = 0.01, thresholds: di
                   'drift': p is not None and p < t}
     return out
 
-# %% ../nbs/08_monitor.ipynb 7
+# %% ../nbs/08_monitor.ipynb 9
 def reference_profile(cfg: ProjectConfig, model: str, alias: str):
     "The reference profile attached to `model@alias` in the registry (downloaded from its run)."
     import mlflow
@@ -82,6 +84,7 @@ def reference_profile(cfg: ProjectConfig, model: str, alias: str):
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')  # a terminal table, not a progress bar
     return read_profile(mlflow.artifacts.download_artifacts(ref)), f"{model}@{alias} (version {mv.version})"
 
+# %% ../nbs/08_monitor.ipynb 10
 def monitor(root: str | Path, data: str | Path, model: str | None = None, alias: str | None = None,
             reference: str | Path | None = None, out: str | Path | None = None) -> DriftReport:
     "Profile `data`, compare with the reference, write `reports/monitor/drift.{json,html}`; returns the report."
@@ -108,12 +111,13 @@ def monitor(root: str | Path, data: str | Path, model: str | None = None, alias:
         with open(summary, 'a', encoding='utf-8') as f: f.write(drift_markdown(report))
     return report
 
-# %% ../nbs/08_monitor.ipynb 8
+# %% ../nbs/08_monitor.ipynb 11
 def drift_table(report: DriftReport) -> list[list[str]]:
     "Rows (feature, test, p-value, threshold, verdict) for the terminal and the HTML page."
     return [[c, f['algorithm'], 'n/a' if f['pvalue'] is None else f"{f['pvalue']:.3g}", f"{f['threshold']:g}",
              'DRIFT' if f['drift'] else 'ok'] for c, f in report.features.items()]
 
+# %% ../nbs/08_monitor.ipynb 12
 def drift_markdown(report: DriftReport) -> str:
     "The drift table as markdown, for `$GITHUB_STEP_SUMMARY`."
     from mlops_nb.report import md_code, md_text
@@ -124,6 +128,7 @@ def drift_markdown(report: DriftReport) -> str:
             for r in drift_table(report)]
     return head + ''.join(rows)
 
+# %% ../nbs/08_monitor.ipynb 13
 def drift_html(cfg: ProjectConfig, report: DriftReport) -> str:
     import html
     from mlops_nb.masking import scrub, secret_values
@@ -137,7 +142,7 @@ def drift_html(cfg: ProjectConfig, report: DriftReport) -> str:
     return scrub(html_page(f"{cfg.name}: data drift — {len(report.drifted)} of {len(report.features)} features drifted", body),
                  secret_values())
 
-# %% ../nbs/08_monitor.ipynb 10
+# %% ../nbs/08_monitor.ipynb 15
 def act_on_drift(cfg: ProjectConfig, report: DriftReport, action: str | None = None, echo=print) -> str:
     "Carry out the configured action for a drifted `report`; returns what was done."
     import shutil

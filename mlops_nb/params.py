@@ -25,10 +25,11 @@ __all__ = ['ParamError', 'NotebookError', 'load_notebook', 'cell_source', 'param
 class ParamError(MlopsError):
     "A parameter override is unknown to the notebook, or has the wrong type."
 
+# %% ../nbs/01_params.ipynb 5
 class NotebookError(MlopsError):
     "A file is not a readable notebook."
 
-# %% ../nbs/01_params.ipynb 6
+# %% ../nbs/01_params.ipynb 7
 def load_notebook(path: Path) -> dict:
     "The notebook at `path` as a dict, or a `NotebookError` naming the file and what is wrong."
     try: nb = json.loads(Path(path).read_bytes())
@@ -40,17 +41,19 @@ def load_notebook(path: Path) -> dict:
         raise NotebookError(f"{path}: not a notebook: no 'cells' list")
     return nb
 
+# %% ../nbs/01_params.ipynb 8
 def cell_source(cell) -> str:
     src = cell.get('source', '')
     return ''.join(src) if isinstance(src, list) else src
 
+# %% ../nbs/01_params.ipynb 9
 def parameters_cell(nb: dict) -> str | None:
     "Source of the cell tagged `parameters`, if any."
     for c in nb['cells']:
         if c.get('cell_type') == 'code' and 'parameters' in c.get('metadata', {}).get('tags', []): return cell_source(c)
     return None
 
-# %% ../nbs/01_params.ipynb 8
+# %% ../nbs/01_params.ipynb 11
 _TYPES = {'int': int, 'float': float, 'bool': bool, 'str': str, 'list': list, 'dict': dict}
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Param:
     default: Any     # the default's value, or None when it is not a literal
     help: str = ''   # the trailing comment, if any
 
+# %% ../nbs/01_params.ipynb 12
 def _infer(p: dict) -> Param:
     try: default = ast.literal_eval(p['default'])
     except (ValueError, SyntaxError): default = None
@@ -81,7 +85,7 @@ def notebook_params(nb_path: Path, memo_dir: Path | None = None) -> dict[str, Pa
         memo.write_text(json.dumps({k: asdict(v) for k, v in params.items()}))
     return params
 
-# %% ../nbs/01_params.ipynb 10
+# %% ../nbs/01_params.ipynb 14
 _BOOLS = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}
 _SECRET_NAME = re.compile(r'(?i)(token|secret|password|passwd|api_?key|private_?key)')
 
@@ -108,7 +112,7 @@ def coerce(p: Param, value: Any, notebook: str, source: str) -> Any:
     except (TypeError, ValueError, KeyError, yaml.YAMLError):
         raise ParamError(f"{notebook}: parameter {p.name!r} expects {p.type}, got {value!r} (from {source})") from None
 
-# %% ../nbs/01_params.ipynb 13
+# %% ../nbs/01_params.ipynb 17
 def parse_overrides(items) -> dict[str, str]:
     "`['a=1', 'train.n=2']` -> `{'a': '1', 'train.n': '2'}`."
     out = {}
@@ -118,6 +122,7 @@ def parse_overrides(items) -> dict[str, str]:
         out[k.strip()] = v
     return out
 
+# %% ../nbs/01_params.ipynb 18
 def _layers(cfg: ProjectConfig, step: str, profile: str | None, overrides: dict):
     yield 'mlops.yaml', cfg.steps[step].params, True
     if profile: yield f"profile {profile!r}", cfg.profiles[profile].params, False
@@ -136,6 +141,7 @@ def step_params(cfg: ProjectConfig, step: str, declared: dict[str, Param], profi
                 raise ParamError(f"{nb}: unknown parameter {k!r} for step {step!r} (from {source}; declared: {known})")
     return values
 
+# %% ../nbs/01_params.ipynb 19
 def check_overrides(cfg: ProjectConfig, declared: dict[str, dict[str, Param]], run_steps, profile=None, overrides=None):
     "Refuse an unknown profile, names that no step declares, and a step-scoped override for a step not in the run."
     overrides = overrides or {}

@@ -21,12 +21,18 @@ __all__ = ['Alias', 'RegistryError', 'client_for', 'register_version', 'version_
 class RegistryError(MlopsError):
     "The registry does not hold what was asked for (model, version, alias)."
 
+# %% ../nbs/06_registry.ipynb 5
 def client_for(tracking_uri: str):
     "An `MlflowClient` whose tracking and registry are both `tracking_uri`."
     from mlflow.tracking import MlflowClient
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
-def register_version(client, name: str, model_uri: str, tags: dict | None = None, alias: str | None = None,
+# %% ../nbs/06_registry.ipynb 6
+def register_version(client,                    # an MlflowClient (see `client_for`)
+                     name: str,                 # the registered model
+                     model_uri: str,            # the logged model (runs:/... or models:/...)
+                     tags: dict | None = None,  # tags of a new version (lineage, metric.* values)
+                     alias: str | None = None,  # an alias to point at the version
                      description: str = ''):
     "Register `model_uri` as a version of `name` (or find the version already registered for it); set `alias`."
     from mlflow.exceptions import MlflowException
@@ -41,17 +47,19 @@ def register_version(client, name: str, model_uri: str, tags: dict | None = None
     if alias: client.set_registered_model_alias(name, alias, mv.version)
     return client.get_model_version(name, mv.version)
 
+# %% ../nbs/06_registry.ipynb 7
 def version_metrics(mv) -> dict[str, float]:
     "Metrics recorded on a version (tags `metric.<name>`)."
     return {k.removeprefix('metric.'): float(v) for k, v in mv.tags.items() if k.startswith('metric.')}
 
+# %% ../nbs/06_registry.ipynb 8
 def alias_version(client, name: str, alias: str):
     "The version behind `alias`, or None when the alias is not set."
     from mlflow.exceptions import MlflowException
     try: return client.get_model_version_by_alias(name, alias)
     except MlflowException: return None
 
-# %% ../nbs/06_registry.ipynb 8
+# %% ../nbs/06_registry.ipynb 12
 Alias = Annotated[str, StringConstraints(pattern=r'^[a-z][a-z0-9_-]*$')]
 
 class ModelsFile(BaseModel):
@@ -59,10 +67,12 @@ class ModelsFile(BaseModel):
     model_config = ConfigDict(extra='forbid')
     models: dict[str, dict[Alias, Annotated[int, Field(ge=1)] | None]] = {}
 
+# %% ../nbs/06_registry.ipynb 13
 def load_models(root: Path) -> ModelsFile:
     "Read and validate the project's `models.yaml` (errors name the line)."
     return load_yaml(Path(root) / 'models.yaml', ModelsFile, ' (it declares which model version serves where)')[0]
 
+# %% ../nbs/06_registry.ipynb 14
 def write_models(root: Path, models: ModelsFile) -> None:
     "Rewrite `models.yaml` atomically, keeping its leading comment block."
     path = Path(root) / 'models.yaml'

@@ -72,6 +72,7 @@ class RunRecord:
         "All steps' metrics merged (later steps win on a name clash)."
         return {k: v for s in self.steps.values() for k, v in s.get('metrics', {}).items()}
 
+# %% ../nbs/07_report.ipynb 8
 def _published_runs(root: Path) -> dict[str, tuple[str, Path]]:
     "Run id -> (tag, run folder) for the pipeline runs inside the bundles of published versions that were pulled."
     from mlops_nb.gitops import PUBLISHED_DIR
@@ -93,13 +94,14 @@ def load_runs(root: Path) -> list[RunRecord]:
         out.append(RunRecord(rid, info, {s: steps[s] for s in info['steps'] if s in steps}))
     return out
 
+# %% ../nbs/07_report.ipynb 9
 def key_metrics(cfg: ProjectConfig, runs: list[RunRecord]) -> list[str]:
     "The metrics worth a column: those the promotion gates name, else the first few of the latest run."
     seen = {k for r in runs for k in r.metrics}
     keys = [m for m in cfg.gates if m in seen]
     return keys or list(runs[-1].metrics)[:3] if runs else keys
 
-# %% ../nbs/07_report.ipynb 9
+# %% ../nbs/07_report.ipynb 11
 def model_roles(cfg: ProjectConfig) -> dict[str, dict[str, dict]]:
     "model -> alias (champion, challenger) -> {'version', 'metrics'} from the registry."
     from mlops_nb.registry import alias_version, client_for, load_models, version_metrics
@@ -113,7 +115,7 @@ def model_roles(cfg: ProjectConfig) -> dict[str, dict[str, dict]]:
                 out.setdefault(name, {})[alias] = {'version': int(mv.version), 'metrics': version_metrics(mv)}
     return out
 
-# %% ../nbs/07_report.ipynb 11
+# %% ../nbs/07_report.ipynb 13
 _CSS = """body{font-family:system-ui,sans-serif;margin:1em auto;max-width:1100px;padding:0 .8em;color:#222;line-height:1.4}
 h1,h2,code,figcaption{overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
@@ -129,6 +131,7 @@ def html_page(title: str, body: str) -> str:
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
             f'<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>')
 
+# %% ../nbs/07_report.ipynb 14
 def html_table(header: list[str], rows: list[list[str]], id: str = '') -> str:
     "An HTML table in a box that scrolls sideways on a narrow screen; cells are already-escaped HTML."
     th = ''.join(f'<th>{h}</th>' for h in header)
@@ -136,6 +139,7 @@ def html_table(header: list[str], rows: list[list[str]], id: str = '') -> str:
     attr = f' id="{id}"' if id else ''
     return f'<div class="scroll"><table{attr}><tr>{th}</tr>{body}</table></div>'
 
+# %% ../nbs/07_report.ipynb 15
 def _fmt(v) -> str: return f'{v:.4g}' if isinstance(v, (int, float)) else html.escape(str(v))
 
 def _history_plot(runs: list[RunRecord], keys: list[str], roles: dict, dest: Path) -> bool:
@@ -277,12 +281,13 @@ def build_site(root: str | Path = '.', out: str | Path | None = None) -> Path:
     write_text(index, scrub(html_page(f'{cfg.name}: pipeline reports', body), secrets))
     return index
 
-# %% ../nbs/07_report.ipynb 13
+# %% ../nbs/07_report.ipynb 17
 def md_text(s) -> str:
     "`s` as literal text in a markdown line or table cell: HTML and markdown syntax escaped, on one line."
     s = html.escape(str(s), quote=False)
     return re.sub(r'([\\`*\[\]|~])', r'\\\1', s).replace('\r', ' ').replace('\n', ' ')
 
+# %% ../nbs/07_report.ipynb 18
 def md_code(s) -> str:
     "`s` as inline code, whatever backticks it holds (and safe in a table cell)."
     s = str(s).replace('\n', ' ').replace('|', '\\|')
@@ -290,12 +295,13 @@ def md_code(s) -> str:
     pad = ' ' if s.startswith('`') or s.endswith('`') else ''
     return f'{fence}{pad}{s}{pad}{fence}'
 
+# %% ../nbs/07_report.ipynb 19
 def md_block(s) -> str:
     "`s` as a fenced code block that nothing inside it can close."
     fence = '`' * max(3, max(map(len, re.findall('`+', str(s))), default=0) + 1)
     return f'{fence}\n{s}\n{fence}'
 
-# %% ../nbs/07_report.ipynb 15
+# %% ../nbs/07_report.ipynb 21
 def _arrow(delta: float) -> str: return '▲' if delta > 0 else '▼' if delta < 0 else '='
 
 def pr_summary(root: str | Path = '.', run_id: str | None = None, site: str = 'reports') -> str:
@@ -329,6 +335,7 @@ def pr_summary(root: str | Path = '.', run_id: str | None = None, site: str = 'r
     lines += ['', f"Full report: `{site}/runs/{run.id}/index.html` (site index: `{site}/index.html`)"]
     return scrub('\n'.join(lines) + '\n', secret_values())
 
+# %% ../nbs/07_report.ipynb 22
 def write_summary(root: str | Path = '.', run_id: str | None = None, out: str | Path | None = None) -> Path:
     "Write the summary to `reports/pr/summary.md`, and append it to `$GITHUB_STEP_SUMMARY` when that is set."
     cfg = load_config(root)

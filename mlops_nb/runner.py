@@ -50,10 +50,11 @@ class StepFailed(MlopsError):
     def __reduce__(self):  # crosses process boundaries (Dask workers) intact
         return StepFailed, (self.step, self.notebook, self.cell, self.ename, self.evalue, self.tail, self.executed)
 
+# %% ../nbs/02_runner.ipynb 5
 class RunLocked(MlopsError):
     "Another `mlops-nb run` holds the project's run lock."
 
-# %% ../nbs/02_runner.ipynb 6
+# %% ../nbs/02_runner.ipynb 7
 def code_hash(nb: dict) -> str:
     "Hash of a notebook's code cell sources, in order."
     h = hashlib.sha256()
@@ -61,12 +62,14 @@ def code_hash(nb: dict) -> str:
         if c.get('cell_type') == 'code': h.update(cell_source(c).encode() + b'\0')
     return h.hexdigest()
 
+# %% ../nbs/02_runner.ipynb 8
 def cache_key(code: str, params: dict, inputs: dict[str, str], upstream: list[str]) -> str:
     "Content address of a step: code, resolved params, input hashes, upstream keys and the mlops_nb version."
     blob = json.dumps({'code': code, 'params': params, 'inputs': inputs, 'upstream': upstream, 'version': __version__},
                       sort_keys=True, default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()
 
+# %% ../nbs/02_runner.ipynb 9
 def _sha_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -90,7 +93,7 @@ class FileHashes:
     def save(self):
         if self.changed: write_json(self.memo_file, self.memo)
 
-# %% ../nbs/02_runner.ipynb 9
+# %% ../nbs/02_runner.ipynb 12
 def _object(state: Path, sha: str) -> Path: return state / 'objects' / sha[:2] / sha[2:]
 
 def _copy_atomic(src: Path, dest: Path):
@@ -113,7 +116,7 @@ def _cached(cfg: ProjectConfig, state: Path, key: str, hashes: FileHashes) -> di
         _copy_atomic(_object(state, sha), p)
     return entry
 
-# %% ../nbs/02_runner.ipynb 11
+# %% ../nbs/02_runner.ipynb 14
 @dataclass
 class StepPlan:
     step: str
@@ -123,6 +126,7 @@ class StepPlan:
     inputs: dict[str, str]          # input path -> sha256
     key: str = ''
 
+# %% ../nbs/02_runner.ipynb 15
 def plan(cfg: ProjectConfig, steps=None, profile=None, overrides=None, state: Path | None = None) -> list[StepPlan]:
     "Resolve params and cache keys of `steps` (default: all) and everything they need, in dependency order."
     state = state or cfg.root / '.mlops_nb'
@@ -141,7 +145,7 @@ def plan(cfg: ProjectConfig, steps=None, profile=None, overrides=None, state: Pa
     hashes.save()
     return list(plans.values())
 
-# %% ../nbs/02_runner.ipynb 15
+# %% ../nbs/02_runner.ipynb 19
 _ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
 
 def _source_cell(nb_path: Path, executed_index: int, injected: bool) -> int:
@@ -157,6 +161,7 @@ def project_secrets(cfg: ProjectConfig) -> list[str]:
     "The environment's secrets and the passwords in the stores `mlops.yaml` configures."
     return secret_values(uris=[cfg.tracking_uri, cfg.artifact_location, cfg.scheduler])
 
+# %% ../nbs/02_runner.ipynb 20
 def sanitize_outputs(nb_path: Path, secrets: list[str] = (), limit: int = MAX_OUTPUT_CHARS) -> int:
     """Mask `secrets` in the executed notebook (see masking), and cut text outputs longer than `limit` with a note
     saying so; returns how many outputs were cut."""
@@ -174,6 +179,7 @@ def sanitize_outputs(nb_path: Path, secrets: list[str] = (), limit: int = MAX_OU
     if cut or masked: write_text(nb_path, nbformat.writes(nb))
     return cut
 
+# %% ../nbs/02_runner.ipynb 21
 def _last_started_cell(out_nb: Path) -> int | None:
     "Index, in the executed notebook, of the last cell papermill started: where a kernel died."
     if not out_nb.exists(): return None
@@ -211,7 +217,7 @@ def execute_notebook(nb_path: Path, out_nb: Path, params: dict, step_dir: Path, 
         if out_nb.exists(): sanitize_outputs(out_nb, secrets)
     return None
 
-# %% ../nbs/02_runner.ipynb 19
+# %% ../nbs/02_runner.ipynb 25
 @dataclass
 class ExecOptions:
     executor: str = 'local'          # local: a new kernel per step; warm: kernels warmed ahead; dask: a Dask cluster
@@ -219,6 +225,7 @@ class ExecOptions:
     scheduler: str | None = None     # dask scheduler address, e.g. tls://10.0.0.5:8786
     tls: tuple[str, str, str] | None = None  # dask: CA file, client certificate, key
 
+# %% ../nbs/02_runner.ipynb 26
 def _tls_files(cfg: ProjectConfig) -> tuple[str, str, str] | None:
     if cfg.tls is None: return None
     out = []
@@ -245,6 +252,7 @@ def exec_options(cfg: ProjectConfig, executor=None, jobs=None, scheduler=None) -
                              "network you trust")
     return ExecOptions(executor, jobs, scheduler, _tls_files(cfg) if executor == 'dask' else None)
 
+# %% ../nbs/02_runner.ipynb 27
 class _Inline(Executor):
     "Runs each task at once, in this thread."
     def submit(self, fn, /, *args, **kw):
@@ -355,7 +363,7 @@ def execute_step(root: Path, p: StepPlan, run_id: str, step_dir: Path, parent: s
     return _execute(cfg, cfg.root / '.mlops_nb', p, run_id, step_dir, tracker or _worker_tracker(str(cfg.root)), parent,
                     lineage, upstream, verbose, name, pool)
 
-# %% ../nbs/02_runner.ipynb 23
+# %% ../nbs/02_runner.ipynb 31
 @dataclass
 class StepResult:
     step: str
@@ -364,6 +372,7 @@ class StepResult:
     seconds: float = 0.0
     metrics: dict = field(default_factory=dict)
 
+# %% ../nbs/02_runner.ipynb 32
 @dataclass
 class RunResult:
     run_id: str | None              # None when every step was a cache hit (nothing ran, no run folder)
@@ -371,6 +380,7 @@ class RunResult:
     dir: Path | None = None
     mlflow_run_id: str | None = None
 
+# %% ../nbs/02_runner.ipynb 33
 def _now() -> str: return time.strftime('%Y-%m-%dT%H:%M:%S%z')
 
 def _read(path: Path) -> dict: return json.loads(path.read_text()) if path.exists() else {}
@@ -474,7 +484,7 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo,
          f"MLflow: experiment {cfg.name!r}, run {parent} at {redact_uri(tracker.uri)}")
     return RunResult(run_id, [results[p.step] for p in plans], run_dir, parent)
 
-# %% ../nbs/02_runner.ipynb 25
+# %% ../nbs/02_runner.ipynb 35
 _ENTRY_KEYS = ('step', 'run_id', 'cache_key', 'notebook', 'notebook_hash', 'inputs', 'outputs', 'metrics', 'models', 'params',
                'logged_params', 'mlflow_run_id', 'source_dir')
 
@@ -527,7 +537,7 @@ def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage
     write_json(state / 'cache' / f'{p.key}.json', {k: rec[k] for k in _ENTRY_KEYS})
     return StepResult(p.step, 'done', step_dir, rec['seconds'], metrics)
 
-# %% ../nbs/02_runner.ipynb 29
+# %% ../nbs/02_runner.ipynb 39
 def parse_grid(items) -> dict[str, list[str]]:
     "`['n=50,100', 'depth=5']` -> `{'n': ['50', '100'], 'depth': ['5']}`."
     grid = {}
@@ -538,6 +548,7 @@ def parse_grid(items) -> dict[str, list[str]]:
     if not grid: raise MlopsError("sweep: give at least one NAME=V1,V2,... to vary")
     return grid
 
+# %% ../nbs/02_runner.ipynb 40
 def sweep_trials(grid: dict[str, list], random: int | None = None, seed: int = 0) -> list[dict]:
     "Every combination of `grid`, or `random` distinct ones drawn with `seed`."
     import itertools
@@ -545,6 +556,7 @@ def sweep_trials(grid: dict[str, list], random: int | None = None, seed: int = 0
     trials = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
     return rnd.Random(seed).sample(trials, min(random, len(trials))) if random else trials
 
+# %% ../nbs/02_runner.ipynb 41
 @dataclass
 class SweepResult:
     run_id: str
@@ -552,6 +564,7 @@ class SweepResult:
     trials: list[dict]              # {'params', 'metrics', 'status'} per trial
     best: dict
 
+# %% ../nbs/02_runner.ipynb 42
 def run_sweep(root: str | Path, step: str, grid: dict[str, list], *, random: int | None = None, seed: int = 0,
               metric: str | None = None, goal: str | None = None, profile: str | None = None,
               overrides: dict | None = None, verbose: bool = False, echo=None,
@@ -612,7 +625,7 @@ def run_sweep(root: str | Path, step: str, grid: dict[str, list], *, random: int
     echo(f"best of {len(results)} trials: {best['params']} with {metric}={best['metrics'][metric]:.4g} (sweep {run_id})")
     return SweepResult(run_id, metric, results, best)
 
-# %% ../nbs/02_runner.ipynb 33
+# %% ../nbs/02_runner.ipynb 46
 def _alive(pid) -> bool:
     try: os.kill(int(pid), 0)
     except (OSError, TypeError, ValueError): return False

@@ -37,6 +37,7 @@ class ServedModel:
     load_seconds: float
     reference: bytes | None = None   # the version's reference profile (whylogs), for drift of served requests
 
+# %% ../nbs/09_serve.ipynb 6
 LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1)  # seconds (the alert rules' tests use them)
 _TYPES = {'double': float, 'float': float, 'long': int, 'integer': int, 'boolean': bool, 'string': str}
 
@@ -92,6 +93,7 @@ def onnx_session(path: str | Path):
     so.add_session_config_entry('session.intra_op.allow_spinning', '0')
     return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
 
+# %% ../nbs/09_serve.ipynb 7
 def fetch_version(cfg: ProjectConfig, name: str, alias: str, runtime: str, dest: str | Path) -> dict:
     """`_resolve` in a short-lived child process: the version, its columns, and the paths of what it downloaded into
     `dest` (the model file, the reference profile)."""
@@ -101,6 +103,7 @@ def fetch_version(cfg: ProjectConfig, name: str, alias: str, runtime: str, dest:
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as child:
         return child.submit(_resolve, str(cfg.root), name, alias, runtime, str(dest)).result()
 
+# %% ../nbs/09_serve.ipynb 8
 def _onnx_predict(path: str | Path):
     "rows -> labels with the ONNX graph at `path` (read whole: the file may go once this returns)."
     import numpy as np
@@ -125,7 +128,7 @@ def load_version(cfg: ProjectConfig, name: str, alias: str, runtime: str = 'onnx
     return ServedModel(name, alias, found['version'], runtime, columns, predict, time.time(), time.perf_counter() - t0,
                        reference)
 
-# %% ../nbs/09_serve.ipynb 9
+# %% ../nbs/09_serve.ipynb 12
 async def _reply(send, status: int, detail: str, headers: tuple = ()):
     body = json.dumps({'detail': detail}).encode()
     await send({'type': 'http.response.start', 'status': status,
@@ -166,7 +169,7 @@ class BodyGuard:
         async def replay(): return whole.pop() if whole else await receive()
         await self.app(scope, replay, send)
 
-# %% ../nbs/09_serve.ipynb 13
+# %% ../nbs/09_serve.ipynb 16
 @dataclass
 class ServeOptions:
     max_batch: int = 1000             # records per request
@@ -186,6 +189,7 @@ class ServeOptions:
     check_seconds: float = 1          # how often the canary is judged
     drift_p_value: float = 0.01       # drift of served inputs (with request_log): mlops.yaml's monitor.p_value
 
+# %% ../nbs/09_serve.ipynb 17
 def _token(opts: ServeOptions) -> str | None:
     "The bearer token: the option, else `$MLOPS_NB_TOKEN`, else the file `$MLOPS_NB_TOKEN_FILE` names (container secrets)."
     if opts.token is not None: return opts.token
@@ -227,6 +231,7 @@ class RequestProfiles:
         self.rows = []
         self.on_window(view)
 
+# %% ../nbs/09_serve.ipynb 18
 def create_app(load, primary_alias: str = 'champion', shadow_alias: str | None = None, options: ServeOptions | None = None):
     """The ASGI app: FastAPI behind `BodyGuard`; `load(alias)` returns a `ServedModel` (the CLI passes `load_version`
     bound to the project)."""
@@ -420,7 +425,7 @@ def create_app(load, primary_alias: str = 'champion', shadow_alias: str | None =
         threading.Thread(target=watch, daemon=True).start()
     return BodyGuard(app, token, opts.max_body_bytes, refused=lambda status: requests.labels('none', str(status)).inc())
 
-# %% ../nbs/09_serve.ipynb 18
+# %% ../nbs/09_serve.ipynb 23
 def _loopback(host: str) -> bool:
     try: return host == 'localhost' or ipaddress.ip_address(host).is_loopback
     except ValueError: return False
@@ -445,7 +450,7 @@ def serve(root: str | Path, model: str, alias: str = 'champion', shadow: str | N
     app = create_app(lambda a: load_version(cfg, model, a, opts.runtime), alias, shadow, opts)
     uvicorn.run(app, host=host, port=port, log_level='warning', access_log=False)
 
-# %% ../nbs/09_serve.ipynb 21
+# %% ../nbs/09_serve.ipynb 26
 def load_bundle(folder: str | Path) -> ServedModel:
     "The version in a bundle folder (`serving.json` and `model.onnx`, written by `container.write_bundle`)."
     t0, folder = time.perf_counter(), Path(folder)
@@ -455,6 +460,7 @@ def load_bundle(folder: str | Path) -> ServedModel:
     return ServedModel(meta['name'], meta['alias'], meta['version'], 'onnx', columns, _onnx_predict(folder / 'model.onnx'),
                        time.time(), time.perf_counter() - t0)
 
+# %% ../nbs/09_serve.ipynb 27
 def bundle_app():
     "The app serving `$MLOPS_NB_BUNDLE` (default /model), for `uvicorn --factory`; refuses to start without a token."
     opts = ServeOptions()

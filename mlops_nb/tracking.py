@@ -29,6 +29,7 @@ def tracking_uri(cfg: ProjectConfig) -> str:
         uri = prefix + str(cfg.root / uri[len(prefix):])
     return uri
 
+# %% ../nbs/03_tracking.ipynb 5
 def artifact_location(cfg: ProjectConfig) -> str | None:
     """Where new experiments keep artifacts: `artifact_location` from `mlops.yaml` (a folder every machine sees, or
     any MLflow artifact URI), else `mlartifacts/` beside a SQLite store or in the project; a server decides for itself."""
@@ -39,6 +40,7 @@ def artifact_location(cfg: ProjectConfig) -> str | None:
     if uri.startswith('sqlite:///'): return (Path(uri[len('sqlite:///'):]).parent / 'mlartifacts').as_uri()
     return None if uri.startswith(('http://', 'https://', 'databricks')) else (cfg.root / 'mlartifacts').resolve().as_uri()
 
+# %% ../nbs/03_tracking.ipynb 6
 @contextmanager
 def mlflow_store(uri: str):
     """MLflow's default store is `uri` inside the block (`models:/` and `runs:/` URIs resolve through it), and what
@@ -50,12 +52,13 @@ def mlflow_store(uri: str):
     try: yield
     finally: mlflow.set_tracking_uri(before)  # None: unset again, and out of the environment
 
-# %% ../nbs/03_tracking.ipynb 7
+# %% ../nbs/03_tracking.ipynb 9
 def git(root: Path, *args: str) -> str | None:
     "Output of `git ARGS` in `root`, or None when git fails (not a repository, no commit yet)."
     r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
     return r.stdout.strip() if r.returncode == 0 else None
 
+# %% ../nbs/03_tracking.ipynb 10
 def git_info(root: Path) -> dict[str, str]:
     "Commit, dirty flag and author of the git checkout holding `root`."
     commit = git(root, 'rev-parse', 'HEAD')
@@ -63,7 +66,7 @@ def git_info(root: Path) -> dict[str, str]:
     return {'commit': commit, 'dirty': str(bool(git(root, 'status', '--porcelain', '--untracked-files=no'))).lower(),
             'author': git(root, 'log', '-1', '--format=%an <%ae>') or 'unknown'}
 
-# %% ../nbs/03_tracking.ipynb 9
+# %% ../nbs/03_tracking.ipynb 12
 TAG = 'mlops_nb.'  # prefix of our tags, so they never collide with MLflow's own
 
 LOCK_WAIT_ENV = 'MLOPS_NB_LOCK_WAIT'  # seconds to keep retrying a locked store (default 60)
@@ -71,6 +74,7 @@ LOCK_WAIT_ENV = 'MLOPS_NB_LOCK_WAIT'  # seconds to keep retrying a locked store 
 class StoreLocked(MlopsError):
     "The tracking store stayed locked by another writer for longer than we wait."
 
+# %% ../nbs/03_tracking.ipynb 13
 def _locked_store(e: Exception) -> bool:
     return 'database is locked' in str(e) or 'could not obtain lock' in str(e)
 
@@ -87,6 +91,7 @@ def retry_locked(fn, *args, uri: str = '', **kw):
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
+# %% ../nbs/03_tracking.ipynb 14
 class Tracker:
     "Opens and closes the MLflow runs of one pipeline run (a parent, then one nested run per executed step)."
     def __init__(self, cfg: ProjectConfig):
