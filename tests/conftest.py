@@ -9,7 +9,6 @@ from pathlib import Path
 import nbformat
 import pytest
 import requests
-from services import free_port
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
@@ -201,6 +200,7 @@ def serve_cmd():
 
 def _serve(procs, root, *args, env=None):
     "Start `mlops-nb serve` on a free port; returns (process, url) once it answers /health, or the exited process."
+    from services import free_port
     port = free_port()
     proc = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(root), 'serve', *args, '--port', str(port)],
                             env=clean_env(env), stderr=subprocess.PIPE, text=True)

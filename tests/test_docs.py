@@ -11,7 +11,7 @@ from urllib.parse import urldefrag, urlparse
 
 import pytest
 import requests
-from conftest import BIN, REPO, chromium, require_service
+from conftest import BIN, REPO, chromium, clean_env, require_service
 
 
 @pytest.fixture(scope='module')
@@ -26,7 +26,8 @@ def site(tmp_path_factory):
     r = subprocess.run([str(BIN / 'act'), 'push', '-W', '.github/workflows/docs.yml', '-P', 'ubuntu-latest=-self-hosted',
                         '--action-offline-mode', '-e', str(tmp / 'event.json'),
                         '--env', f'VENV={BIN.parent}',     # the installed environment: `make install` finds it current
-                        '--env', f'DOCS_OUT={out}'], cwd=clone, capture_output=True, text=True, timeout=2400)
+                        '--env', f'DOCS_OUT={out}'], cwd=clone, capture_output=True, text=True, timeout=2400,
+                       env=clean_env())  # not a store URI another test exported: the notebooks use their own
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-5000:]
     assert 'Job succeeded' in log and 'deploy-pages' not in log and 'upload-pages-artifact' not in log
