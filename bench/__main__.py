@@ -290,8 +290,8 @@ def serving(runs: int) -> dict:
     serve with ONNX (default) and with the sklearn model, and `mlflow models serve` (sklearn). wrk at 1 and 2
     connections, with the server and wrk pinned to different CPUs and unpinned; then 100-record batches."""
     import mlflow
+    from conftest import register_iris
     from mlflow.tracking import MlflowClient
-    from test_serve import _register
     root = Path(tempfile.mkdtemp())
     write_nb(root / 'a.ipynb', None, 'x = 1')
     (root / 'mlops.yaml').write_text('name: iris\nsteps:\n  a: {notebook: a.ipynb}\n'
@@ -299,7 +299,7 @@ def serving(runs: int) -> dict:
     uri = f"sqlite:///{root / 'mlruns.db'}"
     mlflow.set_tracking_uri(uri)
     exp = mlflow.create_experiment('iris', artifact_location=(root / 'mlartifacts').as_uri())
-    _, _, X = _register(root, MlflowClient(uri, uri), exp, 100, 'champion')  # also leaves root/model.onnx
+    _, _, X = register_iris(root, MlflowClient(uri, uri), exp, 100, 'champion')  # also leaves root/model.onnx
     one, hundred = X.iloc[0].to_dict(), X.sample(100, replace=True, random_state=0).to_dict('records')
     env = {**os.environ, 'MLFLOW_TRACKING_URI': uri, 'PATH': f"{BIN}:{os.environ['PATH']}"}
     res = {}
