@@ -40,13 +40,18 @@ class Window:
         self.seconds, self.items, self.lock = seconds, deque(), threading.Lock()
 
     def add(self, ok: bool, seconds: float, labels=()):
-        with self.lock: self.items.append((time.monotonic(), ok, seconds, tuple(labels)))
+        with self.lock:
+            self.items.append((time.monotonic(), ok, seconds, tuple(labels)))
+            self._forget()  # also while nobody asks (a withdrawn canary): memory stays one window's worth
 
     def recent(self) -> list[tuple]:
         with self.lock:
-            cut = time.monotonic() - self.seconds
-            while self.items and self.items[0][0] < cut: self.items.popleft()
+            self._forget()
             return list(self.items)
+
+    def _forget(self):
+        cut = time.monotonic() - self.seconds
+        while self.items and self.items[0][0] < cut: self.items.popleft()
 
     def clear(self):
         with self.lock: self.items.clear()
