@@ -147,6 +147,26 @@ def pipeline(repeat: int) -> dict:
     return {f'{k}_s': _stats(v) for k, v in times.items()}
 
 
+def remote(repeat: int) -> dict:
+    """The weather `pr` pipeline on Dask workers that cannot see the project (files shipped through a real MLflow
+    server with PostgreSQL, `services.remote_cluster`) vs the local warm executor, alternating, in the same run."""
+    from services import remote_cluster, remote_yaml
+    times, shipping = {'warm': [], 'remote': []}, []
+    hidden = Path(tempfile.mkdtemp())
+    with remote_cluster(hidden) as cluster:
+        for i in range(repeat + 1):  # the first round warms the workers' kernel pools and the server's store: not kept
+            local, far = _weather(hidden / f'local-{i}'), remote_yaml(_weather(hidden / f'remote-{i}'), cluster)
+            t_warm = _timed([BIN / 'mlops-nb', '-C', local, 'run', '--profile', 'pr', '--executor', 'warm'])
+            t_remote = _timed([BIN / 'mlops-nb', '-C', far, 'run', '--profile', 'pr'])
+            if i == 0: continue
+            times['warm'].append(t_warm)
+            times['remote'].append(t_remote)
+            recs = [json.loads(f.read_text()) for f in far.glob('runs/*/*/step.json')]
+            shipping.append(statistics.mean(r['shipping_seconds'] for r in recs))
+    shutil.rmtree(hidden, ignore_errors=True)
+    return {f'{k}_s': _stats(v) for k, v in times.items()} | {'shipping_s_per_step': _stats(shipping)}
+
+
 GRID = ['n_estimators=20,30,40,50', 'max_depth=4,8']
 
 
@@ -385,6 +405,10 @@ def _table(results: dict) -> list[str]:
         for k in (1, 2):
             row(f'8-trial sweep, Dask {k} worker{"s" * (k > 1)}', w, _fmt(w[f'dask_workers{k}_s']),
                 f"warm --jobs {k} {_fmt(w[f'warm_jobs{k}_s'])}", f"{_ratio(w[f'dask_workers{k}_s'], w[f'warm_jobs{k}_s']):.2f}×")
+    if r := results.get('remote'):
+        row('weather pr pipeline, Dask workers sharing no disk (files via MLflow server, PostgreSQL)', r, _fmt(r['remote_s']),
+            f"warm executor, local {_fmt(r['warm_s'])}", f"{_ratio(r['remote_s'], r['warm_s']):.2f}×")
+        row('  shipping overhead per step (upload, queue, fetch back)', r, _fmt(r['shipping_s_per_step'], digits=2))
     if (t := results.get('tracking')) and 'postgres_s_per_metric' in t:
         row('one logged metric, PostgreSQL', t, _fmt(t['postgres_s_per_metric'], 'ms', 2, 1000),
             f"SQLite {_fmt(t['sqlite_s_per_metric'], 'ms', 2, 1000)}",
@@ -449,11 +473,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument('--quick', action='store_true', help='smaller sizes (still 3 samples a figure)')
     ap.add_argument('--out', type=Path, default=REPO / 'reports' / 'bench')
-    ap.add_argument('--only', choices=['pipeline', 'sweep', 'tracking', 'cache_hit', 'monitor_profile', 'serving',
+    ap.add_argument('--only', choices=['pipeline', 'sweep', 'remote', 'tracking', 'cache_hit', 'monitor_profile', 'serving',
                                        'panel_status'], help='run one benchmark; rows of other commits are marked stale')
     a = ap.parse_args()
     cases = {'pipeline': lambda: pipeline(3),
              'sweep': lambda: sweep(3),
+             'remote': lambda: remote(3),
              'tracking': lambda: tracking(100 if a.quick else 300, 3),
              'cache_hit': lambda: cache_hit(5 if a.quick else 9),
              'monitor_profile': lambda: monitor_profile(200_000 if a.quick else 1_000_000, 3),

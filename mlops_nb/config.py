@@ -161,6 +161,7 @@ class ProjectConfig(_Strict):
     scheduler: str | None = None           # dask: scheduler address (tls://host:8786); none starts a LocalCluster
     tls: TLSConfig | None = None           # dask: certificates for a tls:// scheduler
     allow_insecure: bool = False           # dask: accept a plain tcp:// scheduler (a network you trust entirely)
+    shared_filesystem: bool = True         # dask: workers see this folder; false: files travel through the tracking server
     steps: dict[StepName, StepConfig] = Field(min_length=1)
     profiles: dict[str, ProfileConfig] = {}
     gates: dict[str, GateRule] = {}    # promotion gates, e.g. {accuracy: ">= 0.80"}

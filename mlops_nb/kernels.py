@@ -25,8 +25,8 @@ from .config import MlopsError
 from .params import cell_source, load_notebook
 
 # %% auto 0
-__all__ = ['kernel_manager_class', 'step_kernel_manager', 'notebook_imports', 'forked_kernel_manager', 'KernelPool',
-           'register_warm_engine', 'preamble']
+__all__ = ['kernel_manager_class', 'step_kernel_manager', 'notebook_imports', 'local_imports', 'missing_imports',
+           'forked_kernel_manager', 'KernelPool', 'register_warm_engine', 'preamble']
 
 # %% ../nbs/02a_kernels.ipynb 5
 @cache
@@ -62,9 +62,8 @@ _LAZY = {  # mlops_nb functions -> the modules they import when called
     **dict.fromkeys(['log_profile', 'profile', 'check_constraints', 'read_profile'], ('whylogs',)),
     'log_figure': ('matplotlib.pyplot',)}
 
-def notebook_imports(nb_path: Path, root: Path) -> tuple[str, ...]:
-    """Modules `nb_path` imports (`import a.b`, `from a.b import c` give `a.b`), and those the mlops_nb functions it
-    calls import lazily, that come from installed packages."""
+def _imports(nb_path: Path) -> dict:
+    "Modules `nb_path` imports (`import a.b`, `from a.b import c` give `a.b`), and those its mlops_nb calls import lazily."
     mods = {}
     for c in load_notebook(nb_path)['cells']:
         if c.get('cell_type') != 'code': continue
@@ -77,7 +76,11 @@ def notebook_imports(nb_path: Path, root: Path) -> tuple[str, ...]:
                 mods[n.module] = None
                 mods.update(dict.fromkeys(m for a in n.names for m in _LAZY.get(a.name, ())))
             elif isinstance(n, ast.Attribute): mods.update(dict.fromkeys(_LAZY.get(n.attr, ())))
-    return tuple(m for m in mods if _installed(m.partition('.')[0], root.resolve()))
+    return mods
+
+def notebook_imports(nb_path: Path, root: Path) -> tuple[str, ...]:
+    "The modules `nb_path` imports (see `_imports`) that come from installed packages, not from the project `root`."
+    return tuple(m for m in _imports(nb_path) if _installed(m.partition('.')[0], root.resolve()))
 
 @cache
 def _installed(top: str, root: Path) -> bool:
@@ -86,6 +89,20 @@ def _installed(top: str, root: Path) -> bool:
     return spec is not None and not (spec.origin and Path(spec.origin).resolve().is_relative_to(root))
 
 # %% ../nbs/02a_kernels.ipynb 13
+def local_imports(nb_path: Path) -> list[Path]:
+    "The project's own modules that `nb_path` imports: `<name>.py` files (or package folders) beside it."
+    here, tops = nb_path.parent, dict.fromkeys(m.partition('.')[0] for m in _imports(nb_path))
+    return [f for t in tops for f in (here / f'{t}.py', here / t) if f.is_file() or (f / '__init__.py').is_file()]
+
+def missing_imports(nb_path: Path) -> list[str]:
+    "Top-level packages `nb_path` imports that this Python cannot import (the project's own modules excepted)."
+    local = {f.stem for f in local_imports(nb_path)}
+    def importable(top):
+        try: return importlib.util.find_spec(top) is not None
+        except (ImportError, ValueError): return False
+    return [t for t in dict.fromkeys(m.partition('.')[0] for m in _imports(nb_path)) if t not in local and not importable(t)]
+
+# %% ../nbs/02a_kernels.ipynb 16
 def _exit_with(owner: int, every: float = 0.5):
     "End this process once process `owner` is gone."
     while True:
@@ -129,7 +146,7 @@ def forked_kernel_manager():
             self.cleanup_ipc_files()
     return ForkedKernelManager
 
-# %% ../nbs/02a_kernels.ipynb 14
+# %% ../nbs/02a_kernels.ipynb 17
 _PRELOAD = '''def _mlops_nb_preload(mods):
     import importlib
     for m in mods:
@@ -234,7 +251,7 @@ class KernelPool:
         self.loop.close()
         atexit.unregister(self.close)
 
-# %% ../nbs/02a_kernels.ipynb 16
+# %% ../nbs/02a_kernels.ipynb 19
 @cache
 def register_warm_engine() -> str:
     "Register the `mlops_nb_warm` Papermill engine (once); returns its name."
@@ -269,7 +286,7 @@ def register_warm_engine() -> str:
     papermill_engines.register('mlops_nb_warm', WarmEngine)
     return 'mlops_nb_warm'
 
-# %% ../nbs/02a_kernels.ipynb 17
+# %% ../nbs/02a_kernels.ipynb 20
 def _papermill_logger():
     from papermill.log import logger
     return logger

@@ -43,7 +43,9 @@ def register_version(client,                    # an MlflowClient (see `client_f
     if found: mv = found[0]
     else:
         tags = {'mlops_nb.model_uri': model_uri, **{k: str(v) for k, v in (tags or {}).items()}}
-        mv = client.create_model_version(name, model_uri, tags=tags, description=description)
+        # a logged model (`models:/m-...`) is named by id too: an MLflow server refuses the version otherwise
+        model_id = model_uri.removeprefix('models:/') if model_uri.startswith('models:/m-') else None
+        mv = client.create_model_version(name, model_uri, tags=tags, description=description, model_id=model_id)
     if alias: client.set_registered_model_alias(name, alias, mv.version)
     return client.get_model_version(name, mv.version)
 

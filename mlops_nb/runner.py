@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import sys
 import threading
@@ -18,7 +17,6 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExec
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -27,9 +25,11 @@ from . import __version__
 from .api import STEP_DIR_ENV
 from .config import MlopsError, ProjectConfig, load_config, write_json, write_text
 from .data import profile_step_files
-from .kernels import KernelPool, notebook_imports, preamble, register_warm_engine, step_kernel_manager
+from .kernels import (KernelPool, local_imports, missing_imports, notebook_imports, preamble, register_warm_engine,
+                              step_kernel_manager)
 from .params import cell_source, check_overrides, load_notebook, notebook_params, parameters_cell, step_params
 from .masking import redact_uri, scrub, scrub_outputs, secret_values
+from .shipping import copy_atomic, server_blobs, sha256_file, worker_dir
 
 # %% auto 0
 __all__ = ['MAX_OUTPUT_CHARS', 'StepFailed', 'RunLocked', 'code_hash', 'cache_key', 'FileHashes', 'StepPlan', 'plan',
@@ -70,12 +70,6 @@ def cache_key(code: str, params: dict, inputs: dict[str, str], upstream: list[st
     return hashlib.sha256(blob.encode()).hexdigest()
 
 # %% ../nbs/02_runner.ipynb 9
-def _sha_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while chunk := f.read(1 << 20): h.update(chunk)
-    return h.hexdigest()
-
 class FileHashes:
     "sha256 of files, memoised on disk by (size, mtime_ns)."
     def __init__(self, memo: Path):
@@ -86,7 +80,7 @@ class FileHashes:
         st, k = path.stat(), str(path)
         m = self.memo.get(k)
         if m and m[:2] == [st.st_size, st.st_mtime_ns]: return m[2]
-        sha = _sha_file(path)
+        sha = sha256_file(path)
         self.memo[k], self.changed = [st.st_size, st.st_mtime_ns, sha], True
         return sha
 
@@ -94,15 +88,7 @@ class FileHashes:
         if self.changed: write_json(self.memo_file, self.memo)
 
 # %% ../nbs/02_runner.ipynb 12
-def _object(state: Path, sha: str) -> Path: return state / 'objects' / sha[:2] / sha[2:]
-
-def _copy_atomic(src: Path, dest: Path):
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f'.{dest.name}.{secrets.token_hex(4)}.tmp')
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally: tmp.unlink(missing_ok=True)
+def _object(state: Path, sha: str) -> Path: return state / 'objects' / sha[:2] / sha[2:]  # as `BlobStore.local`
 
 def _cached(cfg: ProjectConfig, state: Path, key: str, hashes: FileHashes) -> dict | None:
     "The cache entry for `key` with its outputs in place (restored if needed), or None."
@@ -113,7 +99,7 @@ def _cached(cfg: ProjectConfig, state: Path, key: str, hashes: FileHashes) -> di
         p = cfg.path(rel)
         if p.is_file() and hashes(p) == sha: continue
         if not _object(state, sha).is_file(): return None
-        _copy_atomic(_object(state, sha), p)
+        copy_atomic(_object(state, sha), p)
     return entry
 
 # %% ../nbs/02_runner.ipynb 14
@@ -224,6 +210,7 @@ class ExecOptions:
     jobs: int = 1                    # steps or trials at once (dask without a scheduler: LocalCluster workers)
     scheduler: str | None = None     # dask scheduler address, e.g. tls://10.0.0.5:8786
     tls: tuple[str, str, str] | None = None  # dask: CA file, client certificate, key
+    ship: bool = False               # dask: the workers share no disk with us, files travel through the tracking server
 
 # %% ../nbs/02_runner.ipynb 26
 def _tls_files(cfg: ProjectConfig) -> tuple[str, str, str] | None:
@@ -250,7 +237,11 @@ def exec_options(cfg: ProjectConfig, executor=None, jobs=None, scheduler=None) -
             raise MlopsError(f"scheduler {scheduler}: plain TCP lets anyone who reaches the port read the data and run code on "
                              "the workers; use tls:// with certificates (tls: in mlops.yaml), or allow_insecure: true on a "
                              "network you trust")
-    return ExecOptions(executor, jobs, scheduler, _tls_files(cfg) if executor == 'dask' else None)
+    ship = executor == 'dask' and bool(scheduler) and not cfg.shared_filesystem
+    if ship:
+        from mlops_nb.tracking import tracking_uri
+        server_blobs(tracking_uri(cfg), cfg.root)  # refuses a store that is not a tracking server, in one line
+    return ExecOptions(executor, jobs, scheduler, _tls_files(cfg) if executor == 'dask' else None, ship)
 
 # %% ../nbs/02_runner.ipynb 27
 class _Inline(Executor):
@@ -267,20 +258,23 @@ def _resolved(value) -> Future:
     return f
 
 @contextmanager
-def _executor(opts: ExecOptions, root: Path | None = None, warm: list[Path] = ()):
-    """An executor for step tasks: this thread, a thread pool, or a Dask cluster. On Dask, each worker starts warming
-    kernels for the notebooks of `warm` (the first tasks) as soon as it is connected, and stops its kernels when the
-    run ends, so workers exit at once."""
+def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[Path] = ()):
+    """An executor for step tasks: this thread, a thread pool, or a Dask cluster (its workers sharing our disk, or
+    not: `_Shipping`). On Dask, each worker starts warming kernels for the notebooks of `warm` (the first tasks) as
+    soon as it is connected, and stops its kernels when the run ends, so workers exit at once."""
     if opts.executor == 'dask':
         from distributed import Client, LocalCluster
+        where = f'remote:{_project_key(cfg)}' if opts.ship else str(cfg.root)
         @contextmanager
         def warmed(client):
-            if root and warm: client.run(_warm_worker_pool, str(root), [str(nb) for nb in warm])  # returns at once
-            try: yield client.get_executor(pure=False)
+            if warm: client.run(_warm_worker_pool, where, [notebook_imports(nb, cfg.root) for nb in warm])  # at once
+            try:
+                if not opts.ship: yield client.get_executor(pure=False)
+                else:
+                    with _Shipping(client.get_executor(pure=False), cfg, opts.jobs) as ex: yield ex
             finally:
-                if root:
-                    try: client.run(_close_worker_pool, str(root))
-                    except Exception: pass  # a worker already gone has no kernel left
+                try: client.run(_close_worker_pool, where)
+                except Exception: pass  # a worker already gone has no kernel left
         if opts.scheduler:
             from distributed.security import Security
             security = Security(tls_ca_file=opts.tls[0], tls_client_cert=opts.tls[1], tls_client_key=opts.tls[2],
@@ -328,28 +322,41 @@ def _dispatch(order: list, needs: dict, submit, jobs: int, done):
             elif failure is None: failure = f.exception()
     if failure is not None: raise failure
 
-@cache
-def _worker_tracker(root: str):
-    from mlops_nb.tracking import Tracker
-    return Tracker(load_config(root))
+_worker_pools, _worker_trackers, _worker_lock = {}, {}, threading.Lock()
 
-_worker_pools, _worker_lock = {}, threading.Lock()
+def _worker_tracker(cfg: ProjectConfig):
+    "A Dask worker's tracker for the project's store, kept between its tasks."
+    from mlops_nb.tracking import Tracker, tracking_uri
+    with _worker_lock:
+        key = (cfg.name, tracking_uri(cfg))
+        if key not in _worker_trackers: _worker_trackers[key] = Tracker(cfg)
+        return _worker_trackers[key]
+
+def _project_key(cfg: ProjectConfig) -> str:
+    "Names a project's scratch folder on workers that share no disk with it."
+    return f"{cfg.name}-{hashlib.sha256(str(cfg.root).encode()).hexdigest()[:12]}"
+
+def _worker_root(where: str, worker=None) -> str:
+    "Where a Dask worker runs a project's steps: the project (a shared disk) or, for `remote:<key>`, a scratch folder."
+    return str(worker_dir(worker) / 'mlops-nb' / where.removeprefix('remote:')) if where.startswith('remote:') else where
 
 def _worker_pool(root: str) -> KernelPool | None:
     "A Dask worker's own kernel pool, kept between its tasks (none in a daemonic worker, which may not fork: cold kernels)."
     import multiprocessing
     if multiprocessing.current_process().daemon: return None
     with _worker_lock:
-        if root not in _worker_pools: _worker_pools[root] = KernelPool(Path(root), size=1)
+        if root not in _worker_pools:
+            Path(root).mkdir(parents=True, exist_ok=True)
+            _worker_pools[root] = KernelPool(Path(root), size=1)
         return _worker_pools[root]
 
-def _warm_worker_pool(root: str, notebooks: list[str]):
-    "On a Dask worker, before its first task: warm a kernel for the first of `notebooks` (`client.run`)."
-    if pool := _worker_pool(root): pool.plan([notebook_imports(Path(nb), Path(root)) for nb in notebooks])
+def _warm_worker_pool(where: str, imports: list[tuple[str, ...]], dask_worker=None):
+    "On a Dask worker, before its first task: warm a kernel with the first of `imports` (`client.run`)."
+    if pool := _worker_pool(_worker_root(where, dask_worker)): pool.plan([tuple(i) for i in imports])
 
-def _close_worker_pool(root: str):
+def _close_worker_pool(where: str, dask_worker=None):
     "On a Dask worker, when the run ends: stop its kernels, warm ones included."
-    with _worker_lock: pool = _worker_pools.pop(root, None)
+    with _worker_lock: pool = _worker_pools.pop(_worker_root(where, dask_worker), None)
     if pool: pool.close()
 
 def execute_step(root: Path, p: StepPlan, run_id: str, step_dir: Path, parent: str, lineage: dict, upstream: dict,
@@ -360,10 +367,94 @@ def execute_step(root: Path, p: StepPlan, run_id: str, step_dir: Path, parent: s
     cfg = load_config(root)
     if tracker is None and pool is None and (pool := _worker_pool(str(cfg.root))):
         pool.plan([notebook_imports(p.notebook, cfg.root)] * 2)  # one for this task, one warming for the next
-    return _execute(cfg, cfg.root / '.mlops_nb', p, run_id, step_dir, tracker or _worker_tracker(str(cfg.root)), parent,
+    return _execute(cfg, cfg.root / '.mlops_nb', p, run_id, step_dir, tracker or _worker_tracker(cfg), parent,
                     lineage, upstream, verbose, name, pool)
 
-# %% ../nbs/02_runner.ipynb 31
+# %% ../nbs/02_runner.ipynb 29
+def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, run_id: str, step_rel: str, parent: str,
+                 lineage: dict, verbose: bool, name: str | None) -> dict:
+    """A Dask task on a worker that shares no disk with the runner: fetch the step's `files` (path -> sha256) into a
+    scratch project, execute the step there, send back the hashes of its step folder's files and declared outputs
+    (and the error, if its notebook failed). The scratch project is deleted whatever happens."""
+    import dataclasses
+    import tempfile
+    from distributed import get_worker
+    base = Path(_worker_root(f'remote:{key}'))
+    base.mkdir(parents=True, exist_ok=True)
+    store, task = server_blobs(uri, base / 'objects'), Path(tempfile.mkdtemp(prefix='task-', dir=base))
+    try:
+        for rel, sha in files.items(): store.get(sha, task / rel)
+        for s, rec in records.items(): write_json(task / '.upstream' / s / 'step.json', rec)
+        p = dataclasses.replace(p, notebook=task / p.notebook)
+        if missing := missing_imports(p.notebook):
+            raise MlopsError(f"step {p.step!r}: Dask worker {get_worker().address} cannot import {', '.join(missing)} "
+                             f"({p.notebook.relative_to(task)} imports it): install the project's Python environment on "
+                             "every worker")
+        cfg, step_dir, error = load_config(task), task / step_rel, None
+        if pool := _worker_pool(str(base)): pool.plan([notebook_imports(p.notebook, base)] * 2)  # this task, the next
+        try: execute_step(task, p, run_id, step_dir, parent, lineage, {s: str(task / '.upstream' / s) for s in records},
+                          verbose, name, pool, _worker_tracker(cfg))
+        except StepFailed as e: error = (e.cell, e.ename, e.evalue, e.tail)
+        out = {'worker': get_worker().address,
+               'files': {str(f.relative_to(step_dir)): store.put(f) for f in sorted(step_dir.rglob('*')) if f.is_file()}}
+        if error: return {**out, 'error': error}
+        for rel, sha in json.loads((step_dir / 'step.json').read_text())['outputs'].items(): store.put(cfg.path(rel), sha)
+        return out
+    finally: shutil.rmtree(task, ignore_errors=True)
+
+# %% ../nbs/02_runner.ipynb 30
+class _Shipping(Executor):
+    """Runs `execute_step` tasks on Dask workers that share no disk with this machine (`_remote_step`): each task's
+    files go by content hash through the tracking server, uploaded once, and the step's files come back the same way."""
+    def __init__(self, dask: Executor, cfg: ProjectConfig, jobs: int):
+        from mlops_nb.tracking import tracking_uri
+        self.dask, self.cfg, self.uri, self.parents = dask, cfg, tracking_uri(cfg), set()
+        self.store = server_blobs(self.uri, cfg.root / '.mlops_nb' / 'objects')
+        self.store.has('0' * 64)  # a server that does not serve artifacts fails here, in one line
+        self.threads, self.lock = ThreadPoolExecutor(jobs, thread_name_prefix='mlops-nb-ship'), threading.Lock()
+
+    def submit(self, fn, root, p: StepPlan, run_id, step_dir: Path, parent, lineage, upstream, verbose=False, name=None):
+        "Like `ex.submit(execute_step, ...)`: hash what the step needs here, ship and wait in a thread."
+        import dataclasses
+        records = {s: _read(Path(d) / 'step.json') for s, d in upstream.items()}
+        known = {**{o: sha for r in records.values() for o, sha in r.get('outputs', {}).items()}, **p.inputs}
+        if undeclared := [f for f in local_imports(p.notebook) if str(f.relative_to(self.cfg.root)) not in known]:
+            rel = undeclared[0].relative_to(self.cfg.root)
+            raise MlopsError(f"step {p.step!r}: {p.notebook.relative_to(self.cfg.root)} imports the project's {rel}, which "
+                             f"workers that share no disk only get as a declared input: add it to the step's inputs in "
+                             "mlops.yaml (the cache then also sees its changes)")
+        rels = ['mlops.yaml', *(st.notebook for st in self.cfg.steps.values()), *known]
+        files = {rel: known.get(rel) or sha256_file(self.cfg.path(rel)) for rel in dict.fromkeys(rels)}
+        self.parents.add(parent)
+        return self.threads.submit(self._ship, files, records, dataclasses.replace(p, notebook=p.notebook.relative_to(
+            self.cfg.root)), run_id, step_dir, parent, lineage, verbose, name)
+
+    def _ship(self, files, records, p: StepPlan, run_id, step_dir: Path, parent, lineage, verbose, name) -> StepResult:
+        t0 = time.perf_counter()
+        with self.lock:  # one upload per content, however many tasks need it at once
+            for rel, sha in files.items(): self.store.put(self.cfg.path(rel), sha)
+        out = self.dask.submit(_remote_step, self.uri, _project_key(self.cfg), files, records, p, run_id,
+                               str(step_dir.relative_to(self.cfg.root)), parent, lineage, verbose, name).result()
+        for rel, sha in out['files'].items(): self.store.get(sha, step_dir / rel)
+        rec = {**_read(step_dir / 'step.json'), 'source_dir': str(step_dir), 'worker': out['worker']}
+        if 'error' in out:
+            write_json(step_dir / 'step.json', rec)
+            raise StepFailed(p.step, rec['notebook'], *out['error'], step_dir / p.notebook.name)
+        for rel, sha in rec['outputs'].items(): self.store.get(sha, self.cfg.path(rel))  # a step that failed lands none
+        rec['shipping_seconds'] = time.perf_counter() - t0 - rec['seconds']  # all but the notebook's run, queue included
+        write_json(step_dir / 'step.json', rec)
+        write_json(self.cfg.root / '.mlops_nb' / 'cache' / f'{p.key}.json', {k: rec[k] for k in _ENTRY_KEYS})
+        return StepResult(p.step, 'done', step_dir, rec['seconds'], rec['metrics'])
+
+    def shutdown(self, wait=True, **kw):
+        "Wait for the shipping threads; then end the MLflow runs that lost workers left RUNNING as KILLED."
+        self.threads.shutdown(wait)
+        if self.parents:
+            from mlops_nb.tracking import Tracker
+            tracker = Tracker(self.cfg)
+            for parent in self.parents: tracker.kill_unfinished(parent)
+
+# %% ../nbs/02_runner.ipynb 34
 @dataclass
 class StepResult:
     step: str
@@ -372,7 +463,7 @@ class StepResult:
     seconds: float = 0.0
     metrics: dict = field(default_factory=dict)
 
-# %% ../nbs/02_runner.ipynb 32
+# %% ../nbs/02_runner.ipynb 35
 @dataclass
 class RunResult:
     run_id: str | None              # None when every step was a cache hit (nothing ran, no run folder)
@@ -380,7 +471,7 @@ class RunResult:
     dir: Path | None = None
     mlflow_run_id: str | None = None
 
-# %% ../nbs/02_runner.ipynb 33
+# %% ../nbs/02_runner.ipynb 36
 def _now() -> str: return time.strftime('%Y-%m-%dT%H:%M:%S%z')
 
 def _read(path: Path) -> dict: return json.loads(path.read_text()) if path.exists() else {}
@@ -456,7 +547,7 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo,
              + (f" ({opts.executor} executor, {opts.jobs} at a time)" if opts.executor != 'local' or opts.jobs > 1 else ''))
         by_step, results, t0 = {p.step: (i, p) for i, p in enumerate(plans, 1)}, {}, time.perf_counter()
         try:
-            with _executor(opts, cfg.root, [p.notebook for p in plans if not hits[p.step]][:opts.jobs]) as ex:
+            with _executor(opts, cfg, [p.notebook for p in plans if not hits[p.step]][:opts.jobs]) as ex:
                 def submit(s):
                     i, p = by_step[s]
                     if entry := hits[s]:
@@ -484,7 +575,7 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo,
          f"MLflow: experiment {cfg.name!r}, run {parent} at {redact_uri(tracker.uri)}")
     return RunResult(run_id, [results[p.step] for p in plans], run_dir, parent)
 
-# %% ../nbs/02_runner.ipynb 35
+# %% ../nbs/02_runner.ipynb 38
 _ENTRY_KEYS = ('step', 'run_id', 'cache_key', 'notebook', 'notebook_hash', 'inputs', 'outputs', 'metrics', 'models', 'params',
                'logged_params', 'mlflow_run_id', 'source_dir')
 
@@ -528,7 +619,7 @@ def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage
     hashes = FileHashes(state / 'hashes.json')
     outputs = {o: hashes(cfg.path(o)) for o in st.outputs}
     for o, sha in outputs.items():
-        if not _object(state, sha).exists(): _copy_atomic(cfg.path(o), _object(state, sha))
+        if not _object(state, sha).exists(): copy_atomic(cfg.path(o), _object(state, sha))
     hashes.save()
     artifacts += profile_step_files(cfg.root, [*st.inputs, *st.outputs], step_dir / 'artifacts')
     tracker.finish(mlflow_id, 'FINISHED', {**p.params, **logged}, metrics, artifacts)
@@ -537,7 +628,7 @@ def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage
     write_json(state / 'cache' / f'{p.key}.json', {k: rec[k] for k in _ENTRY_KEYS})
     return StepResult(p.step, 'done', step_dir, rec['seconds'], metrics)
 
-# %% ../nbs/02_runner.ipynb 39
+# %% ../nbs/02_runner.ipynb 42
 def parse_grid(items) -> dict[str, list[str]]:
     "`['n=50,100', 'depth=5']` -> `{'n': ['50', '100'], 'depth': ['5']}`."
     grid = {}
@@ -548,7 +639,7 @@ def parse_grid(items) -> dict[str, list[str]]:
     if not grid: raise MlopsError("sweep: give at least one NAME=V1,V2,... to vary")
     return grid
 
-# %% ../nbs/02_runner.ipynb 40
+# %% ../nbs/02_runner.ipynb 43
 def sweep_trials(grid: dict[str, list], random: int | None = None, seed: int = 0) -> list[dict]:
     "Every combination of `grid`, or `random` distinct ones drawn with `seed`."
     import itertools
@@ -556,7 +647,7 @@ def sweep_trials(grid: dict[str, list], random: int | None = None, seed: int = 0
     trials = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
     return rnd.Random(seed).sample(trials, min(random, len(trials))) if random else trials
 
-# %% ../nbs/02_runner.ipynb 41
+# %% ../nbs/02_runner.ipynb 44
 @dataclass
 class SweepResult:
     run_id: str
@@ -564,7 +655,7 @@ class SweepResult:
     trials: list[dict]              # {'params', 'metrics', 'status'} per trial
     best: dict
 
-# %% ../nbs/02_runner.ipynb 42
+# %% ../nbs/02_runner.ipynb 45
 def run_sweep(root: str | Path, step: str, grid: dict[str, list], *, random: int | None = None, seed: int = 0,
               metric: str | None = None, goal: str | None = None, profile: str | None = None,
               overrides: dict | None = None, verbose: bool = False, echo=None,
@@ -595,7 +686,7 @@ def run_sweep(root: str | Path, step: str, grid: dict[str, list], *, random: int
                                               'executor': opts.executor})
             results = [None] * len(trials)
             try:
-                with _executor(opts, cfg.root, [p.notebook for p, h in zip(plans, hits, strict=True) if not h][:2]) as ex:
+                with _executor(opts, cfg, [p.notebook for p, h in zip(plans, hits, strict=True) if not h][:2]) as ex:
                     def submit(i):
                         if e := hits[i]: return _resolved(StepResult(step, 'cached', Path(e['source_dir']), 0.0, e['metrics']))
                         name = f"{step} {' '.join(f'{k}={v}' for k, v in typed[i].items())}"
@@ -625,7 +716,7 @@ def run_sweep(root: str | Path, step: str, grid: dict[str, list], *, random: int
     echo(f"best of {len(results)} trials: {best['params']} with {metric}={best['metrics'][metric]:.4g} (sweep {run_id})")
     return SweepResult(run_id, metric, results, best)
 
-# %% ../nbs/02_runner.ipynb 46
+# %% ../nbs/02_runner.ipynb 49
 def _alive(pid) -> bool:
     try: os.kill(int(pid), 0)
     except (OSError, TypeError, ValueError): return False

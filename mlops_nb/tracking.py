@@ -99,6 +99,7 @@ class Tracker:
         # "Creating initial tables" is not news, and a database error is re-raised (and reported once, by us)
         logging.getLogger('mlflow.store.db.utils').setLevel(logging.CRITICAL)
         self.uri = tracking_uri(cfg)
+        if self.uri.startswith(('http://', 'https://')): _reachable(self.uri)
         self.client, self.experiment_id = self._call(self._open, MlflowClient, cfg)
 
     def _call(self, fn, *args, **kw): return retry_locked(fn, *args, uri=self.uri, **kw)
@@ -132,3 +133,20 @@ class Tracker:
                    params=[Param(k, scrub(str(v), secrets)[:6000]) for k, v in (params or {}).items()])
         for a in artifacts: self._call(self.client.log_artifact, run_id, str(a))
         self._call(self.client.set_terminated, run_id, status)
+
+    def kill_unfinished(self, parent: str) -> int:
+        "End as KILLED the runs under `parent` still RUNNING (their process died: a lost Dask worker); returns how many."
+        runs = self._call(self.client.search_runs, [self.experiment_id],
+                          f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'")
+        for r in runs: self._call(self.client.set_terminated, r.info.run_id, 'KILLED')
+        return len(runs)
+
+def _reachable(uri: str):
+    """Refuse, in one line, a tracking server that does not answer: MLflow's own client retries for minutes first.
+    Only a refused or timed-out connection counts: what the server answers is MLflow's business."""
+    import requests
+    try: requests.get(f"{uri.rstrip('/')}/health", timeout=10)
+    except requests.RequestException as e:
+        reason = m.group(1) if (m := re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(e))) else type(e).__name__
+        raise MlopsError(f"tracking server {redact_uri(uri)} unreachable ({reason}): start it, or check tracking_uri "
+                         "in mlops.yaml and MLFLOW_TRACKING_URI") from None

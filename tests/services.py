@@ -4,6 +4,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -108,3 +109,68 @@ def prometheus(config: Path):
         proc.terminate()
         proc.wait(30)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def mlflow_server(backend: str, artifacts: Path, log: Path):
+    """A real `mlflow server` on a free localhost port with `backend` as its store and proxied artifacts kept in
+    `artifacts` (`--artifacts-destination`); its access log goes to `log`. Yields its URL; stopped on exit."""
+    import requests
+    port = free_port()
+    url = f'http://127.0.0.1:{port}'
+    with open(log, 'w') as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / 'mlflow'), 'server', '--backend-store-uri', backend,
+                                 '--artifacts-destination', str(artifacts), '--host', '127.0.0.1', '--port', str(port),
+                                 '--workers', '1'], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        for _ in range(600):
+            try:
+                if requests.get(f'{url}/health', timeout=5).ok: break
+            except requests.RequestException: pass  # not listening yet, or busy starting
+            if proc.poll() is not None: raise RuntimeError(f'mlflow server exited: {log.read_text()[-2000:]}')
+            time.sleep(0.1)
+        else: raise RuntimeError(f'mlflow server did not answer in 60 s: {log.read_text()[-2000:]}')
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(30)
+
+
+@contextlib.contextmanager
+def remote_cluster(hidden: Path, workers: int = 2):
+    """PostgreSQL, `mlflow server` with proxied artifacts, a TLS Dask scheduler and `workers` `dask worker` processes,
+    each in a private mount namespace where an empty tmpfs covers `hidden` (where the projects live): the workers
+    share no file of the projects with the runner. Needs root (the mount namespace). Yields the addresses, the
+    certificates, the server's access log and the worker processes (each a nanny; its worker is a child process)."""
+    outside = Path(tempfile.mkdtemp(prefix='mlops-nb-cluster-'))
+    certs = tls_files(outside / 'certs')
+    tls = ['--tls-ca-file', str(certs['ca']), '--tls-cert', str(certs['cert']), '--tls-key', str(certs['key'])]
+    port, procs, bin_ = free_port(), [], Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if k != 'MLFLOW_TRACKING_URI'}
+    env['DASK_DISTRIBUTED__WORKER__DAEMON'] = 'False'  # workers may fork warm kernels
+    try:
+        with postgres() as pg, mlflow_server(pg, outside / 'artifacts', outside / 'mlflow.log') as url:
+            procs.append(subprocess.Popen([str(bin_ / 'dask'), 'scheduler', '--protocol', 'tls', '--host', '127.0.0.1',
+                                           '--port', str(port), '--no-dashboard', *tls], env=env, stderr=subprocess.DEVNULL))
+            for i in range(workers):
+                with open(outside / f'worker-{i}.log', 'w') as log:
+                    procs.append(subprocess.Popen(
+                        ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs tmpfs "$0" && exec "$@"',
+                         str(hidden), str(bin_ / 'dask'), 'worker', f'tls://127.0.0.1:{port}', '--nthreads', '1',
+                         '--no-dashboard', '--local-directory', str(outside / f'worker-{i}'), *tls], env=env, stderr=log))
+            yield {'url': url, 'scheduler': f'tls://127.0.0.1:{port}', 'certs': certs, 'hidden': hidden, 'outside': outside,
+                   'workers': procs[1:], 'log': outside / 'mlflow.log'}
+    finally:
+        for p in procs: p.terminate()
+        for p in procs: p.wait(30)
+        shutil.rmtree(outside, ignore_errors=True)
+
+
+def remote_yaml(root: Path, cluster: dict, jobs: int = 2):
+    "Move the weather-style project `root` (SQLite, warm executor) to `cluster` by editing its `mlops.yaml` only."
+    c = cluster['certs']
+    y = root / 'mlops.yaml'
+    y.write_text(y.read_text().replace('tracking_uri: sqlite:///mlruns.db', f"tracking_uri: {cluster['url']}")
+                 .replace('executor: warm', f"executor: dask\nscheduler: {cluster['scheduler']}\njobs: {jobs}\n"
+                          f"tls: {{ca_file: {c['ca']}, cert: {c['cert']}, key: {c['key']}}}\nshared_filesystem: false"))
+    return root
