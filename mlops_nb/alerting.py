@@ -57,7 +57,11 @@ def _render(text: str, labels: dict) -> str:
     for k, v in labels.items(): text = text.replace(f'{{{{ $labels.{k} }}}}', v)
     return text
 
-def rule_tests(rules_file: str, model: str, job: str, limits) -> dict:
+def rule_tests(rules_file: str, # the rules file the tests load
+               model: str,      # the served model
+               job: str,        # the Prometheus job
+               limits,          # serve.canary of mlops.yaml
+               ) -> dict:
     "A `promtool test rules` file: every alert of `alert_rules` fired by some series, and not fired by others."
     rules = {r['alert']: r for r in alert_rules(model, job, limits)}
     def case(alert, series, labels, fires, at='10m'):
@@ -93,7 +97,9 @@ def rule_tests(rules_file: str, model: str, job: str, limits) -> dict:
     return {'rule_files': [rules_file], 'evaluation_interval': '1m', 'tests': tests}
 
 # %% ../nbs/09b_alerting.ipynb 12
-def dashboard(model: str, job: str) -> dict:
+def dashboard(model: str, # the served model
+              job: str,   # the Prometheus job
+              ) -> dict:
     "A Grafana dashboard (schema 39) of `model`'s server; the Prometheus data source is chosen on import."
     sel = f'job="{job}"'
     def panel(i, title, unit, *targets):
@@ -124,15 +130,24 @@ def dashboard(model: str, job: str) -> dict:
             'templating': {'list': [{'name': 'datasource', 'type': 'datasource', 'query': 'prometheus', 'label': 'Prometheus'}]}}
 
 # %% ../nbs/09b_alerting.ipynb 15
-def scrape_config(job: str, target: str, token_file: str, interval: str = '15s') -> dict:
+def scrape_config(job: str,              # the Prometheus job
+                  target: str,           # host:port of the server
+                  token_file: str,       # the file holding the bearer token
+                  interval: str = '15s', # scrape interval
+                  ) -> dict:
     "A Prometheus config scraping the server at `target`, its bearer token read from `token_file`."
     return {'global': {'scrape_interval': interval, 'evaluation_interval': interval},
             'scrape_configs': [{'job_name': job, 'static_configs': [{'targets': [target]}],
                                 'authorization': {'type': 'Bearer', 'credentials_file': token_file}}]}
 
 # %% ../nbs/09b_alerting.ipynb 16
-def export(cfg: ProjectConfig, model: str, out: str | Path, job: str | None = None, target: str = '127.0.0.1:8000',
-           token_file: str = '/etc/prometheus/mlops-nb-token') -> list[Path]:
+def export(cfg: ProjectConfig,                                 # the project
+           model: str,                                         # the served model
+           out: str | Path,                                    # the folder to write
+           job: str | None = None,                             # the Prometheus job (default: mlops-nb-<model>)
+           target: str = '127.0.0.1:8000',                     # host:port of the server
+           token_file: str = '/etc/prometheus/mlops-nb-token', # the file holding the bearer token, where Prometheus runs
+           ) -> list[Path]:
     "Write `model`'s rules, their tests, the dashboard and a scrape config into `out`; returns the files written."
     job, out = job or f'mlops-nb-{model}', Path(out)
     rules = f'{model}.rules.yml'

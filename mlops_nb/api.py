@@ -27,11 +27,11 @@ STEP_DIR_ENV = 'MLOPS_NB_STEP_DIR'
 class StepContext:
     "What a notebook knows about the pipeline it runs in (read from the step folder, or built for an ad-hoc run)."
     root: Path                      # project root
-    tracking_uri: str
-    experiment: str
-    step: str = 'adhoc'
+    tracking_uri: str               # the MLflow store
+    experiment: str                 # the project's experiment
+    step: str = 'adhoc'             # the step (adhoc outside a run)
     run_id: str | None = None       # pipeline run id (`runs/<run_id>/`)
-    mlflow_run_id: str | None = None
+    mlflow_run_id: str | None = None # the step's MLflow run
     dir: Path | None = None         # step folder; None for an ad-hoc run
     upstream: dict[str, str] = field(default_factory=dict)  # step -> folder holding its step.json
     lineage: dict[str, str] = field(default_factory=dict)   # git commit, dirty flag, version, profile, run id
@@ -67,14 +67,16 @@ def _inside(name: str | os.PathLike) -> Path:
     if not p.is_relative_to(root): raise MlopsError(f"path {str(name)!r} leaves the project folder {root}")
     return p
 
-def input_path(name: str | os.PathLike) -> Path:
+def input_path(name: str | os.PathLike, # a path relative to the project
+               ) -> Path:
     "Absolute path of the project file `name`, which must exist."
     p = _inside(name)
     if not p.exists(): raise MlopsError(f"input {str(name)!r} not found at {p} (is the step that writes it in `needs`?)")
     return p
 
 # %% ../nbs/04_api.ipynb 9
-def output_path(name: str | os.PathLike) -> Path:
+def output_path(name: str | os.PathLike, # a path relative to the project (declare it under outputs)
+                ) -> Path:
     "Absolute path for writing the project file `name`; its folder is created."
     p = _inside(name)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -115,19 +117,23 @@ def _mlflow():
         print(f"mlops_nb: ad-hoc MLflow run {mlflow.active_run().info.run_id} (not part of a pipeline run)")
     return mlflow
 
-def log_metrics(metrics: dict[str, float]):
+def log_metrics(metrics: dict[str, float], # name -> number
+                ):
     "Log several metrics (numbers)."
     metrics = {k: float(v) for k, v in metrics.items()}
     if context().adhoc: _mlflow().log_metrics(metrics)
     else: _merge('metrics', metrics)
 
 # %% ../nbs/04_api.ipynb 14
-def log_metric(name: str, value: float):
+def log_metric(name: str,    # the metric
+               value: float, # a number
+               ):
     "Log one metric."
     log_metrics({name: value})
 
 # %% ../nbs/04_api.ipynb 15
-def log_params(params: dict[str, Any]):
+def log_params(params: dict[str, Any], # name -> value (stored as text)
+               ):
     "Log parameters that are not notebook parameters (e.g. a model's effective settings); secrets in them are masked."
     from mlops_nb.masking import scrub, secret_values
     secrets = secret_values()
@@ -163,14 +169,16 @@ def log_model(model,                                  # a fitted scikit-learn es
     return info.model_uri
 
 # %% ../nbs/04_api.ipynb 20
-def upstream_dir(step: str) -> Path:
+def upstream_dir(step: str, # a step this one needs
+                 ) -> Path:
     "Folder of the latest successful run of `step` (its step.json, models.json, artifacts)."
     d = context().upstream.get(step)
     if d is None: raise MlopsError(f"step {step!r} has no successful run yet (run it, or add it to `needs`)")
     return Path(d)
 
 # %% ../nbs/04_api.ipynb 21
-def upstream_record(step: str) -> dict:
+def upstream_record(step: str, # a step this one needs
+                    ) -> dict:
     "The `step.json` of `step`'s latest successful run: params, metrics, models, outputs, MLflow run id."
     return json.loads((upstream_dir(step) / 'step.json').read_text())
 

@@ -18,14 +18,17 @@ from .config import CanaryLimits
 __all__ = ['bucket', 'Split', 'Window', 'Verdict', 'class_divergence', 'judge']
 
 # %% ../nbs/09a_canary.ipynb 6
-def bucket(key: str) -> float:
+def bucket(key: str, # a client's X-Request-Key
+           ) -> float:
     "Where a client key falls in [0, 100): the same key always in the same place."
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), 'big') / 2**64 * 100
 
 # %% ../nbs/09a_canary.ipynb 7
 class Split:
     "The share of traffic (percent) the canary gets; the rest goes to the primary."
-    def __init__(self, percent: float = 0):
+    def __init__(self,
+                 percent: float = 0, # share of requests for the canary
+                 ):
         self.percent = percent
 
     def choose(self, key: str | None = None) -> str:
@@ -36,7 +39,9 @@ class Split:
 # %% ../nbs/09a_canary.ipynb 11
 class Window:
     "Requests of the last `seconds` for one variant: when, whether the model call worked, its latency, its labels."
-    def __init__(self, seconds: float):
+    def __init__(self,
+                 seconds: float, # how far back requests count
+                 ):
         self.seconds, self.items, self.lock = seconds, deque(), threading.Lock()
 
     def add(self, ok: bool, seconds: float, labels=()):
@@ -60,11 +65,13 @@ class Window:
 @dataclass
 class Verdict:
     "Why the canary leaves traffic: `reason` is errors, latency or divergence (a metric label); `detail` for people."
-    reason: str
-    detail: str
+    reason: str                     # errors, latency or divergence
+    detail: str                     # the figures, for people
 
 # %% ../nbs/09a_canary.ipynb 14
-def class_divergence(a: Counter, b: Counter) -> float:
+def class_divergence(a: Counter, # the canary's predicted classes
+                     b: Counter, # the primary's
+                     ) -> float:
     "p-value that class counts `a` and `b` come from one distribution (chi-square test of the 2×k table)."
     from scipy.stats import chi2_contingency
     labels = sorted(set(a) | set(b))
@@ -72,7 +79,10 @@ def class_divergence(a: Counter, b: Counter) -> float:
     return float(chi2_contingency([[a[k] for k in labels], [b[k] for k in labels]]).pvalue)
 
 # %% ../nbs/09a_canary.ipynb 15
-def judge(limits: CanaryLimits, canary: list[tuple], primary: list[tuple]) -> Verdict | None:
+def judge(limits: CanaryLimits, # serve.canary of mlops.yaml
+          canary: list[tuple],  # the canary's (time, ok, seconds, class) in the window
+          primary: list[tuple], # the primary's
+          ) -> Verdict | None:
     "Whether the canary's recent requests (`Window.recent`) break `limits`, compared with the primary's."
     n = len(canary)
     if n < limits.min_requests: return None

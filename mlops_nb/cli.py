@@ -5,6 +5,8 @@
 # %% ../nbs/12_cli.ipynb 3
 from __future__ import annotations
 
+import atexit
+import gc
 import re
 from pathlib import Path
 
@@ -45,7 +47,12 @@ def cli(ctx, project):
 # %% ../nbs/12_cli.ipynb 5
 def _root(ctx) -> Path: return find_root(ctx.obj)
 
-def main(): cli(prog_name='mlops-nb')
+def main():
+    """The `mlops-nb` command. This process runs no user code (kernels do), so at exit it skips the interpreter's
+    final garbage collections over MLflow, pandas and scikit-learn: `gc.freeze`, registered first, runs after every
+    other exit handler (measured on the weather pipeline: the process ends about 1 s sooner)."""
+    atexit.register(gc.freeze)
+    cli(prog_name='mlops-nb')
 
 # %% ../nbs/12_cli.ipynb 7
 @cli.command()
@@ -182,7 +189,7 @@ def _canary(ctx, param, value):
 @click.option('--alias', default='champion', show_default=True, help='Registry alias to serve.')
 @click.option('--shadow', metavar='ALIAS', help='Also score every request with this alias, off the response path.')
 @click.option('--host', default='127.0.0.1', show_default=True, help='Interface to bind (localhost only by default).')
-@click.option('--port', default=8000, show_default=True)
+@click.option('--port', default=8000, show_default=True, help='Port to listen on.')
 @click.option('--max-batch', default=1000, show_default=True, help='Most records in one request.')
 @click.option('--poll', default=0.0, help='Re-resolve aliases every N seconds (0: only on POST /admin/reload).')
 @click.option('--log-requests', type=click.Path(file_okay=False, path_type=Path), help='Profile inputs here (whylogs).')
@@ -338,7 +345,7 @@ def reconcile(ctx, dry_run, force, reason):
 # %% ../nbs/12_cli.ipynb 24
 @cli.command()
 @click.argument('model')
-@click.option('--alias', default='champion', show_default=True)
+@click.option('--alias', default='champion', show_default=True, help='The alias to move back.')
 @click.pass_context
 def rollback(ctx, model, alias):
     "Point MODEL's alias in models.yaml back to its previous version (no gates: the way back from a bad release)."
@@ -359,7 +366,9 @@ def history(ctx, model):
 _TEMPLATE_FILES = ('mlops.yaml', 'models.yaml', 'requirements.txt', '.gitignore', 'notebooks/*.ipynb', 'notebooks/*.py',
                    '.github/workflows/*.yml', '.github/actions/*/action.yml')
 
-def init_project(dest: Path, name: str | None = None) -> list[Path]:
+def init_project(dest: Path,              # the new project folder
+                 name: str | None = None, # the project's name (default: the folder's)
+                 ) -> list[Path]:
     "Write a new project into `dest` from the weather example; returns the files written."
     import importlib.resources
     import re
@@ -391,7 +400,9 @@ def init(path, name):
 # %% ../nbs/12_cli.ipynb 30
 _WORKFLOWS = {'pull_request': 'ci.yml', 'push': 'release.yml', 'workflow_dispatch': 'release.yml', 'schedule': 'monitor.yml'}
 
-def ci_event(root: Path, event: str) -> dict:
+def ci_event(root: Path, # the project folder
+             event: str, # pull_request or push
+             ) -> dict:
     "A minimal GitHub event payload for `event` from the current branch and commit, marked as act's."
     from mlops_nb.tracking import git
     branch, sha = git(root, 'rev-parse', '--abbrev-ref', 'HEAD') or 'main', git(root, 'rev-parse', 'HEAD') or ''
@@ -401,8 +412,13 @@ def ci_event(root: Path, event: str) -> dict:
     return {'act': True, 'ref': f'refs/heads/{branch}', 'after': sha, 'head_commit': {'id': sha}}
 
 # %% ../nbs/12_cli.ipynb 31
-def run_ci(root: Path, event: str = 'pull_request', out: Path | None = None, secrets: dict | None = None,
-           workflow: str | None = None, echo=print) -> tuple[int, Path]:
+def run_ci(root: Path,                  # the project folder
+           event: str = 'pull_request', # pull_request or push
+           out: Path | None = None,     # where the job leaves its reports (default: a temporary folder)
+           secrets: dict | None = None, # secrets the workflow gets (none for a pull request)
+           workflow: str | None = None, # one workflow file (default: all that the event triggers)
+           echo=print,                  # where progress lines go
+           ) -> tuple[int, Path]:
     "Run the workflow for `event` with act in host mode; returns act's exit code and the output folder."
     import json
     import os

@@ -73,8 +73,8 @@ GateRule = Annotated[str, AfterValidator(_gate_rule)]
 @dataclass(frozen=True)
 class Gate:
     "A parsed promotion gate on one metric."
-    metric: str
-    text: str
+    metric: str                     # the metric the rule reads
+    text: str                       # the rule as written, e.g. '>= champion - 0.01'
 
     def __post_init__(self): _gate_rule(self.text)
 
@@ -253,7 +253,10 @@ def _check_graph(cfg: ProjectConfig, fail):
         cycle = e.args[1]
         fail(('steps', cycle[0], 'needs'), f"cycle in needs: {' -> '.join(cycle)}")
 
-def load_yaml(path: Path, model: type[BaseModel], missing_hint: str = ''):
+def load_yaml(path: Path,             # the YAML file
+              model: type[BaseModel], # the pydantic model it must match
+              missing_hint: str = '', # what to do when the file is missing
+              ):
     "Parse `path` with `yaml.safe_load` and validate it as `model`; returns (instance, fail) for further checks."
     try: text = Path(path).read_text(encoding='utf-8')
     except FileNotFoundError: raise ConfigError(f"{path}: not found{missing_hint}") from None
@@ -275,7 +278,8 @@ def load_yaml(path: Path, model: type[BaseModel], missing_hint: str = ''):
         fail(err['loc'], _describe(err, model))
 
 # %% ../nbs/00_config.ipynb 27
-def load_config(path: str | Path = 'mlops.yaml') -> ProjectConfig:
+def load_config(path: str | Path = 'mlops.yaml', # mlops.yaml, or the project folder holding it
+                ) -> ProjectConfig:
     "Read and validate a project's `mlops.yaml` (or the one inside the folder `path`)."
     path = Path(path)
     if path.is_dir(): path = path / 'mlops.yaml'
@@ -285,7 +289,8 @@ def load_config(path: str | Path = 'mlops.yaml') -> ProjectConfig:
     return cfg
 
 # %% ../nbs/00_config.ipynb 29
-def find_root(start: str | Path = '.') -> Path:
+def find_root(start: str | Path = '.', # a folder inside the project
+              ) -> Path:
     "The nearest folder at or above `start` that holds `mlops.yaml`."
     start = Path(start).resolve()
     for d in (start, *start.parents):
@@ -293,7 +298,9 @@ def find_root(start: str | Path = '.') -> Path:
     raise ConfigError(f"no mlops.yaml in {start} or any parent folder (`mlops-nb init` creates a project)")
 
 # %% ../nbs/00_config.ipynb 30
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, # the file (replaced atomically)
+               text: str,  # its new content
+               ) -> None:
     "Write `text` to `path` atomically (temporary file in the same folder, fsync, then rename)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -308,6 +315,8 @@ def write_text(path: Path, text: str) -> None:
         raise
 
 # %% ../nbs/00_config.ipynb 31
-def write_json(path: Path, data) -> None:
+def write_json(path: Path, # the file (replaced atomically)
+               data,       # JSON-serialisable data
+               ) -> None:
     "Write `data` as JSON to `path` atomically."
     write_text(path, json.dumps(data, indent=1, default=str))

@@ -22,7 +22,11 @@ __all__ = ['SERVER_PACKAGES', 'DOCKERFILE', 'write_bundle', 'requirements', 'wri
 # %% ../nbs/09c_container.ipynb 4
 SERVER_PACKAGES = ('fastapi', 'uvicorn', 'onnxruntime', 'numpy', 'prometheus-client', 'pydantic', 'pyyaml')
 
-def write_bundle(cfg: ProjectConfig, model: str, alias: str, dest: str | Path) -> dict:
+def write_bundle(cfg: ProjectConfig, # the project
+                 model: str,         # the registered model
+                 alias: str,         # the version, by alias
+                 dest: str | Path,   # the folder to write
+                 ) -> dict:
     "Copy `model@alias`'s ONNX export into `dest` with its `serving.json`; returns what was written there."
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -61,8 +65,13 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=10s CMD ["/opt/serve/bin/
 CMD ["/opt/serve/bin/uvicorn", "--factory", "mlops_nb.serve:bundle_app", "--no-access-log"]
 '''
 
-def write_context(cfg: ProjectConfig, model: str, alias: str, out: str | Path, base: str = 'python:3.11-slim',
-                  port: int = 8000) -> Path:
+def write_context(cfg: ProjectConfig,             # the project
+                  model: str,                     # the registered model
+                  alias: str,                     # the version, by alias
+                  out: str | Path,                # the build context folder (must not exist)
+                  base: str = 'python:3.11-slim', # the base image
+                  port: int = 8000,               # the port the server listens on
+                  ) -> Path:
     "Write the build context of `model@alias`'s server into `out` (replaced whole, or left as it was on failure)."
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,33 +16,41 @@ __all__ = ['TABULAR', 'ConstraintsFailed', 'format_report', 'profile', 'write_pr
 # %% ../nbs/05_data.ipynb 4
 class ConstraintsFailed(MlopsError):
     "Data constraints failed; `report` holds every constraint's outcome."
-    def __init__(self, name: str, report: list[dict]):
+    def __init__(self,
+                 name: str,          # the data checked
+                 report: list[dict], # one {constraint, passed} per constraint
+                 ):
         self.report = report
         failed = [r for r in report if not r['passed']]
         super().__init__(f"{len(failed)} of {len(report)} data constraints failed on {name}:\n" + format_report(failed))
 
 # %% ../nbs/05_data.ipynb 5
-def format_report(report: list[dict]) -> str:
+def format_report(report: list[dict], # one {constraint, passed} per constraint
+                  ) -> str:
     "A fixed-width table of constraint outcomes."
     w = max([len(r['constraint']) for r in report] + [10])
     return '\n'.join([f"  {'constraint':<{w}}  result", *(f"  {r['constraint']:<{w}}  {'pass' if r['passed'] else 'FAIL'}"
                                                           for r in report)])
 
 # %% ../nbs/05_data.ipynb 6
-def profile(df):
+def profile(df, # a pandas DataFrame
+            ):
     "whylogs profile view of a pandas DataFrame."
     import whylogs as why
     return why.log(pandas=df).view()
 
 # %% ../nbs/05_data.ipynb 7
-def write_profile(view, path: Path) -> Path:
+def write_profile(view,       # a whylogs profile view
+                  path: Path, # the .whylogs file to write
+                  ) -> Path:
     "Write a profile view to `path` (whylogs binary format)."
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     view.write(str(path))
     return Path(path)
 
 # %% ../nbs/05_data.ipynb 8
-def read_profile(path: Path):
+def read_profile(path: Path, # a .whylogs file
+                 ):
     "Read a profile view written by `write_profile`."
     from whylogs.core import DatasetProfileView
     try: return DatasetProfileView.read(str(path))
@@ -54,7 +62,8 @@ class DataError(MlopsError):
     "A data file cannot be used: missing, unreadable, empty, or with a schema the reference does not have."
 
 # %% ../nbs/05_data.ipynb 11
-def profile_summary(view) -> list[dict]:
+def profile_summary(view, # a whylogs profile view
+                    ) -> list[dict]:
     "Per column: rows, nulls, min, mean, max (the last three None for a column without numbers)."
     out = []
     for name, col in sorted(view.get_columns().items()):
@@ -64,7 +73,8 @@ def profile_summary(view) -> list[dict]:
     return out
 
 # %% ../nbs/05_data.ipynb 12
-def outputs_hash(outputs: dict[str, dict[str, str]]) -> str:
+def outputs_hash(outputs: dict[str, dict[str, str]], # step -> its declared outputs (path -> sha256)
+                 ) -> str:
     "One sha256 for the declared outputs of steps (step -> file -> sha256); steps without outputs add nothing."
     import hashlib
     import json
@@ -83,7 +93,10 @@ def _chunks(path: Path, chunksize: int):
         except pd.errors.ParserError as e: raise DataError(f"{path}: not a readable CSV: {e}") from None
     else: raise DataError(f"{path}: unsupported file type {path.suffix!r} (use .csv or .parquet)")
 
-def profile_file(path: str | Path, chunksize: int = 100_000, columns: list[str] | None = None):
+def profile_file(path: str | Path,                 # a CSV or Parquet file
+                 chunksize: int = 100_000,         # rows read at a time (memory stays flat)
+                 columns: list[str] | None = None, # columns to profile (default: all)
+                 ):
     "whylogs profile view of a CSV or Parquet file, built chunk by chunk; returns (view, rows, dtypes of chunk 1)."
     import whylogs as why
     path, view, rows, dtypes = Path(path), None, 0, {}
@@ -100,7 +113,10 @@ def profile_file(path: str | Path, chunksize: int = 100_000, columns: list[str] 
 # %% ../nbs/05_data.ipynb 17
 TABULAR = ('.csv', '.parquet')
 
-def profile_step_files(root: Path, paths: list[str], dest: Path) -> list[Path]:
+def profile_step_files(root: Path,       # the project folder
+                       paths: list[str], # project-relative files (non-tabular ones skipped)
+                       dest: Path,       # where the profiles go
+                       ) -> list[Path]:
     "Profile the tabular files among the project-relative `paths` into `dest`; returns the profiles written."
     out = []
     for rel in paths:
@@ -110,7 +126,11 @@ def profile_step_files(root: Path, paths: list[str], dest: Path) -> list[Path]:
     return out
 
 # %% ../nbs/05_data.ipynb 19
-def check_constraints(data, constraints: list, name: str = 'data', raise_on_failure: bool = True) -> list[dict]:
+def check_constraints(data,                          # a DataFrame or a whylogs profile view
+                      constraints: list,             # whylogs constraints
+                      name: str = 'data',            # the data, for the message
+                      raise_on_failure: bool = True, # raise ConstraintsFailed when one fails
+                      ) -> list[dict]:
     "Evaluate whylogs `constraints` on a DataFrame or profile view; raise `ConstraintsFailed` if any fails."
     from whylogs.core.constraints import ConstraintsBuilder
     view = profile(data) if hasattr(data, 'columns') else data

@@ -36,7 +36,9 @@ PUBLISHED_TAG = 'mlops_nb.published'    # on a version in MLflow: the git tag it
 PUBLISHED_DIR = '.mlops_nb/published'   # verified, extracted bundles, one folder per tag (immutable, like the tags)
 _TAG = re.compile(r'^(?P<model>[A-Za-z0-9][A-Za-z0-9_.-]*)@v(?P<n>[1-9][0-9]*)$')
 
-def version_tag(model: str, n: int) -> str:
+def version_tag(model: str, # the registered model
+                n: int,     # its version number
+                ) -> str:
     "The git tag of version `n` of `model`: `weather@v3`."
     return f'{model}@v{n}'
 
@@ -64,7 +66,9 @@ class VersionRecord(BaseModel):
                 f"\n\n{self.model_dump_json(indent=1)}\n")
 
 # %% ../nbs/06b_gitops.ipynb 7
-def parse_record(tag: str, message: str) -> VersionRecord:
+def parse_record(tag: str,     # a version tag, e.g. weather@v3
+                 message: str, # the annotated tag message
+                 ) -> VersionRecord:
     "The record in the message of `tag`; a `RegistryError` naming the tag when it is not one."
     m = _TAG.match(tag)
     try: rec = VersionRecord.model_validate_json(message.partition('\n\n')[2])
@@ -87,7 +91,8 @@ def _utcnow() -> str:
     t = time.time()
     return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(t)) + f'.{int(t * 1000) % 1000:03d}Z'
 
-def file_hashes(folder: Path) -> dict[str, str]:
+def file_hashes(folder: Path, # the bundle folder
+                ) -> dict[str, str]:
     "Relative path -> sha256 of every file under `folder`."
     out = {}
     for p in sorted(Path(folder).rglob('*')):
@@ -96,7 +101,9 @@ def file_hashes(folder: Path) -> dict[str, str]:
     return out
 
 # %% ../nbs/06b_gitops.ipynb 11
-def run_pipeline_record(root: Path, run_id: str) -> dict[str, dict[str, str]]:
+def run_pipeline_record(root: Path,  # the project folder
+                        run_id: str, # the pipeline run
+                        ) -> dict[str, dict[str, str]]:
     "Step -> notebook, notebook hash and cache key of the pipeline run `run_id` (empty if it is not here)."
     out, d = {}, Path(root) / 'runs' / run_id
     if not (d / 'run.json').is_file(): return out
@@ -125,7 +132,8 @@ def _copy_run(root: Path, run_id: str, dest: Path) -> None:
             if f.suffix == '.png' or f.name.startswith('data__') or f.name == 'MODEL_CARD.md':
                 shutil.copyfile(f, out / 'artifacts' / f.name)
 
-def model_card(rec: VersionRecord) -> str:
+def model_card(rec: VersionRecord, # the version's record
+               ) -> str:
     "A model card written from the record, for versions whose pipeline did not log its own."
     lin = rec.lineage
     rows = lambda d: [f'| {k} | {v:.4g} |' if isinstance(v, float) else f'| {k} | `{v}` |' for k, v in d.items()]
@@ -142,7 +150,13 @@ def model_card(rec: VersionRecord) -> str:
           if rec.pipeline else [])]) + '\n'
 
 # %% ../nbs/06b_gitops.ipynb 13
-def build_bundle(root: Path, uri: str, mv, n: int, gates: list[dict], dest: Path) -> VersionRecord:
+def build_bundle(root: Path,        # the project folder
+                 uri: str,          # the logged model
+                 mv,                # the MLflow model version
+                 n: int,            # the version number published
+                 gates: list[dict], # gate results at publication
+                 dest: Path,        # the bundle folder to write
+                 ) -> VersionRecord:
     "Write the bundle of the local version `mv` (to be published as number `n`) into `dest`; returns its record."
     import mlflow
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
@@ -168,7 +182,9 @@ def build_bundle(root: Path, uri: str, mv, n: int, gates: list[dict], dest: Path
     return rec
 
 # %% ../nbs/06b_gitops.ipynb 17
-def published(repo: Repo, model: str) -> dict[int, str]:
+def published(repo: Repo, # the git repository
+              model: str, # the registered model
+              ) -> dict[int, str]:
     "Version number -> tag, for every published version of `model` we have fetched."
     out = {}
     for ref in repo.refs(f'refs/tags/{model}@v*'):
@@ -176,22 +192,31 @@ def published(repo: Repo, model: str) -> dict[int, str]:
     return dict(sorted(out.items()))
 
 # %% ../nbs/06b_gitops.ipynb 18
-def published_models(repo: Repo) -> list[str]:
+def published_models(repo: Repo, # the git repository
+                     ) -> list[str]:
     "Models with at least one version tag on the remote (or in this repository, without one)."
     return sorted({m['model'] for ref in repo.remote_refs('refs/tags/*') if (m := _TAG.match(ref.removeprefix('refs/tags/')))})
 
 # %% ../nbs/06b_gitops.ipynb 19
-def read_record(repo: Repo, tag: str) -> VersionRecord:
+def read_record(repo: Repo, # the git repository
+                tag: str,   # a version tag
+                ) -> VersionRecord:
     "The record of the published version `tag`."
     return parse_record(tag, repo.tag_message(tag))
 
 # %% ../nbs/06b_gitops.ipynb 20
-def fetch_tags(repo: Repo, models: list[str]) -> None:
+def fetch_tags(repo: Repo,        # the git repository
+               models: list[str], # whose version tags to fetch
+               ) -> None:
     "Bring the remote's version tags of `models` into our repository (a differing local tag is an error, never replaced)."
     repo.fetch(*(f'refs/tags/{m}@v*:refs/tags/{m}@v*' for m in models))
 
 # %% ../nbs/06b_gitops.ipynb 21
-def fetch_bundle(root: Path, repo: Repo, tag: str, rec: VersionRecord) -> Path:
+def fetch_bundle(root: Path,         # the project folder
+                 repo: Repo,         # the git repository
+                 tag: str,           # a version tag
+                 rec: VersionRecord, # its record
+                 ) -> Path:
     "The verified, extracted bundle of `tag` (in `.mlops_nb/published/<tag>/`)."
     dest = Path(root) / PUBLISHED_DIR / tag
     if dest.is_dir(): return dest
@@ -295,8 +320,14 @@ def _bundles(root: Path, repo: Repo, tags: dict[int, str]) -> dict[int, tuple[st
         out[n] = (tag, rec, fetch_bundle(root, repo, tag, rec))
     return out
 
-def sync_model(root: Path, repo: Repo, tracker: Tracker, model: str, upto: int | None = None, first: int | None = None,
-               echo=print) -> list[str]:
+def sync_model(root: Path,               # the project folder
+               repo: Repo,               # the git repository
+               tracker: Tracker,         # the local MLflow store
+               model: str,               # the registered model
+               upto: int | None = None,  # the last version to pull (default: all)
+               first: int | None = None, # the first version to pull (default: 1)
+               echo=print,               # where progress lines go
+               ) -> list[str]:
     """Make versions 1..N of `model` in the local registry the published ones (N: the highest, or `upto`), importing
     what is missing (every bundle verified before anything changes); returns the tags imported. `first`: a local
     candidate to renumber right after the published versions."""
@@ -314,7 +345,8 @@ def sync_model(root: Path, repo: Repo, tracker: Tracker, model: str, upto: int |
     return [pub[n] for n in sorted({*stale, *missing})]
 
 # %% ../nbs/06b_gitops.ipynb 25
-def applied_aliases(log: list[dict]) -> dict[str, dict[str, int | None]]:
+def applied_aliases(log: list[dict], # the alias log, oldest first
+                    ) -> dict[str, dict[str, int | None]]:
     "Model -> alias -> version, as the registry log's applied and forced changes last set them."
     out = {}
     for e in log:
@@ -322,7 +354,11 @@ def applied_aliases(log: list[dict]) -> dict[str, dict[str, int | None]]:
     return out
 
 # %% ../nbs/06b_gitops.ipynb 26
-def restore_aliases(repo: Repo, client, model: str, log: list[dict]) -> None:
+def restore_aliases(repo: Repo,      # the git repository
+                    client,          # an MlflowClient
+                    model: str,      # the registered model
+                    log: list[dict], # the alias log
+                    ) -> None:
     "Point `model`'s aliases in the local registry where git says (see above)."
     pub = published(repo, model)
     if not pub: return
@@ -344,12 +380,13 @@ def restore_aliases(repo: Repo, client, model: str, log: list[dict]) -> None:
 @dataclass
 class Publication:
     "One version published by `publish`."
-    tag: str
-    record: VersionRecord
+    tag: str                        # the version tag
+    record: VersionRecord           # the version's record
     bundle: Path | None = None   # copy of the bundle in `out`, if asked
 
 # %% ../nbs/06b_gitops.ipynb 29
-def open_registry(cfg: ProjectConfig) -> tuple[Repo, Tracker]:
+def open_registry(cfg: ProjectConfig, # the project
+                  ) -> tuple[Repo, Tracker]:
     "The project's git repository (with `registry.remote`) and its MLflow store."
     return Repo.open(cfg.root, cfg.registry.remote), Tracker(cfg)
 
@@ -403,8 +440,12 @@ def _find_by_uri(client, model: str, uri: str):
     n = next(n for n, v in _local_versions(client, model).items() if v.tags.get('mlops_nb.model_uri', v.source) == uri)
     return client.get_model_version(model, str(n))
 
-def publish(cfg: ProjectConfig, model: str | None = None, version: int | None = None, out: Path | None = None,
-            echo=print) -> list[Publication]:
+def publish(cfg: ProjectConfig,         # the project
+            model: str | None = None,   # the model to publish (default: every model of models.yaml)
+            version: int | None = None, # the version (default: the newest unpublished)
+            out: Path | None = None,    # where bundles go (default: a temporary folder)
+            echo=print,                 # where progress lines go
+            ) -> list[Publication]:
     "Publish the newest unpublished version of `model` (default: each model of `models.yaml`); see above."
     repo, tracker = open_registry(cfg)
     models = [model] if model else list(load_models(cfg.root).models)
@@ -421,7 +462,10 @@ def publish(cfg: ProjectConfig, model: str | None = None, version: int | None = 
     return done
 
 # %% ../nbs/06b_gitops.ipynb 31
-def pull(cfg: ProjectConfig, targets: list[str] | None = None, echo=print) -> list[str]:
+def pull(cfg: ProjectConfig,               # the project
+         targets: list[str] | None = None, # models or tags, e.g. weather@v3 (default: everything published)
+         echo=print,                       # where progress lines go
+         ) -> list[str]:
     "Import published versions (`model`, or `model@vN` and the ones before it; default: every model) and aliases."
     repo, want = Repo.open(cfg.root, cfg.registry.remote), {}
     for t in targets or []:
@@ -450,11 +494,11 @@ def _listing(model, pub) -> str: return f"published: {', '.join(pub.values())}" 
 @dataclass
 class AliasChange:
     "One alias `models.yaml` wants moved, with the gate outcomes and what reconcile did about it."
-    model: str
-    alias: str
+    model: str                      # the registered model
+    alias: str                      # the alias
     current: int | None              # as the registry log last applied it (None: not set)
     desired: int | None              # as models.yaml declares it (None: remove the alias)
-    gates: list[dict] = field(default_factory=list)
+    gates: list[dict] = field(default_factory=list) # gate results of the desired version
     action: str = 'applied'          # applied, refused or forced
     rollback: bool = False           # back to a version that held the alias before: its gates were passed then
 
@@ -467,14 +511,21 @@ class AliasChange:
 # %% ../nbs/06b_gitops.ipynb 36
 class ReconcileRefused(RegistryError):
     "A change `models.yaml` asks for failed a gate: recorded as refused in the registry log, not applied."
-    def __init__(self, changes: list[AliasChange]):
+    def __init__(self,
+                 changes: list[AliasChange], # the planned changes, with the refused ones
+                 ):
         self.changes = changes
         super().__init__('; '.join(f"{c} refused: failed gate " + ', '.join(f"{g['gate']} {g['rule']} ({g['detail']})"
                                                                             for g in c.failed) for c in changes)
                          + " (recorded in the registry log; --force --reason TEXT applies it anyway)")
 
 # %% ../nbs/06b_gitops.ipynb 37
-def plan_reconcile(cfg: ProjectConfig, repo: Repo, client, log: list[dict], force: bool = False) -> list[AliasChange]:
+def plan_reconcile(cfg: ProjectConfig,  # the project
+                   repo: Repo,          # the git repository
+                   client,              # an MlflowClient
+                   log: list[dict],     # the alias log
+                   force: bool = False, # apply even changes whose gates fail
+                   ) -> list[AliasChange]:
     "The changes `models.yaml` asks for against the registry log, each with its gates and the action it gets."
     models, applied, changes = load_models(cfg.root), applied_aliases(log), []
     for name, aliases in models.models.items():
@@ -496,8 +547,12 @@ def plan_reconcile(cfg: ProjectConfig, repo: Repo, client, log: list[dict], forc
     return changes
 
 # %% ../nbs/06b_gitops.ipynb 38
-def reconcile(cfg: ProjectConfig, dry_run: bool = False, force: bool = False, reason: str | None = None,
-              echo=print) -> list[AliasChange]:
+def reconcile(cfg: ProjectConfig,        # the project
+              dry_run: bool = False,     # say what would change, change nothing
+              force: bool = False,       # apply even changes whose gates fail
+              reason: str | None = None, # recorded with each change
+              echo=print,                # where progress lines go
+              ) -> list[AliasChange]:
     "Apply `models.yaml` to the registry, gates enforced and every outcome in the registry log (see above)."
     if force and not (reason or '').strip():
         raise RegistryError("--force needs --reason TEXT: a forced change is recorded with why it was forced")
@@ -527,13 +582,22 @@ def reconcile(cfg: ProjectConfig, dry_run: bool = False, force: bool = False, re
 # %% ../nbs/06b_gitops.ipynb 39
 class PromotionRefused(RegistryError):
     "A gate failed; `gates` holds every gate's outcome."
-    def __init__(self, name, version, gates):
+    def __init__(self,
+                 name,    # the registered model
+                 version, # the version refused
+                 gates,   # the gate results
+                 ):
         self.gates = gates
         failed = '; '.join(f"{g['gate']} {g['rule']} ({g['detail']})" for g in gates if not g['passed'])
         super().__init__(f"{name} version {version} not promoted: failed gate {failed}")
 
 # %% ../nbs/06b_gitops.ipynb 40
-def local_version(cfg: ProjectConfig, model: str, version: int | None = None, alias: str | None = None, echo=None):
+def local_version(cfg: ProjectConfig,         # the project
+                  model: str,                 # the registered model
+                  version: int | None = None, # a version number
+                  alias: str | None = None,   # or an alias
+                  echo=None,                  # where progress lines go
+                  ):
     """`model`'s version (by number or alias) in the local registry, pulled from git first when it is missing there (or,
     by number, when the local one is not the published one: a local candidate renumbered since); None if nowhere."""
     from mlflow.exceptions import MlflowException
@@ -551,7 +615,10 @@ def local_version(cfg: ProjectConfig, model: str, version: int | None = None, al
     return mv
 
 # %% ../nbs/06b_gitops.ipynb 41
-def promotion_gates(cfg: ProjectConfig, model: str, version: int) -> list[dict]:
+def promotion_gates(cfg: ProjectConfig, # the project
+                    model: str,         # the registered model
+                    version: int,       # the candidate
+                    ) -> list[dict]:
     "Every gate of the published `version` of `model`, against the champion `models.yaml` declares (else the registry's)."
     mv = local_version(cfg, model, version)
     if mv is None: raise RegistryError(f"{model} version {version}: not published, and not in the local registry")
@@ -565,7 +632,11 @@ def promotion_gates(cfg: ProjectConfig, model: str, version: int) -> list[dict]:
     return [g.check(version_metrics(mv), version_metrics(ref) if ref else None) for g in cfg.gate_list()]
 
 # %% ../nbs/06b_gitops.ipynb 42
-def promote(cfg: ProjectConfig, model: str, version: int, alias: str = 'champion') -> list[dict]:
+def promote(cfg: ProjectConfig,      # the project
+            model: str,              # the registered model
+            version: int,            # the candidate
+            alias: str = 'champion', # the alias it would get
+            ) -> list[dict]:
     "Check the gates for the published `version` of `model`; if all pass, set it as `alias` in `models.yaml`."
     gates = promotion_gates(cfg, model, version)
     if not all(g['passed'] for g in gates): raise PromotionRefused(model, version, gates)
@@ -575,7 +646,10 @@ def promote(cfg: ProjectConfig, model: str, version: int, alias: str = 'champion
     return gates
 
 # %% ../nbs/06b_gitops.ipynb 43
-def rollback(cfg: ProjectConfig, model: str, alias: str = 'champion') -> tuple[int, int]:
+def rollback(cfg: ProjectConfig,      # the project
+             model: str,              # the registered model
+             alias: str = 'champion', # the alias to move back
+             ) -> tuple[int, int]:
     "Point `alias` of `model` in `models.yaml` back to the version it had before (from the registry log); returns (from, to)."
     models = load_models(cfg.root)
     current = models.models.get(model, {}).get(alias)
@@ -598,7 +672,7 @@ def rollback(cfg: ProjectConfig, model: str, alias: str = 'champion') -> tuple[i
 @dataclass
 class ModelStatus:
     "A model as `mlops-nb status` shows it."
-    model: str
+    model: str                      # the registered model
     published: list[int]                  # versions with a tag in git (as last fetched)
     candidates: list[int]                 # local versions that are not published
     aliases: dict[str, int]               # in the local registry
@@ -610,7 +684,8 @@ class ModelStatus:
         return [AliasChange(self.model, a, self.aliases.get(a), v) for a, v in self.declared.items() if self.aliases.get(a) != v]
 
 # %% ../nbs/06b_gitops.ipynb 46
-def model_status(cfg: ProjectConfig) -> list[ModelStatus]:
+def model_status(cfg: ProjectConfig, # the project
+                 ) -> list[ModelStatus]:
     "The status of each model `models.yaml` declares (see above)."
     from mlops_nb.registry import client_for
     from mlops_nb.tracking import tracking_uri
@@ -627,7 +702,9 @@ def model_status(cfg: ProjectConfig) -> list[ModelStatus]:
     return out
 
 # %% ../nbs/06b_gitops.ipynb 48
-def history(cfg: ProjectConfig, model: str | None = None) -> list[dict]:
+def history(cfg: ProjectConfig,       # the project
+            model: str | None = None, # one model (default: all)
+            ) -> list[dict]:
     "Published versions and registry log entries of `model` (default: every model), oldest first."
     repo = Repo.open(cfg.root, cfg.registry.remote)
     _, log = repo.read_log()
@@ -643,7 +720,8 @@ def history(cfg: ProjectConfig, model: str | None = None) -> list[dict]:
     return sorted(events, key=lambda e: e['when'])
 
 # %% ../nbs/06b_gitops.ipynb 49
-def describe(event: dict) -> str:
+def describe(event: dict, # a history event
+             ) -> str:
     "One line for a `history` event."
     head = f"{event['when']}  "
     if event['event'] == 'published':

@@ -35,7 +35,9 @@ class NotARepository(GitError):
 TOKEN_ENV = 'MLOPS_NB_GIT_TOKEN'  # e.g. `${{ github.token }}` in a workflow step that pushes or reads a private repo
 ZERO = '0' * 40
 
-def identity(cwd: Path | None = None, env=None) -> tuple[str, str]:
+def identity(cwd: Path | None = None, # a folder in the repository
+             env=None,                # environment to read (default: os.environ)
+             ) -> tuple[str, str]:
     "Name and email recorded on tags and log commits: the GitHub actor in CI, else git's own configuration."
     env = os.environ if env is None else env
     if actor := env.get('GITHUB_ACTOR'): return actor, f'{actor}@users.noreply.github.com'
@@ -57,8 +59,8 @@ def _auth_config(url: str, token: str | None, env: dict) -> dict:
 class Repo:
     "The git repository holding a project, and the remote its published refs go to (None: this repository only)."
     top: Path                      # work tree root
-    git_dir: Path
-    remote: str | None = None
+    git_dir: Path                   # its .git folder
+    remote: str | None = None       # the remote publications go to
     url: str = ''                  # the remote's URL
 
     @classmethod

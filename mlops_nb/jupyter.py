@@ -18,7 +18,8 @@ __all__ = ['cell_overrides', 'run_cli', 'mlops_magic', 'load_ipython_extension',
            'run_explorer', 'PromotionPanel', 'promotion_panel']
 
 # %% ../nbs/10_jupyter.ipynb 4
-def cell_overrides(cell: str) -> dict[str, str]:
+def cell_overrides(cell: str, # a parameters cell
+                   ) -> dict[str, str]:
     "`name = literal` lines of a cell as `-p` style overrides (values as text); anything else is an error."
     out = {}
     for node in ast.parse(cell).body:
@@ -31,7 +32,8 @@ def cell_overrides(cell: str) -> dict[str, str]:
     return out
 
 # %% ../nbs/10_jupyter.ipynb 7
-def run_cli(args: list[str]) -> int:
+def run_cli(args: list[str], # mlops-nb arguments
+            ) -> int:
     "Run `mlops-nb ARGS` in-process, printing what it prints; returns its exit code (errors are printed, not raised)."
     import click
     from mlops_nb.cli import cli
@@ -43,7 +45,9 @@ def run_cli(args: list[str]) -> int:
     return 0
 
 # %% ../nbs/10_jupyter.ipynb 8
-def mlops_magic(line: str, cell: str | None = None) -> int:
+def mlops_magic(line: str,               # the mlops-nb arguments
+                cell: str | None = None, # for %%mlops: a cell of NAME = VALUE lines, parameters for the run
+                ) -> int:
     "`%mlops ARGS` runs `mlops-nb ARGS`; `%%mlops params STEP` runs STEP with the cell's assignments as overrides."
     args = shlex.split(line)
     if cell is not None:
@@ -54,7 +58,8 @@ def mlops_magic(line: str, cell: str | None = None) -> int:
     return run_cli(args)
 
 # %% ../nbs/10_jupyter.ipynb 9
-def load_ipython_extension(ipython):
+def load_ipython_extension(ipython, # the shell (%load_ext mlops_nb)
+                           ):
     "Called by `%load_ext mlops_nb`: registers `%mlops` and `%%mlops`."
     ipython.register_magic_function(lambda line, cell=None: mlops_magic(line, cell) or None, 'line_cell', 'mlops')
 
@@ -69,7 +74,10 @@ def _widget_for(p):
 
 class ParamForm:
     "A form for one step's parameters (widget per type, validation on change) with a Run button."
-    def __init__(self, step: str, root: str | Path = '.'):
+    def __init__(self,
+                 step: str,              # the step whose parameters are shown
+                 root: str | Path = '.', # the project folder
+                 ):
         import ipywidgets as w
         from mlops_nb.config import load_config
         from mlops_nb.params import notebook_params
@@ -115,14 +123,18 @@ class ParamForm:
         self.thread.start()
 
 # %% ../nbs/10_jupyter.ipynb 12
-def param_form(step: str, root: str | Path = '.'):
+def param_form(step: str,              # the step whose parameters are shown
+               root: str | Path = '.', # the project folder
+               ):
     "The parameter form of `step` (display its `.widget`)."
     return ParamForm(step, root)
 
 # %% ../nbs/10_jupyter.ipynb 13
 class RunExplorer:
     "A table of runs, filtered by step and profile; pick two to compare metrics and params side by side."
-    def __init__(self, root: str | Path = '.'):
+    def __init__(self,
+                 root: str | Path = '.', # the project folder
+                 ):
         import ipywidgets as w
         from mlops_nb.report import load_runs
         self.root = find_root(root)
@@ -172,14 +184,19 @@ class RunExplorer:
         return table
 
 # %% ../nbs/10_jupyter.ipynb 14
-def run_explorer(root: str | Path = '.'):
+def run_explorer(root: str | Path = '.', # the project folder
+                 ):
     "The run explorer of the project (display its `.widget`)."
     return RunExplorer(root)
 
 # %% ../nbs/10_jupyter.ipynb 15
 class PromotionPanel:
     "Pick a published version: see every gate pass or fail, and write the promotion to models.yaml."
-    def __init__(self, model: str, root: str | Path = '.', alias: str = 'champion'):
+    def __init__(self,
+                 model: str,              # the registered model
+                 root: str | Path = '.',  # the project folder
+                 alias: str = 'champion', # the alias a promotion moves
+                 ):
         import ipywidgets as w
         from mlops_nb.config import load_config
         from mlops_nb.gitops import model_status
@@ -212,6 +229,9 @@ class PromotionPanel:
                              "Commit it in a pull request; reconcile applies it after the merge.")
 
 # %% ../nbs/10_jupyter.ipynb 16
-def promotion_panel(model: str, root: str | Path = '.', alias: str = 'champion'):
+def promotion_panel(model: str,              # the registered model
+                    root: str | Path = '.',  # the project folder
+                    alias: str = 'champion', # the alias a promotion moves
+                    ):
     "The promotion panel for `model` (display its `.widget`)."
     return PromotionPanel(model, root, alias)

@@ -47,7 +47,8 @@ def kernel_manager_class():
     return IPCKernelManager
 
 # %% ../nbs/02a_kernels.ipynb 6
-def step_kernel_manager(env: dict[str, str]) -> type:
+def step_kernel_manager(env: dict[str, str], # variables the kernel gets (e.g. the step folder)
+                        ) -> type:
     "A kernel manager class whose kernels see `env` on top of this process's environment."
     class StepKernelManager(kernel_manager_class()):
         async def start_kernel(self, **kw):
@@ -78,7 +79,9 @@ def _imports(nb_path: Path) -> dict:
             elif isinstance(n, ast.Attribute): mods.update(dict.fromkeys(_LAZY.get(n.attr, ())))
     return mods
 
-def notebook_imports(nb_path: Path, root: Path) -> tuple[str, ...]:
+def notebook_imports(nb_path: Path, # the notebook
+                     root: Path,    # the project: its own modules are not preloaded
+                     ) -> tuple[str, ...]:
     "The modules `nb_path` imports (see `_imports`) that come from installed packages, not from the project `root`."
     return tuple(m for m in _imports(nb_path) if _installed(m.partition('.')[0], root.resolve()))
 
@@ -89,12 +92,14 @@ def _installed(top: str, root: Path) -> bool:
     return spec is not None and not (spec.origin and Path(spec.origin).resolve().is_relative_to(root))
 
 # %% ../nbs/02a_kernels.ipynb 13
-def local_imports(nb_path: Path) -> list[Path]:
+def local_imports(nb_path: Path, # the notebook
+                  ) -> list[Path]:
     "The project's own modules that `nb_path` imports: `<name>.py` files (or package folders) beside it."
     here, tops = nb_path.parent, dict.fromkeys(m.partition('.')[0] for m in _imports(nb_path))
     return [f for t in tops for f in (here / f'{t}.py', here / t) if f.is_file() or (f / '__init__.py').is_file()]
 
-def missing_imports(nb_path: Path) -> list[str]:
+def missing_imports(nb_path: Path, # the notebook
+                    ) -> list[str]:
     "Top-level packages `nb_path` imports that this Python cannot import (the project's own modules excepted)."
     local = {f.stem for f in local_imports(nb_path)}
     def importable(top):
@@ -157,7 +162,11 @@ del _mlops_nb_preload'''
 
 class KernelPool:
     "Kernels forked ahead of need from a fork server holding the notebooks' imports; each serves one notebook, then stops."
-    def __init__(self, root: Path, size: int = 2, env: dict[str, str] | None = None):
+    def __init__(self,
+                 root: Path,                        # the project (the kernels' first working directory)
+                 size: int = 2,                     # kernels kept ready
+                 env: dict[str, str] | None = None, # variables every kernel gets
+                 ):
         self.root, self.size, self.env = Path(root), size, env or {}
         self.ctx = multiprocessing.get_context('forkserver')
         self.loop = asyncio.new_event_loop()
@@ -291,7 +300,9 @@ def _papermill_logger():
     from papermill.log import logger
     return logger
 
-def preamble(step_dir: Path, cwd: Path) -> str:
+def preamble(step_dir: Path, # the step's folder
+             cwd: Path,      # the kernel's working directory (the notebook's folder)
+             ) -> str:
     "Code that puts a warm kernel into a step: its step folder and working directory."
     return (f"import os as _mn_os\n_mn_os.environ[{STEP_DIR_ENV!r}] = {str(step_dir)!r}\n"
             f"_mn_os.chdir({str(cwd)!r})\ndel _mn_os")

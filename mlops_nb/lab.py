@@ -23,7 +23,9 @@ __all__ = ['JOBS', 'ROUTE', 'project_of', 'cell_progress', 'pipeline_state', 'Jo
            'step_params', 'step_history', 'models']
 
 # %% ../nbs/10a_lab.ipynb 5
-def project_of(root_dir: Path, rel: str) -> ProjectConfig:
+def project_of(root_dir: Path, # the Jupyter server's root folder
+               rel: str,       # a path under it, inside a project
+               ) -> ProjectConfig:
     "The project holding `rel` (a path relative to the server's root), refusing anything outside the root."
     root = Path(root_dir).expanduser().resolve()
     p = (root / rel.lstrip('/')).resolve()
@@ -37,7 +39,8 @@ def _rel(root_dir: Path, p: Path | None) -> str | None:
     return None if p is None else Path(p).resolve().relative_to(Path(root_dir).expanduser().resolve()).as_posix()
 
 # %% ../nbs/10a_lab.ipynb 7
-def cell_progress(executed: Path) -> dict | None:
+def cell_progress(executed: Path, # the executed notebook being written
+                  ) -> dict | None:
     "Cells Papermill has finished in the executed notebook `executed`, of all its code cells."
     try: cells = [c for c in json.loads(Path(executed).read_text())['cells'] if c.get('cell_type') == 'code']
     except (OSError, ValueError, KeyError): return None
@@ -45,7 +48,10 @@ def cell_progress(executed: Path) -> dict | None:
     return {'cell': done, 'cells': len(cells)}
 
 # %% ../nbs/10a_lab.ipynb 8
-def pipeline_state(root_dir: Path, cfg: ProjectConfig, profile: str | None = None) -> dict:
+def pipeline_state(root_dir: Path,             # the Jupyter server's root folder
+                   cfg: ProjectConfig,         # the project
+                   profile: str | None = None, # judge staleness against this profile
+                   ) -> dict:
     "The project's steps as the panel draws them, and the runs started from the panel."
     from mlops_nb.runner import step_status
     steps = []
@@ -65,13 +71,13 @@ def pipeline_state(root_dir: Path, cfg: ProjectConfig, profile: str | None = Non
 @dataclass
 class Job:
     "A `mlops-nb run` started from the panel."
-    id: str
-    project: Path
-    args: list[str]
-    proc: subprocess.Popen
-    started: float = field(default_factory=time.time)
-    lines: list[str] = field(default_factory=list)
-    run_id: str | None = None
+    id: str                         # the job id the panel polls
+    project: Path                   # the project folder
+    args: list[str]                 # the mlops-nb arguments
+    proc: subprocess.Popen          # the running command
+    started: float = field(default_factory=time.time) # when (epoch seconds)
+    lines: list[str] = field(default_factory=list) # its output so far
+    run_id: str | None = None       # the run it started, once known
 
     def summary(self) -> dict:
         code = self.proc.poll()
@@ -86,8 +92,13 @@ class Job:
 # %% ../nbs/10a_lab.ipynb 11
 JOBS: dict[str, Job] = {}
 
-def run_args(cfg: ProjectConfig, action: str, step: str | None, profile: str | None, executor: str | None,
-             params: dict[str, str]) -> list[str]:
+def run_args(cfg: ProjectConfig,     # the project
+             action: str,            # run, step or from
+             step: str | None,       # the step acted on
+             profile: str | None,    # a parameter profile
+             executor: str | None,   # local, warm or dask
+             params: dict[str, str], # NAME -> VALUE over the profile
+             ) -> list[str]:
     "The `mlops-nb run` arguments for a panel action, after the runner's own checks (a `MlopsError` names the problem)."
     from mlops_nb.runner import plan
     if action not in ('step', 'from', 'all'): raise MlopsError(f"unknown action {action!r}")
@@ -99,7 +110,9 @@ def run_args(cfg: ProjectConfig, action: str, step: str | None, profile: str | N
     return args + [a for k, v in overrides.items() for a in ('-p', f'{k}={v}')]
 
 # %% ../nbs/10a_lab.ipynb 12
-def start_job(cfg: ProjectConfig, args: list[str]) -> Job:
+def start_job(cfg: ProjectConfig, # the project
+              args: list[str],    # mlops-nb arguments
+              ) -> Job:
     "Start `mlops-nb ARGS` on the project as a child of the server; its output is collected as it comes."
     proc = subprocess.Popen([sys.executable, '-c', 'from mlops_nb.cli import main; main()', '-C', str(cfg.root), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -109,7 +122,10 @@ def start_job(cfg: ProjectConfig, args: list[str]) -> Job:
     return job
 
 # %% ../nbs/10a_lab.ipynb 13
-def step_of(root_dir: Path, cfg: ProjectConfig, notebook: str) -> str:
+def step_of(root_dir: Path,     # the Jupyter server's root folder
+            cfg: ProjectConfig, # the project
+            notebook: str,      # a notebook path under the root
+            ) -> str:
     "The step whose notebook is `notebook` (a path relative to the server's root)."
     path = (Path(root_dir).expanduser() / notebook).resolve()
     step = next((s for s, st in cfg.steps.items() if cfg.path(st.notebook).resolve() == path), None)
@@ -117,7 +133,10 @@ def step_of(root_dir: Path, cfg: ProjectConfig, notebook: str) -> str:
     return step
 
 # %% ../nbs/10a_lab.ipynb 15
-def step_params(cfg: ProjectConfig, step: str, profile: str | None = None) -> list[dict]:
+def step_params(cfg: ProjectConfig,         # the project
+                step: str,                  # the step
+                profile: str | None = None, # a parameter profile
+                ) -> list[dict]:
     "The step's notebook parameters: name, type, and the value the step gets with `profile`."
     from mlops_nb.params import notebook_params
     from mlops_nb.runner import plan
@@ -127,14 +146,18 @@ def step_params(cfg: ProjectConfig, step: str, profile: str | None = None) -> li
     return [{'name': n, 'type': p.type, 'value': values.get(n, p.default)} for n, p in declared.items()]
 
 # %% ../nbs/10a_lab.ipynb 16
-def step_history(cfg: ProjectConfig, step: str, last: int = 12) -> list[dict]:
+def step_history(cfg: ProjectConfig, # the project
+                 step: str,          # the step
+                 last: int = 12,     # how many runs
+                 ) -> list[dict]:
     "The step's metrics over its last runs, oldest first."
     from mlops_nb.report import load_runs
     return [{'run_id': r.id, 'metrics': r.steps[step].get('metrics', {})} for r in load_runs(cfg.root)
             if step in r.steps and r.steps[step].get('status') in ('done', 'cached')][-last:]
 
 # %% ../nbs/10a_lab.ipynb 17
-def models(cfg: ProjectConfig) -> list[dict]:
+def models(cfg: ProjectConfig, # the project
+           ) -> list[dict]:
     "Each model of `models.yaml`: published versions with their metrics, aliases, what models.yaml declares."
     from mlops_nb.gitops import model_status
     from mlops_nb.registry import client_for, version_metrics

@@ -19,12 +19,15 @@ REDACTED = '[redacted]'
 _SECRET_NAME = re.compile(r'TOKEN|SECRET|PASSWORD|PASSWD|(?:^|_)PASS$|KEY|CREDENTIAL', re.I)
 _URI_PASSWORD = re.compile(r'://[^:/@\s]+:([^@/\s]+)@')
 
-def redact_uri(uri: str) -> str:
+def redact_uri(uri: str, # a store URI, perhaps with user:password@
+               ) -> str:
     "`uri` without its password, for logs and run records: `postgresql://me:***@db/mlflow`."
     return _URI_PASSWORD.sub(lambda m: m[0].replace(f':{m[1]}@', ':***@'), uri)
 
 # %% ../nbs/03a_masking.ipynb 5
-def secret_values(env=None, uris=()) -> list[str]:
+def secret_values(env=None, # environment to read (default: os.environ)
+                  uris=(),  # URIs whose passwords are secrets too
+                  ) -> list[str]:
     """Values of environment variables whose name looks like a secret, and passwords inside URIs (any environment
     value, and `uris`: the stores a project configures); longest first, 4 characters or more."""
     env = os.environ if env is None else env
@@ -33,7 +36,9 @@ def secret_values(env=None, uris=()) -> list[str]:
     return sorted((v for v in found if len(v) >= 4), key=len, reverse=True)
 
 # %% ../nbs/03a_masking.ipynb 6
-def scrub(text: str, secrets: list[str]) -> str:
+def scrub(text: str,          # text to print or record
+          secrets: list[str], # values to mask
+          ) -> str:
     "`text` with every secret replaced by `[redacted]`, in each spelling a file may hold it."
     for s in secrets:
         for form in dict.fromkeys([s, json.dumps(s)[1:-1], json.dumps(s, ensure_ascii=False)[1:-1], html.escape(s),
@@ -51,7 +56,9 @@ def _scrub_value(v, secrets):
     if isinstance(v, dict): return {k: _scrub_value(x, secrets) for k, x in v.items()}
     return v
 
-def scrub_outputs(nb, secrets: list[str]) -> bool:
+def scrub_outputs(nb,                 # a notebook (nbformat), changed in place
+                  secrets: list[str], # values to mask
+                  ) -> bool:
     "Mask `secrets` in the notebook node `nb` (sources and textual outputs); True if anything changed."
     if not secrets: return False
     before = json.dumps(nb, sort_keys=True, default=str)

@@ -26,7 +26,12 @@ def _kind(view, col) -> str:
     if not any(n.values()): return 'empty'
     return 'numeric' if n['integral'] + n['fractional'] >= max(n['string'], n['object'], n['boolean']) else 'text'
 
-def check_schema(ref, new, features: list[str], path: Path, dtypes: dict):
+def check_schema(ref,                 # the reference profile view
+                 new,                 # the new data's profile view
+                 features: list[str], # the columns compared
+                 path: Path,          # the new data, for the message
+                 dtypes: dict,        # the new data's column types
+                 ):
     "Raise `DataError` for a missing feature column or a feature whose kind changed (e.g. text in a number)."
     have = set(new.get_columns())
     missing = [c for c in features if c not in have]
@@ -43,18 +48,23 @@ def check_schema(ref, new, features: list[str], path: Path, dtypes: dict):
 @dataclass
 class DriftReport:
     "Outcome of comparing new data with a reference profile."
-    data: str
-    reference: str
-    rows: int
+    data: str                       # the new data file
+    reference: str                  # what it was compared with
+    rows: int                       # rows of new data
     features: dict[str, dict] = field(default_factory=dict)   # column -> algorithm, pvalue, statistic, threshold, drift
-    extra_columns: list[str] = field(default_factory=list)
-    created: str = ''
+    extra_columns: list[str] = field(default_factory=list) # columns the reference does not have
+    created: str = ''               # when (ISO 8601)
 
     @property
     def drifted(self) -> list[str]: return [c for c, f in self.features.items() if f['drift']]
 
 # %% ../nbs/08_monitor.ipynb 7
-def compare(ref, new, features: list[str], p_value: float = 0.01, thresholds: dict | None = None) -> dict[str, dict]:
+def compare(ref,                            # the reference profile view
+            new,                            # the new data's profile view
+            features: list[str],            # the columns compared
+            p_value: float = 0.01,          # a feature drifts below this p-value
+            thresholds: dict | None = None, # per-feature p-values over `p_value`
+            ) -> dict[str, dict]:
     "Per-feature drift scores of `new` against `ref` (whylogs: KS for numbers, chi-square for categories)."
     from whylogs.viz.drift.column_drift_algorithms import calculate_drift_scores
     scores = calculate_drift_scores(target_view=new, reference_view=ref, with_thresholds=False)
@@ -69,7 +79,10 @@ def compare(ref, new, features: list[str], p_value: float = 0.01, thresholds: di
     return out
 
 # %% ../nbs/08_monitor.ipynb 9
-def reference_profile(cfg: ProjectConfig, model: str, alias: str):
+def reference_profile(cfg: ProjectConfig, # the project
+                      model: str,         # the registered model
+                      alias: str,         # the version, by alias
+                      ):
     "The reference profile attached to `model@alias` in the registry (downloaded from its run)."
     import mlflow
     from mlops_nb.data import read_profile
@@ -85,8 +98,13 @@ def reference_profile(cfg: ProjectConfig, model: str, alias: str):
     return read_profile(mlflow.artifacts.download_artifacts(ref)), f"{model}@{alias} (version {mv.version})"
 
 # %% ../nbs/08_monitor.ipynb 10
-def monitor(root: str | Path, data: str | Path, model: str | None = None, alias: str | None = None,
-            reference: str | Path | None = None, out: str | Path | None = None) -> DriftReport:
+def monitor(root: str | Path,                    # the project folder
+            data: str | Path,                    # new rows: a CSV or Parquet file
+            model: str | None = None,            # the registered model (default: monitor.model)
+            alias: str | None = None,            # its version to compare with (default: champion)
+            reference: str | Path | None = None, # a .whylogs profile instead of the version's
+            out: str | Path | None = None,       # where the report goes (default: reports/monitor/)
+            ) -> DriftReport:
     "Profile `data`, compare with the reference, write `reports/monitor/drift.{json,html}`; returns the report."
     from mlops_nb.data import read_profile
     cfg = load_config(root)
@@ -112,13 +130,15 @@ def monitor(root: str | Path, data: str | Path, model: str | None = None, alias:
     return report
 
 # %% ../nbs/08_monitor.ipynb 11
-def drift_table(report: DriftReport) -> list[list[str]]:
+def drift_table(report: DriftReport, # a drift report
+                ) -> list[list[str]]:
     "Rows (feature, test, p-value, threshold, verdict) for the terminal and the HTML page."
     return [[c, f['algorithm'], 'n/a' if f['pvalue'] is None else f"{f['pvalue']:.3g}", f"{f['threshold']:g}",
              'DRIFT' if f['drift'] else 'ok'] for c, f in report.features.items()]
 
 # %% ../nbs/08_monitor.ipynb 12
-def drift_markdown(report: DriftReport) -> str:
+def drift_markdown(report: DriftReport, # a drift report
+                   ) -> str:
     "The drift table as markdown, for `$GITHUB_STEP_SUMMARY`."
     from mlops_nb.report import md_code, md_text
     head = (f"## Data drift: {len(report.drifted)} of {len(report.features)} features drifted\n\n"
@@ -129,7 +149,9 @@ def drift_markdown(report: DriftReport) -> str:
     return head + ''.join(rows)
 
 # %% ../nbs/08_monitor.ipynb 13
-def drift_html(cfg: ProjectConfig, report: DriftReport) -> str:
+def drift_html(cfg: ProjectConfig,  # the project
+               report: DriftReport, # a drift report
+               ) -> str:
     import html
     from mlops_nb.masking import scrub, secret_values
     from mlops_nb.report import html_page, html_table
@@ -143,7 +165,11 @@ def drift_html(cfg: ProjectConfig, report: DriftReport) -> str:
                  secret_values())
 
 # %% ../nbs/08_monitor.ipynb 15
-def act_on_drift(cfg: ProjectConfig, report: DriftReport, action: str | None = None, echo=print) -> str:
+def act_on_drift(cfg: ProjectConfig,        # the project
+                 report: DriftReport,       # a drift report
+                 action: str | None = None, # notify, retrain or fallback (default: monitor.action)
+                 echo=print,                # where messages go
+                 ) -> str:
     "Carry out the configured action for a drifted `report`; returns what was done."
     import shutil
     action = action or cfg.monitor.action

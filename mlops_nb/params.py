@@ -30,7 +30,8 @@ class NotebookError(MlopsError):
     "A file is not a readable notebook."
 
 # %% ../nbs/01_params.ipynb 7
-def load_notebook(path: Path) -> dict:
+def load_notebook(path: Path, # an .ipynb file
+                  ) -> dict:
     "The notebook at `path` as a dict, or a `NotebookError` naming the file and what is wrong."
     try: nb = json.loads(Path(path).read_bytes())
     except FileNotFoundError: raise NotebookError(f"{path}: notebook not found") from None
@@ -42,12 +43,14 @@ def load_notebook(path: Path) -> dict:
     return nb
 
 # %% ../nbs/01_params.ipynb 8
-def cell_source(cell) -> str:
+def cell_source(cell, # a notebook cell (dict)
+                ) -> str:
     src = cell.get('source', '')
     return ''.join(src) if isinstance(src, list) else src
 
 # %% ../nbs/01_params.ipynb 9
-def parameters_cell(nb: dict) -> str | None:
+def parameters_cell(nb: dict, # a notebook as a dict
+                    ) -> str | None:
     "Source of the cell tagged `parameters`, if any."
     for c in nb['cells']:
         if c.get('cell_type') == 'code' and 'parameters' in c.get('metadata', {}).get('tags', []): return cell_source(c)
@@ -59,7 +62,7 @@ _TYPES = {'int': int, 'float': float, 'bool': bool, 'str': str, 'list': list, 'd
 @dataclass(frozen=True)
 class Param:
     "A parameter declared in a notebook's `parameters` cell."
-    name: str
+    name: str                       # the variable of the parameters cell
     type: str        # one of int, float, bool, str, list, dict, any
     default: Any     # the default's value, or None when it is not a literal
     help: str = ''   # the trailing comment, if any
@@ -72,7 +75,9 @@ def _infer(p: dict) -> Param:
     if ann == 'none': ann = type(default).__name__
     return Param(p['name'], ann if ann in _TYPES else 'any', default, p['help'])
 
-def notebook_params(nb_path: Path, memo_dir: Path | None = None) -> dict[str, Param]:
+def notebook_params(nb_path: Path,                # the notebook
+                    memo_dir: Path | None = None, # where answers are memoised by notebook hash
+                    ) -> dict[str, Param]:
     "Parameters declared by the notebook at `nb_path`, by name (empty when it has no `parameters` cell)."
     src = parameters_cell(load_notebook(nb_path))
     if src is None: return {}
@@ -104,7 +109,11 @@ def _coerce(p: Param, v: Any, from_text: bool):
     if not isinstance(v, t): raise TypeError
     return v
 
-def coerce(p: Param, value: Any, notebook: str, source: str) -> Any:
+def coerce(p: Param,      # the declared parameter
+           value: Any,    # the value given
+           notebook: str, # the notebook, for the message
+           source: str,   # where the value came from, for the message
+           ) -> Any:
     "`value` as `p`'s type; `source` says where it came from (e.g. 'command line'), for the error message."
     if _SECRET_NAME.search(p.name):
         raise ParamError(f"{notebook}: parameter {p.name!r} looks like a secret: read it from the environment instead")
@@ -113,7 +122,8 @@ def coerce(p: Param, value: Any, notebook: str, source: str) -> Any:
         raise ParamError(f"{notebook}: parameter {p.name!r} expects {p.type}, got {value!r} (from {source})") from None
 
 # %% ../nbs/01_params.ipynb 17
-def parse_overrides(items) -> dict[str, str]:
+def parse_overrides(items, # ['n_estimators=50', 'train.seed=1']: NAME=VALUE each
+                    ) -> dict[str, str]:
     "`['a=1', 'train.n=2']` -> `{'a': '1', 'train.n': '2'}`."
     out = {}
     for it in items or ():
@@ -129,7 +139,12 @@ def _layers(cfg: ProjectConfig, step: str, profile: str | None, overrides: dict)
     yield 'command line', {k: v for k, v in overrides.items() if '.' not in k}, False
     yield 'command line', {k.split('.', 1)[1]: v for k, v in overrides.items() if k.split('.', 1)[0] == step and '.' in k}, True
 
-def step_params(cfg: ProjectConfig, step: str, declared: dict[str, Param], profile=None, overrides=None) -> dict[str, Any]:
+def step_params(cfg: ProjectConfig,         # the project
+                step: str,                  # the step
+                declared: dict[str, Param], # its notebook's parameters
+                profile=None,               # a parameter profile of mlops.yaml
+                overrides=None,             # parameters over the profile
+                ) -> dict[str, Any]:
     "Resolved values of every parameter `step`'s notebook declares: defaults, then each layer of overrides."
     nb = cfg.steps[step].notebook
     values = {k: p.default for k, p in declared.items()}
@@ -142,7 +157,12 @@ def step_params(cfg: ProjectConfig, step: str, declared: dict[str, Param], profi
     return values
 
 # %% ../nbs/01_params.ipynb 19
-def check_overrides(cfg: ProjectConfig, declared: dict[str, dict[str, Param]], run_steps, profile=None, overrides=None):
+def check_overrides(cfg: ProjectConfig,                    # the project
+                    declared: dict[str, dict[str, Param]], # step -> its notebook's parameters
+                    run_steps,                             # the steps of this run
+                    profile=None,                          # a parameter profile of mlops.yaml
+                    overrides=None,                        # parameters over the profile
+                    ):
     "Refuse an unknown profile, names that no step declares, and a step-scoped override for a step not in the run."
     overrides = overrides or {}
     if profile and profile not in cfg.profiles:

@@ -22,18 +22,20 @@ class RegistryError(MlopsError):
     "The registry does not hold what was asked for (model, version, alias)."
 
 # %% ../nbs/06_registry.ipynb 5
-def client_for(tracking_uri: str):
+def client_for(tracking_uri: str, # the store holding the registry
+               ):
     "An `MlflowClient` whose tracking and registry are both `tracking_uri`."
     from mlflow.tracking import MlflowClient
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 # %% ../nbs/06_registry.ipynb 6
-def register_version(client,                    # an MlflowClient (see `client_for`)
-                     name: str,                 # the registered model
-                     model_uri: str,            # the logged model (runs:/... or models:/...)
-                     tags: dict | None = None,  # tags of a new version (lineage, metric.* values)
-                     alias: str | None = None,  # an alias to point at the version
-                     description: str = ''):
+def register_version(client,                   # an MlflowClient (see `client_for`)
+                     name: str,                # the registered model
+                     model_uri: str,           # the logged model (runs:/... or models:/...)
+                     tags: dict | None = None, # tags of a new version (lineage, metric.* values)
+                     alias: str | None = None, # an alias to point at the version
+                     description: str = '',    # the version's description
+                     ):
     "Register `model_uri` as a version of `name` (or find the version already registered for it); set `alias`."
     from mlflow.exceptions import MlflowException
     try: client.create_registered_model(name)
@@ -50,12 +52,16 @@ def register_version(client,                    # an MlflowClient (see `client_f
     return client.get_model_version(name, mv.version)
 
 # %% ../nbs/06_registry.ipynb 7
-def version_metrics(mv) -> dict[str, float]:
+def version_metrics(mv, # an MLflow ModelVersion
+                    ) -> dict[str, float]:
     "Metrics recorded on a version (tags `metric.<name>`)."
     return {k.removeprefix('metric.'): float(v) for k, v in mv.tags.items() if k.startswith('metric.')}
 
 # %% ../nbs/06_registry.ipynb 8
-def alias_version(client, name: str, alias: str):
+def alias_version(client,     # an MlflowClient
+                  name: str,  # the registered model
+                  alias: str, # e.g. champion
+                  ):
     "The version behind `alias`, or None when the alias is not set."
     from mlflow.exceptions import MlflowException
     try: return client.get_model_version_by_alias(name, alias)
@@ -70,12 +76,15 @@ class ModelsFile(BaseModel):
     models: dict[str, dict[Alias, Annotated[int, Field(ge=1)] | None]] = {}
 
 # %% ../nbs/06_registry.ipynb 13
-def load_models(root: Path) -> ModelsFile:
+def load_models(root: Path, # the project folder
+                ) -> ModelsFile:
     "Read and validate the project's `models.yaml` (errors name the line)."
     return load_yaml(Path(root) / 'models.yaml', ModelsFile, ' (it declares which model version serves where)')[0]
 
 # %% ../nbs/06_registry.ipynb 14
-def write_models(root: Path, models: ModelsFile) -> None:
+def write_models(root: Path,         # the project folder
+                 models: ModelsFile, # the desired state to write
+                 ) -> None:
     "Rewrite `models.yaml` atomically, keeping its leading comment block."
     path = Path(root) / 'models.yaml'
     head = []

@@ -37,7 +37,10 @@ _SAFE_TAGS = ['a', 'abbr', 'b', 'blockquote', 'br', 'caption', 'code', 'col', 'c
 _SAFE_ATTRIBUTES = {'*': ['class', 'title'], 'a': ['href'], 'table': ['border'], 'th': ['colspan', 'rowspan'],
                     'td': ['colspan', 'rowspan']}
 
-def render_notebook(src: Path, dest: Path, secrets: list[str]) -> Path:
+def render_notebook(src: Path,          # an executed notebook
+                    dest: Path,         # the HTML page to write
+                    secrets: list[str], # values to mask
+                    ) -> Path:
     """Render the executed notebook `src` to standalone HTML at `dest`: secrets masked, and outputs sanitized so that
     nothing a notebook displayed runs in a reader's browser (scripts, event handlers, JavaScript outputs and SVG are
     removed; tables, text, PNG/JPEG images and plots stay)."""
@@ -63,7 +66,7 @@ def render_notebook(src: Path, dest: Path, secrets: list[str]) -> Path:
 @dataclass
 class RunRecord:
     "A pipeline run as its folder records it."
-    id: str
+    id: str                         # the run id (its folder under runs/)
     info: dict                      # run.json
     steps: dict[str, dict]          # step name -> step.json
 
@@ -78,7 +81,8 @@ def _published_runs(root: Path) -> dict[str, tuple[str, Path]]:
     from mlops_nb.gitops import PUBLISHED_DIR
     return {f.parent.name: (f.parents[2].name, f.parent) for f in sorted((Path(root) / PUBLISHED_DIR).glob('*/run/*/run.json'))}
 
-def load_runs(root: Path) -> list[RunRecord]:
+def load_runs(root: Path, # the project folder
+              ) -> list[RunRecord]:
     """Pipeline runs (not sweeps) of the project, oldest first: those in `runs/`, and those of published versions (in
     their bundles, see gitops), so the history of a site built by a fresh CI job goes back to the first release."""
     published, out = _published_runs(root), []
@@ -95,14 +99,17 @@ def load_runs(root: Path) -> list[RunRecord]:
     return out
 
 # %% ../nbs/07_report.ipynb 9
-def key_metrics(cfg: ProjectConfig, runs: list[RunRecord]) -> list[str]:
+def key_metrics(cfg: ProjectConfig,    # the project
+                runs: list[RunRecord], # the runs shown
+                ) -> list[str]:
     "The metrics worth a column: those the promotion gates name, else the first few of the latest run."
     seen = {k for r in runs for k in r.metrics}
     keys = [m for m in cfg.gates if m in seen]
     return keys or list(runs[-1].metrics)[:3] if runs else keys
 
 # %% ../nbs/07_report.ipynb 11
-def model_roles(cfg: ProjectConfig) -> dict[str, dict[str, dict]]:
+def model_roles(cfg: ProjectConfig, # the project
+                ) -> dict[str, dict[str, dict]]:
     "model -> alias (champion, challenger) -> {'version', 'metrics'} from the registry."
     from mlops_nb.registry import alias_version, client_for, load_models, version_metrics
     from mlops_nb.tracking import tracking_uri
@@ -125,14 +132,19 @@ code{background:#f5f5f5;padding:0 3px}img{max-width:100%;height:auto}figure{disp
 .badge{background:#2e7d32;color:#fff;border-radius:3px;padding:0 4px;font-size:.85em}details{margin:.3em 0}
 @media (max-width:600px){body{padding:0 .5em}h1{font-size:1.3em}td,th{padding:3px 5px}figure{margin:.5em 0}}"""
 
-def html_page(title: str, body: str) -> str:
+def html_page(title: str, # the page title
+              body: str,  # HTML of the body (escaped by the caller)
+              ) -> str:
     "A standalone page: readable on a phone (390 px) as on a desktop, wide tables scroll inside their box."
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
             f'<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>')
 
 # %% ../nbs/07_report.ipynb 14
-def html_table(header: list[str], rows: list[list[str]], id: str = '') -> str:
+def html_table(header: list[str],     # column titles
+               rows: list[list[str]], # cells as HTML
+               id: str = '',          # the table id, for sorting
+               ) -> str:
     "An HTML table in a box that scrolls sideways on a narrow screen; cells are already-escaped HTML."
     th = ''.join(f'<th>{h}</th>' for h in header)
     body = ''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in r) + '</tr>' for r in rows)
@@ -248,7 +260,9 @@ def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str],
             + '<h2>Steps</h2>' + html_table(['step', 'status', 'time', 'parameters', 'metrics', 'notebook'], rows))
     return html_page(f'{cfg.name}: run {run.id}', body)
 
-def build_site(root: str | Path = '.', out: str | Path | None = None) -> Path:
+def build_site(root: str | Path = '.',        # the project folder
+               out: str | Path | None = None, # the site folder (default: reports/)
+               ) -> Path:
     "Build the static report site of the project at `root` into `out` (default `reports/`); returns index.html."
     cfg = load_config(root)
     out, secrets = Path(out) if out else cfg.root / 'reports', secret_values()
@@ -282,13 +296,15 @@ def build_site(root: str | Path = '.', out: str | Path | None = None) -> Path:
     return index
 
 # %% ../nbs/07_report.ipynb 17
-def md_text(s) -> str:
+def md_text(s, # text from a record
+            ) -> str:
     "`s` as literal text in a markdown line or table cell: HTML and markdown syntax escaped, on one line."
     s = html.escape(str(s), quote=False)
     return re.sub(r'([\\`*\[\]|~])', r'\\\1', s).replace('\r', ' ').replace('\n', ' ')
 
 # %% ../nbs/07_report.ipynb 18
-def md_code(s) -> str:
+def md_code(s, # text from a record
+            ) -> str:
     "`s` as inline code, whatever backticks it holds (and safe in a table cell)."
     s = str(s).replace('\n', ' ').replace('|', '\\|')
     fence = '`' * (max(map(len, re.findall('`+', s)), default=0) + 1)
@@ -296,7 +312,8 @@ def md_code(s) -> str:
     return f'{fence}{pad}{s}{pad}{fence}'
 
 # %% ../nbs/07_report.ipynb 19
-def md_block(s) -> str:
+def md_block(s, # text from a record
+             ) -> str:
     "`s` as a fenced code block that nothing inside it can close."
     fence = '`' * max(3, max(map(len, re.findall('`+', str(s))), default=0) + 1)
     return f'{fence}\n{s}\n{fence}'
@@ -304,7 +321,10 @@ def md_block(s) -> str:
 # %% ../nbs/07_report.ipynb 21
 def _arrow(delta: float) -> str: return '▲' if delta > 0 else '▼' if delta < 0 else '='
 
-def pr_summary(root: str | Path = '.', run_id: str | None = None, site: str = 'reports') -> str:
+def pr_summary(root: str | Path = '.',    # the project folder
+               run_id: str | None = None, # the run summarised (default: the latest)
+               site: str = 'reports',     # where the report site is linked
+               ) -> str:
     "Markdown summary of run `run_id` (default: the latest) against the champion."
     from mlops_nb.config import MlopsError
     cfg = load_config(root)
@@ -336,7 +356,10 @@ def pr_summary(root: str | Path = '.', run_id: str | None = None, site: str = 'r
     return scrub('\n'.join(lines) + '\n', secret_values())
 
 # %% ../nbs/07_report.ipynb 22
-def write_summary(root: str | Path = '.', run_id: str | None = None, out: str | Path | None = None) -> Path:
+def write_summary(root: str | Path = '.',        # the project folder
+                  run_id: str | None = None,     # the run summarised (default: the latest)
+                  out: str | Path | None = None, # the markdown file (default: reports/summary.md)
+                  ) -> Path:
     "Write the summary to `reports/pr/summary.md`, and append it to `$GITHUB_STEP_SUMMARY` when that is set."
     cfg = load_config(root)
     out = Path(out).resolve() if out else cfg.root / 'reports'

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from filelock import FileLock, Timeout
 from . import __version__
 from .api import STEP_DIR_ENV
 from .config import MlopsError, ProjectConfig, load_config, write_json, write_text
-from .data import profile_step_files
+from .data import TABULAR, profile_step_files
 from .kernels import (KernelPool, local_imports, missing_imports, notebook_imports, preamble, register_warm_engine,
                               step_kernel_manager)
 from .params import cell_source, check_overrides, load_notebook, notebook_params, parameters_cell, step_params
@@ -40,7 +41,15 @@ __all__ = ['MAX_OUTPUT_CHARS', 'StepFailed', 'RunLocked', 'code_hash', 'cache_ke
 # %% ../nbs/02_runner.ipynb 4
 class StepFailed(MlopsError):
     "A step's notebook raised: carries the step, notebook, cell and exception, like papermill's execution error."
-    def __init__(self, step: str, notebook: str, cell: int | None, ename: str, evalue: str, tail: list[str], executed: Path):
+    def __init__(self,
+                 step: str,        # the step that failed
+                 notebook: str,    # its notebook, relative to the project
+                 cell: int | None, # 1-based cell of the source notebook, None if unknown
+                 ename: str,       # the exception class
+                 evalue: str,      # its message (secrets masked)
+                 tail: list[str],  # the last lines of its traceback
+                 executed: Path,   # the executed notebook, kept for reading
+                 ):
         self.step, self.notebook, self.cell, self.ename, self.evalue = step, notebook, cell, ename, evalue
         self.tail, self.executed = tail, executed
         where = f"{notebook}, cell {cell}" if cell else notebook
@@ -55,7 +64,8 @@ class RunLocked(MlopsError):
     "Another `mlops-nb run` holds the project's run lock."
 
 # %% ../nbs/02_runner.ipynb 7
-def code_hash(nb: dict) -> str:
+def code_hash(nb: dict, # a notebook as a dict (`load_notebook`)
+              ) -> str:
     "Hash of a notebook's code cell sources, in order."
     h = hashlib.sha256()
     for c in nb['cells']:
@@ -63,7 +73,11 @@ def code_hash(nb: dict) -> str:
     return h.hexdigest()
 
 # %% ../nbs/02_runner.ipynb 8
-def cache_key(code: str, params: dict, inputs: dict[str, str], upstream: list[str]) -> str:
+def cache_key(code: str,              # the notebook code hash
+              params: dict,           # resolved parameters
+              inputs: dict[str, str], # declared input path -> sha256
+              upstream: list[str],    # cache keys of the steps it needs
+              ) -> str:
     "Content address of a step: code, resolved params, input hashes, upstream keys and the mlops_nb version."
     blob = json.dumps({'code': code, 'params': params, 'inputs': inputs, 'upstream': upstream, 'version': __version__},
                       sort_keys=True, default=repr)
@@ -72,7 +86,9 @@ def cache_key(code: str, params: dict, inputs: dict[str, str], upstream: list[st
 # %% ../nbs/02_runner.ipynb 9
 class FileHashes:
     "sha256 of files, memoised on disk by (size, mtime_ns)."
-    def __init__(self, memo: Path):
+    def __init__(self,
+                 memo: Path, # the JSON file memoising hashes
+                 ):
         self.memo_file, self.changed = memo, False
         self.memo = json.loads(memo.read_text()) if memo.exists() else {}
 
@@ -105,15 +121,20 @@ def _cached(cfg: ProjectConfig, state: Path, key: str, hashes: FileHashes) -> di
 # %% ../nbs/02_runner.ipynb 14
 @dataclass
 class StepPlan:
-    step: str
-    notebook: Path
-    params: dict
+    step: str                       # the step
+    notebook: Path                  # its notebook (absolute path)
+    params: dict                    # resolved parameters
     code: str                       # code hash
     inputs: dict[str, str]          # input path -> sha256
-    key: str = ''
+    key: str = ''                   # the cache key
 
 # %% ../nbs/02_runner.ipynb 15
-def plan(cfg: ProjectConfig, steps=None, profile=None, overrides=None, state: Path | None = None) -> list[StepPlan]:
+def plan(cfg: ProjectConfig,        # the project
+         steps=None,                # steps to run, with what they need (default: all)
+         profile=None,              # a parameter profile of mlops.yaml
+         overrides=None,            # parameters over it: {'train.n_estimators': 50}
+         state: Path | None = None, # the project's state folder (default: .mlops_nb)
+         ) -> list[StepPlan]:
     "Resolve params and cache keys of `steps` (default: all) and everything they need, in dependency order."
     state = state or cfg.root / '.mlops_nb'
     order = cfg.order(steps or None)
@@ -143,12 +164,16 @@ def _source_cell(nb_path: Path, executed_index: int, injected: bool) -> int:
 
 MAX_OUTPUT_CHARS = 200_000  # per output; a runaway print must not make the executed notebook or its report unusable
 
-def project_secrets(cfg: ProjectConfig) -> list[str]:
+def project_secrets(cfg: ProjectConfig, # the project
+                    ) -> list[str]:
     "The environment's secrets and the passwords in the stores `mlops.yaml` configures."
     return secret_values(uris=[cfg.tracking_uri, cfg.artifact_location, cfg.scheduler])
 
 # %% ../nbs/02_runner.ipynb 20
-def sanitize_outputs(nb_path: Path, secrets: list[str] = (), limit: int = MAX_OUTPUT_CHARS) -> int:
+def sanitize_outputs(nb_path: Path,                 # an executed notebook, rewritten in place
+                     secrets: list[str] = (),       # values to mask
+                     limit: int = MAX_OUTPUT_CHARS, # characters kept per text output
+                     ) -> int:
     """Mask `secrets` in the executed notebook (see masking), and cut text outputs longer than `limit` with a note
     saying so; returns how many outputs were cut."""
     import nbformat
@@ -173,8 +198,14 @@ def _last_started_cell(out_nb: Path) -> int | None:
                if c.get('metadata', {}).get('papermill', {}).get('start_time')]
     return started[-1] if started else None
 
-def execute_notebook(nb_path: Path, out_nb: Path, params: dict, step_dir: Path, verbose=False,
-                     pool: KernelPool | None = None, secrets: list[str] | None = None) -> dict | None:
+def execute_notebook(nb_path: Path,                    # the source notebook
+                     out_nb: Path,                     # where the executed notebook goes
+                     params: dict,                     # values for the parameters cell
+                     step_dir: Path,                   # the step's folder (the kernel's context)
+                     verbose=False,                    # stream cell outputs
+                     pool: KernelPool | None = None,   # warm kernels (default: a new kernel)
+                     secrets: list[str] | None = None, # values to mask (default: the environment's)
+                     ) -> dict | None:
     """Execute `nb_path` with Papermill into `out_nb` (on a warm kernel from `pool` if given); returns the error, if
     any. `secrets` (default: those of the environment) never stay in the executed notebook or the error."""
     import papermill as pm
@@ -222,7 +253,11 @@ def _tls_files(cfg: ProjectConfig) -> tuple[str, str, str] | None:
         out.append(str(path))
     return tuple(out)
 
-def exec_options(cfg: ProjectConfig, executor=None, jobs=None, scheduler=None) -> ExecOptions:
+def exec_options(cfg: ProjectConfig, # the project
+                 executor=None,      # local, warm or dask (default: mlops.yaml)
+                 jobs=None,          # steps at once (default: mlops.yaml)
+                 scheduler=None,     # a Dask scheduler address (default: mlops.yaml)
+                 ) -> ExecOptions:
     """Command-line choices over `mlops.yaml`'s (`executor`, `jobs`, `scheduler`). A Dask scheduler must be `tls://`:
     over plain `tcp://` anyone who reaches the port reads the data and runs code on the workers, so it is refused
     unless `allow_insecure: true` says the network is trusted."""
@@ -301,6 +336,14 @@ def _pool(cfg: ProjectConfig, opts: ExecOptions, notebooks: list[Path]) -> Kerne
     pool.plan([notebook_imports(nb, cfg.root) for nb in notebooks])
     return pool
 
+def _preload_profiling(cfg: ProjectConfig, opts: ExecOptions, steps: list[str]):
+    """Import whylogs in a background thread while the first step runs, if some step's declared files will be
+    profiled here: the runner idles while a kernel works, so the import (about 1.4 s) no longer waits for the first
+    step to finish."""
+    files = [f for s in steps for f in (*cfg.steps[s].inputs, *cfg.steps[s].outputs)]
+    if opts.executor != 'dask' and any(Path(f).suffix in TABULAR for f in files):
+        threading.Thread(target=importlib.import_module, args=('whylogs',), name='mlops-nb-preload', daemon=True).start()
+
 def _local(opts: ExecOptions, pool, tracker) -> dict:
     "What a task in this process shares with the runner (nothing crosses to a Dask worker)."
     return {} if opts.executor == 'dask' else {'pool': pool, 'tracker': tracker}
@@ -359,8 +402,18 @@ def _close_worker_pool(where: str, dask_worker=None):
     with _worker_lock: pool = _worker_pools.pop(_worker_root(where, dask_worker), None)
     if pool: pool.close()
 
-def execute_step(root: Path, p: StepPlan, run_id: str, step_dir: Path, parent: str, lineage: dict, upstream: dict,
-                 verbose=False, name: str | None = None, pool: KernelPool | None = None, tracker=None) -> StepResult:
+def execute_step(root: Path,                     # the project folder
+                 p: StepPlan,                    # the planned step
+                 run_id: str,                    # the pipeline run's id
+                 step_dir: Path,                 # the step's folder in the run
+                 parent: str,                    # the pipeline run's MLflow run
+                 lineage: dict,                  # tags every MLflow run of the pipeline run gets
+                 upstream: dict,                 # needed step -> its step folder
+                 verbose=False,                  # stream cell outputs
+                 name: str | None = None,        # the MLflow run name (default: the step)
+                 pool: KernelPool | None = None, # the runner's warm kernels (none on a Dask worker)
+                 tracker=None,                   # the runner's tracker (none on a Dask worker)
+                 ) -> StepResult:
     """Execute one planned step into `step_dir`: the task every executor runs. Without the runner's tracker and pool
     (on a Dask worker) it uses the worker's own, and keeps a kernel for this notebook warm for the worker's next task
     (sweep trials are the same notebook again)."""
@@ -457,19 +510,19 @@ class _Shipping(Executor):
 # %% ../nbs/02_runner.ipynb 34
 @dataclass
 class StepResult:
-    step: str
+    step: str                       # the step
     status: str                     # done, cached or failed
-    dir: Path
-    seconds: float = 0.0
-    metrics: dict = field(default_factory=dict)
+    dir: Path                       # the step folder holding step.json
+    seconds: float = 0.0            # the notebook's run time
+    metrics: dict = field(default_factory=dict) # what it logged
 
 # %% ../nbs/02_runner.ipynb 35
 @dataclass
 class RunResult:
     run_id: str | None              # None when every step was a cache hit (nothing ran, no run folder)
-    steps: list[StepResult]
-    dir: Path | None = None
-    mlflow_run_id: str | None = None
+    steps: list[StepResult]         # one per planned step, in order
+    dir: Path | None = None         # the run folder
+    mlflow_run_id: str | None = None # the pipeline run's MLflow run
 
 # %% ../nbs/02_runner.ipynb 36
 def _now() -> str: return time.strftime('%Y-%m-%dT%H:%M:%S%z')
@@ -539,6 +592,7 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo,
     pool = _pool(cfg, opts, [p.notebook for p in plans if not hits[p.step]])  # kernels warm up while MLflow opens
     try:
         run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile)
+        _preload_profiling(cfg, opts, [p.step for p in plans if not hits[p.step]])
         run = {'run_id': run_id, 'started': _now(), 'status': 'running', 'profile': profile, 'overrides': overrides,
                'steps': [p.step for p in plans], 'git': git, 'mlflow_run_id': parent, 'tracking_uri': redact_uri(tracker.uri),
                'executor': opts.executor, 'jobs': opts.jobs}
@@ -629,7 +683,8 @@ def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage
     return StepResult(p.step, 'done', step_dir, rec['seconds'], metrics)
 
 # %% ../nbs/02_runner.ipynb 42
-def parse_grid(items) -> dict[str, list[str]]:
+def parse_grid(items, # ['n=50,100', 'depth=5']: a name and its values each
+               ) -> dict[str, list[str]]:
     "`['n=50,100', 'depth=5']` -> `{'n': ['50', '100'], 'depth': ['5']}`."
     grid = {}
     for it in items:
@@ -640,7 +695,10 @@ def parse_grid(items) -> dict[str, list[str]]:
     return grid
 
 # %% ../nbs/02_runner.ipynb 43
-def sweep_trials(grid: dict[str, list], random: int | None = None, seed: int = 0) -> list[dict]:
+def sweep_trials(grid: dict[str, list],     # parameter -> values to try
+                 random: int | None = None, # draw this many distinct trials (default: all)
+                 seed: int = 0,             # seed of the draw
+                 ) -> list[dict]:
     "Every combination of `grid`, or `random` distinct ones drawn with `seed`."
     import itertools
     import random as rnd
@@ -650,16 +708,28 @@ def sweep_trials(grid: dict[str, list], random: int | None = None, seed: int = 0
 # %% ../nbs/02_runner.ipynb 44
 @dataclass
 class SweepResult:
-    run_id: str
-    metric: str
+    run_id: str                     # the sweep run
+    metric: str                     # the metric optimised
     trials: list[dict]              # {'params', 'metrics', 'status'} per trial
-    best: dict
+    best: dict                      # the best trial
 
 # %% ../nbs/02_runner.ipynb 45
-def run_sweep(root: str | Path, step: str, grid: dict[str, list], *, random: int | None = None, seed: int = 0,
-              metric: str | None = None, goal: str | None = None, profile: str | None = None,
-              overrides: dict | None = None, verbose: bool = False, echo=None,
-              executor: str | None = None, jobs: int | None = None, scheduler: str | None = None) -> SweepResult:
+def run_sweep(root: str | Path,              # the project folder
+              step: str,                     # the step to vary
+              grid: dict[str, list],         # parameter -> values to try
+              *,
+              random: int | None = None,     # draw this many trials of the grid (default: every combination)
+              seed: int = 0,                 # seed of the draw
+              metric: str | None = None,     # the metric to optimise (default: sweep.metric)
+              goal: str | None = None,       # max or min (default: sweep.goal)
+              profile: str | None = None,    # a parameter profile of mlops.yaml
+              overrides: dict | None = None, # parameters over the profile
+              verbose: bool = False,         # stream cell outputs
+              echo=None,                     # where progress lines go (default: stderr)
+              executor: str | None = None,   # local, warm or dask (default: mlops.yaml)
+              jobs: int | None = None,       # trials at once (default: mlops.yaml)
+              scheduler: str | None = None,  # a Dask scheduler address (default: mlops.yaml)
+              ) -> SweepResult:
     "Run `step` once per trial of `grid` (after what it needs); report the best trial by `metric`."
     echo = echo or (lambda msg: print(msg, file=sys.stderr))
     cfg, overrides = load_config(root), overrides or {}
@@ -728,7 +798,9 @@ def _stale_reasons(p: StepPlan, rec: dict) -> list[str]:
                                             ('input', p.inputs, rec.get('inputs'))) if now != then]
     return reasons or (['upstream'] if p.key != rec.get('cache_key') else [])
 
-def step_status(root: str | Path = '.', profile: str | None = None) -> list[dict]:
+def step_status(root: str | Path = '.',     # the project folder
+                profile: str | None = None, # judge staleness against this profile (default: as each ran)
+                ) -> list[dict]:
     """Latest record of each step, `status` refined to interrupted or stale (with `reason`: code, params, input or
     upstream changed), against the parameters of `profile` (default: the profile and overrides it last ran with)."""
     cfg = load_config(root)

@@ -27,14 +27,14 @@ from .config import CanaryLimits, MlopsError, ProjectConfig, load_config
 @dataclass
 class ServedModel:
     "A loaded version: how to predict, and what it expects."
-    name: str
-    alias: str
-    version: int
+    name: str                       # the registered model
+    alias: str                      # the alias it was loaded by
+    version: int                    # its version
     runtime: str                     # onnx or sklearn
     columns: list[tuple[str, type]]  # input columns in signature order, with their Python types
     predict: Any                     # callable: list of rows (lists of floats) -> list of labels
-    loaded_at: float
-    load_seconds: float
+    loaded_at: float                # when (epoch seconds)
+    load_seconds: float             # how long loading took
     reference: bytes | None = None   # the version's reference profile (whylogs), for drift of served requests
 
 # %% ../nbs/09_serve.ipynb 6
@@ -82,7 +82,8 @@ def _load_sklearn(cfg: ProjectConfig, what: str, local: str, flavor: dict):
     except ModuleNotFoundError as e:
         raise MlopsError(f"{what}: module {e.name!r} of a trusted type is not in the project's serve.code_paths") from None
 
-def onnx_session(path: str | Path):
+def onnx_session(path: str | Path, # an .onnx file
+                 ):
     """An ONNX Runtime session for serving: one thread that does not spin. A request is one small call; the default
     pool of spinning threads (one per core) competes with the event loop for the CPU. Measured on this 2-core machine,
     a minimal FastAPI app at 2 connections, server and wrk pinned apart: p99 5.4–6.6 ms and 2,200 req/s with the
@@ -94,7 +95,12 @@ def onnx_session(path: str | Path):
     return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
 
 # %% ../nbs/09_serve.ipynb 7
-def fetch_version(cfg: ProjectConfig, name: str, alias: str, runtime: str, dest: str | Path) -> dict:
+def fetch_version(cfg: ProjectConfig, # the project
+                  name: str,          # the registered model
+                  alias: str,         # the version, by alias
+                  runtime: str,       # onnx or sklearn
+                  dest: str | Path,   # where the model files go
+                  ) -> dict:
     """`_resolve` in a short-lived child process: the version, its columns, and the paths of what it downloaded into
     `dest` (the model file, the reference profile)."""
     import multiprocessing
@@ -111,7 +117,11 @@ def _onnx_predict(path: str | Path):
     inp = sess.get_inputs()[0].name
     return lambda rows: sess.run(['label'], {inp: np.asarray(rows, dtype=np.float32)})[0].tolist()
 
-def load_version(cfg: ProjectConfig, name: str, alias: str, runtime: str = 'onnx') -> ServedModel:
+def load_version(cfg: ProjectConfig,    # the project
+                 name: str,             # the registered model
+                 alias: str,            # the version, by alias
+                 runtime: str = 'onnx', # onnx or sklearn
+                 ) -> ServedModel:
     "Load `name@alias` from the project's registry, for the ONNX runtime (default) or scikit-learn (see above)."
     import tempfile
     t0 = time.perf_counter()
@@ -137,11 +147,13 @@ async def _reply(send, status: int, detail: str, headers: tuple = ()):
 
 class BodyGuard:
     "Pure ASGI middleware: the bearer token checked before the body is read, the body counted as it arrives."
-    def __init__(self, app,
-                 token: str | None,               # required on every path but `public` (None: no token asked)
-                 max_bytes: int,                  # largest body accepted
-                 public: tuple = ('/health',),    # paths answered without the token
-                 refused=lambda status: None):    # called with 401/413/400 (the app's metrics count them)
+    def __init__(self,
+                 app,                          # the ASGI app guarded
+                 token: str | None,            # the bearer token (None: no check)
+                 max_bytes: int,               # refuse bodies larger than this, while reading
+                 public: tuple = ('/health',), # paths served without the token
+                 refused=lambda status: None,  # called with the reason of each refusal
+                 ):
         self.app, self.max_bytes, self.public, self.refused = app, max_bytes, public, refused
         self.expected = f'Bearer {token}'.encode() if token else None
 
@@ -173,7 +185,7 @@ class BodyGuard:
 @dataclass
 class ServeOptions:
     max_batch: int = 1000             # records per request
-    max_body_bytes: int = 1_000_000
+    max_body_bytes: int = 1_000_000 # refuse larger request bodies, while reading
     token: str | None = None          # bearer token for /predict, /metrics and /admin (default: $MLOPS_NB_TOKEN)
     shadow_log: Path | None = None    # JSONL of shadow comparisons
     poll_seconds: float = 0           # re-resolve aliases this often (0: only on /admin/reload)
@@ -183,7 +195,7 @@ class ServeOptions:
     docs: bool = False                # serve /docs and /openapi.json (behind the token like everything but /health)
     insecure: bool = False            # allow a non-loopback interface without a token
     canary: str | None = None         # alias that answers `canary_percent` of the requests
-    canary_percent: float = 0
+    canary_percent: float = 0        # share of requests for the canary (0 to 100)
     limits: CanaryLimits = field(default_factory=CanaryLimits)  # when the canary leaves traffic (mlops.yaml)
     audit_log: Path | None = None     # JSONL of split changes and withdrawals
     check_seconds: float = 1          # how often the canary is judged
@@ -202,8 +214,13 @@ def _token(opts: ServeOptions) -> str | None:
 class RequestProfiles:
     """Profiles of served inputs in rolling windows (`<window start>.whylogs`), for `mlops-nb monitor --data`.
     Rows are buffered and profiled off the response path; a window's file is merged into as more rows arrive."""
-    def __init__(self, folder: Path, columns: list[str], window_seconds: int, flush_rows: int = 1000,
-                 on_window=lambda view: None):  # called with the window's whole profile each time it is written
+    def __init__(self,
+                 folder: Path,                # where window profiles go
+                 columns: list[str],          # the features profiled
+                 window_seconds: int,         # length of a window
+                 flush_rows: int = 1000,      # rows buffered before profiling
+                 on_window=lambda view: None, # called with each finished window
+                 ):
         self.folder, self.columns, self.window_seconds, self.flush_rows = Path(folder), columns, window_seconds, flush_rows
         self.on_window = on_window
         self.rows, self.window, self.lock = [], None, threading.Lock()
@@ -232,7 +249,11 @@ class RequestProfiles:
         self.on_window(view)
 
 # %% ../nbs/09_serve.ipynb 18
-def create_app(load, primary_alias: str = 'champion', shadow_alias: str | None = None, options: ServeOptions | None = None):
+def create_app(load,                                # alias -> ServedModel (called at start and on reload)
+               primary_alias: str = 'champion',     # the alias that answers
+               shadow_alias: str | None = None,     # an alias that also predicts, logged only
+               options: ServeOptions | None = None, # limits, token, logs, canary
+               ):
     """The ASGI app: FastAPI behind `BodyGuard`; `load(alias)` returns a `ServedModel` (the CLI passes `load_version`
     bound to the project)."""
     from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
@@ -430,8 +451,14 @@ def _loopback(host: str) -> bool:
     try: return host == 'localhost' or ipaddress.ip_address(host).is_loopback
     except ValueError: return False
 
-def serve(root: str | Path, model: str, alias: str = 'champion', shadow: str | None = None, host: str = '127.0.0.1',
-          port: int = 8000, options: ServeOptions | None = None):
+def serve(root: str | Path,                    # the project folder
+          model: str,                          # the registered model
+          alias: str = 'champion',             # the version that answers
+          shadow: str | None = None,           # a version that also predicts, logged only
+          host: str = '127.0.0.1',             # the interface to listen on
+          port: int = 8000,                    # the port
+          options: ServeOptions | None = None, # limits, token, logs, canary
+          ):
     "Run the server for `model@alias` with uvicorn (blocks)."
     import uvicorn
     cfg = load_config(root)
@@ -451,7 +478,8 @@ def serve(root: str | Path, model: str, alias: str = 'champion', shadow: str | N
     uvicorn.run(app, host=host, port=port, log_level='warning', access_log=False)
 
 # %% ../nbs/09_serve.ipynb 26
-def load_bundle(folder: str | Path) -> ServedModel:
+def load_bundle(folder: str | Path, # a bundle written by `container.write_bundle`
+                ) -> ServedModel:
     "The version in a bundle folder (`serving.json` and `model.onnx`, written by `container.write_bundle`)."
     t0, folder = time.perf_counter(), Path(folder)
     try: meta = json.loads((folder / 'serving.json').read_text())

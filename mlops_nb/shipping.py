@@ -19,7 +19,8 @@ from .masking import redact_uri
 __all__ = ['BLOBS', 'sha256_file', 'copy_atomic', 'BlobStore', 'server_blobs', 'worker_dir']
 
 # %% ../nbs/02b_shipping.ipynb 5
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, # the file to hash
+                ) -> str:
     "sha256 of a file's bytes, read in 1 MiB chunks."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -27,7 +28,9 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 # %% ../nbs/02b_shipping.ipynb 6
-def copy_atomic(src: Path, dest: Path):
+def copy_atomic(src: Path,  # the file to copy
+                dest: Path, # where it goes (folders created)
+                ):
     "Copy `src` to `dest` through a temporary file beside it: a reader sees the old file or the whole new one."
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f'.{dest.name}.{secrets.token_hex(4)}.tmp')
@@ -100,7 +103,8 @@ def server_blobs(uri: str,      # the tracking server, http(s)://host:port
                      redact_uri(uri))
 
 # %% ../nbs/02b_shipping.ipynb 13
-def worker_dir(worker=None) -> Path:
+def worker_dir(worker=None, # a `distributed.Worker` (default: the one running this task)
+               ) -> Path:
     """The folder of Dask `worker` (given to a `Client.run` function as `dask_worker`; default: the worker running
     this task), under its `--local-directory`; the temporary folder outside a worker."""
     try:

@@ -21,7 +21,8 @@ __all__ = ['TAG', 'LOCK_WAIT_ENV', 'tracking_uri', 'artifact_location', 'mlflow_
            'retry_locked', 'Tracker']
 
 # %% ../nbs/03_tracking.ipynb 4
-def tracking_uri(cfg: ProjectConfig) -> str:
+def tracking_uri(cfg: ProjectConfig, # the project
+                 ) -> str:
     "The project's tracking URI; a relative SQLite path resolves against the project root, not the working directory."
     uri = os.environ.get('MLFLOW_TRACKING_URI') or cfg.tracking_uri
     prefix = 'sqlite:///'
@@ -30,7 +31,8 @@ def tracking_uri(cfg: ProjectConfig) -> str:
     return uri
 
 # %% ../nbs/03_tracking.ipynb 5
-def artifact_location(cfg: ProjectConfig) -> str | None:
+def artifact_location(cfg: ProjectConfig, # the project
+                      ) -> str | None:
     """Where new experiments keep artifacts: `artifact_location` from `mlops.yaml` (a folder every machine sees, or
     any MLflow artifact URI), else `mlartifacts/` beside a SQLite store or in the project; a server decides for itself."""
     uri = tracking_uri(cfg)
@@ -42,7 +44,8 @@ def artifact_location(cfg: ProjectConfig) -> str | None:
 
 # %% ../nbs/03_tracking.ipynb 6
 @contextmanager
-def mlflow_store(uri: str):
+def mlflow_store(uri: str, # the tracking URI
+                 ):
     """MLflow's default store is `uri` inside the block (`models:/` and `runs:/` URIs resolve through it), and what
     it was afterwards: `mlflow.set_tracking_uri` alone also leaves `MLFLOW_TRACKING_URI` in the environment, where
     every later child process and every other project of this process would find it."""
@@ -53,13 +56,16 @@ def mlflow_store(uri: str):
     finally: mlflow.set_tracking_uri(before)  # None: unset again, and out of the environment
 
 # %% ../nbs/03_tracking.ipynb 9
-def git(root: Path, *args: str) -> str | None:
+def git(root: Path, # the repository
+        *args: str, # git arguments
+        ) -> str | None:
     "Output of `git ARGS` in `root`, or None when git fails (not a repository, no commit yet)."
     r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
     return r.stdout.strip() if r.returncode == 0 else None
 
 # %% ../nbs/03_tracking.ipynb 10
-def git_info(root: Path) -> dict[str, str]:
+def git_info(root: Path, # the project folder
+             ) -> dict[str, str]:
     "Commit, dirty flag and author of the git checkout holding `root`."
     commit = git(root, 'rev-parse', 'HEAD')
     if commit is None: return {'commit': 'none', 'dirty': 'unknown', 'author': 'unknown'}
@@ -78,7 +84,11 @@ class StoreLocked(MlopsError):
 def _locked_store(e: Exception) -> bool:
     return 'database is locked' in str(e) or 'could not obtain lock' in str(e)
 
-def retry_locked(fn, *args, uri: str = '', **kw):
+def retry_locked(fn,            # the store call
+                 *args,         # its arguments
+                 uri: str = '', # the store, for the message
+                 **kw,          # its keyword arguments
+                 ):
     "`fn(*args, **kw)`, retried with exponential backoff while the store is locked, then a `StoreLocked` error."
     budget, delay, t0 = float(os.environ.get(LOCK_WAIT_ENV, 60)), 0.05, time.monotonic()
     while True:
@@ -94,7 +104,9 @@ def retry_locked(fn, *args, uri: str = '', **kw):
 # %% ../nbs/03_tracking.ipynb 14
 class Tracker:
     "Opens and closes the MLflow runs of one pipeline run (a parent, then one nested run per executed step)."
-    def __init__(self, cfg: ProjectConfig):
+    def __init__(self,
+                 cfg: ProjectConfig, # the project
+                 ):
         from mlflow.tracking import MlflowClient
         # "Creating initial tables" is not news, and a database error is re-raised (and reported once, by us)
         logging.getLogger('mlflow.store.db.utils').setLevel(logging.CRITICAL)
