@@ -424,6 +424,11 @@ def execute_step(root: Path,                     # the project folder
                     lineage, upstream, verbose, name, pool)
 
 # %% ../nbs/02_runner.ipynb 29
+def _blob_lock(sha: str):
+    "The cluster-wide lock on uploading blob `sha`: two workers (or a worker and the runner) never upload it both."
+    from distributed import Lock
+    return Lock(f'mlops-nb-blob-{sha}')
+
 def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, run_id: str, step_rel: str, parent: str,
                  lineage: dict, verbose: bool, name: str | None) -> dict:
     """A Dask task on a worker that shares no disk with the runner: fetch the step's `files` (path -> sha256) into a
@@ -434,7 +439,7 @@ def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, ru
     from distributed import get_worker
     base = Path(_worker_root(f'remote:{key}'))
     base.mkdir(parents=True, exist_ok=True)
-    store, task = server_blobs(uri, base / 'objects'), Path(tempfile.mkdtemp(prefix='task-', dir=base))
+    store, task = server_blobs(uri, base / 'objects', _blob_lock), Path(tempfile.mkdtemp(prefix='task-', dir=base))
     try:
         for rel, sha in files.items(): store.get(sha, task / rel)
         for s, rec in records.items(): write_json(task / '.upstream' / s / 'step.json', rec)
@@ -462,7 +467,7 @@ class _Shipping(Executor):
     def __init__(self, dask: Executor, cfg: ProjectConfig, jobs: int):
         from mlops_nb.tracking import tracking_uri
         self.dask, self.cfg, self.uri, self.parents = dask, cfg, tracking_uri(cfg), set()
-        self.store = server_blobs(self.uri, cfg.root / '.mlops_nb' / 'objects')
+        self.store = server_blobs(self.uri, cfg.root / '.mlops_nb' / 'objects', _blob_lock)
         self.store.has('0' * 64)  # a server that does not serve artifacts fails here, in one line
         self.threads, self.lock = ThreadPoolExecutor(jobs, thread_name_prefix='mlops-nb-ship'), threading.Lock()
 

@@ -5,6 +5,7 @@
 # %% ../nbs/02b_shipping.ipynb 3
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -47,8 +48,9 @@ class BlobStore:
     as the project's object store, so a machine downloads each blob once too."""
     def __init__(self, repo,        # an MLflow ArtifactRepository: the tracking server's, see `server_blobs`
                  cache: Path,       # local blobs: `<cache>/<sha[:2]>/<sha[2:]>`
-                 where: str = ''):  # the server, for messages
-        self.repo, self.cache, self.where = repo, Path(cache), where or 'the artifact store'
+                 where: str = '',   # the server, for messages
+                 lock=None):        # sha -> a lock held while uploading it, shared by every uploader (a Dask lock)
+        self.repo, self.cache, self.where, self.lock = repo, Path(cache), where or 'the artifact store', lock
         self.present, self.uploads = set(), 0
 
     def local(self, sha: str) -> Path: return self.cache / sha[:2] / sha[2:]
@@ -67,7 +69,9 @@ class BlobStore:
     def put(self, path: Path, sha: str | None = None) -> str:
         "Upload `path` unless its content is already stored; returns its sha256."
         sha = sha or sha256_file(path)
-        if not self.has(sha):
+        if self.has(sha): return sha
+        with self.lock(sha) if self.lock else contextlib.nullcontext():
+            if self.has(sha): return sha  # another uploader was first
             with tempfile.TemporaryDirectory() as d:
                 shutil.copyfile(path, Path(d) / sha)  # the repository names an artifact after its file
                 self.repo.log_artifact(str(Path(d) / sha), sha[:2])
@@ -93,6 +97,7 @@ class BlobStore:
 # %% ../nbs/02b_shipping.ipynb 11
 def server_blobs(uri: str,      # the tracking server, http(s)://host:port
                  cache: Path,   # the local blob cache
+                 lock=None,     # sha -> a lock shared by every uploader (see `BlobStore`)
                  ) -> BlobStore:
     "The blob store of an MLflow tracking server that proxies artifacts (`mlflow server --artifacts-destination`)."
     from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
@@ -100,7 +105,7 @@ def server_blobs(uri: str,      # the tracking server, http(s)://host:port
         raise MlopsError(f"tracking_uri {redact_uri(uri)}: shipping files to workers needs an MLflow tracking server "
                          "(http://host:5000, started with mlflow server --artifacts-destination ...)")
     return BlobStore(HttpArtifactRepository(f"{uri.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{BLOBS}"), cache,
-                     redact_uri(uri))
+                     redact_uri(uri), lock)
 
 # %% ../nbs/02b_shipping.ipynb 13
 def worker_dir(worker=None, # a `distributed.Worker` (default: the one running this task)
