@@ -5,6 +5,7 @@
 # %% ../nbs/02_runner.ipynb 3
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
@@ -30,10 +31,10 @@ from .kernels import (KernelPool, local_imports, missing_imports, notebook_impor
                               step_kernel_manager)
 from .params import cell_source, check_overrides, load_notebook, notebook_params, parameters_cell, step_params
 from .masking import redact_uri, scrub, scrub_outputs, secret_values
-from .shipping import copy_atomic, server_blobs, sha256_file, worker_dir
+from .shipping import BlobStore, blob_path, copy_atomic, server_blobs, sha256_file, worker_dir
 
 # %% auto 0
-__all__ = ['MAX_OUTPUT_CHARS', 'StepFailed', 'RunLocked', 'code_hash', 'cache_key', 'FileHashes', 'StepPlan', 'plan',
+__all__ = ['MAX_OUTPUT_CHARS', 'INLINE', 'StepFailed', 'RunLocked', 'code_hash', 'cache_key', 'FileHashes', 'StepPlan', 'plan',
            'project_secrets', 'sanitize_outputs', 'execute_notebook', 'ExecOptions', 'exec_options', 'execute_step',
            'StepResult', 'RunResult', 'run_pipeline', 'parse_grid', 'sweep_trials', 'SweepResult', 'run_sweep',
            'step_status']
@@ -104,8 +105,6 @@ class FileHashes:
         if self.changed: write_json(self.memo_file, self.memo)
 
 # %% ../nbs/02_runner.ipynb 12
-def _object(state: Path, sha: str) -> Path: return state / 'objects' / sha[:2] / sha[2:]  # as `BlobStore.local`
-
 def _cached(cfg: ProjectConfig, state: Path, key: str, hashes: FileHashes) -> dict | None:
     "The cache entry for `key` with its outputs in place (restored if needed), or None."
     f = state / 'cache' / f'{key}.json'
@@ -114,8 +113,8 @@ def _cached(cfg: ProjectConfig, state: Path, key: str, hashes: FileHashes) -> di
     for rel, sha in entry['outputs'].items():
         p = cfg.path(rel)
         if p.is_file() and hashes(p) == sha: continue
-        if not _object(state, sha).is_file(): return None
-        copy_atomic(_object(state, sha), p)
+        if not blob_path(state / 'objects', sha).is_file(): return None
+        copy_atomic(blob_path(state / 'objects', sha), p)
     return entry
 
 # %% ../nbs/02_runner.ipynb 14
@@ -295,14 +294,15 @@ def _resolved(value) -> Future:
 @contextmanager
 def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[Path] = ()):
     """An executor for step tasks: this thread, a thread pool, or a Dask cluster (its workers sharing our disk, or
-    not: `_Shipping`). On Dask, each worker starts warming kernels for the notebooks of `warm` (the first tasks) as
-    soon as it is connected, and stops its kernels when the run ends, so workers exit at once."""
+    not: `_Shipping`). On Dask, as soon as it is connected, each worker's fork server preloads the imports of every
+    notebook of `warm` (the run's, in order; a kernel for a later step then forks ready) and warms a kernel for the
+    first; each worker stops its kernels when the run ends, so workers exit at once."""
     if opts.executor == 'dask':
         from distributed import Client, LocalCluster
         where = f'remote:{_project_key(cfg)}' if opts.ship else str(cfg.root)
         @contextmanager
         def warmed(client):
-            if warm: client.run(_warm_worker_pool, where, [notebook_imports(nb, cfg.root) for nb in warm])  # at once
+            if warm: client.run(_warm_worker_pool, where, [notebook_imports(nb, cfg.root) for nb in dict.fromkeys(warm)])
             try:
                 if not opts.ship: yield client.get_executor(pure=False)
                 else:
@@ -394,7 +394,7 @@ def _worker_pool(root: str) -> KernelPool | None:
         return _worker_pools[root]
 
 def _warm_worker_pool(where: str, imports: list[tuple[str, ...]], dask_worker=None):
-    "On a Dask worker, before its first task: warm a kernel with the first of `imports` (`client.run`)."
+    "On a Dask worker, before its first task (`client.run`): preload all of `imports`, warm a kernel for the first."
     if pool := _worker_pool(_worker_root(where, dask_worker)): pool.plan([tuple(i) for i in imports])
 
 def _close_worker_pool(where: str, dask_worker=None):
@@ -429,17 +429,32 @@ def _blob_lock(sha: str):
     from distributed import Lock
     return Lock(f'mlops-nb-blob-{sha}')
 
+INLINE = 1 << 20  # files up to this size come back in a task's result; bigger ones as blobs
+
+@functools.lru_cache(maxsize=4)
+def _worker_store(uri: str, cache: Path, parent: str) -> BlobStore:
+    "A worker's blob store for the tasks of one run (`parent`): what it learnt the server holds serves the next task."
+    return server_blobs(uri, cache, _blob_lock)
+
+def _returned(store: BlobStore, files: dict) -> dict:
+    "Small `files` (name -> path) by content, the rest as blobs: what a task sends back."
+    small = {k: f for k, f in files.items() if f.stat().st_size <= INLINE}
+    return {'inline': {k: f.read_bytes() for k, f in small.items()},
+            'blobs': {k: store.put(f) for k, f in files.items() if k not in small}}
+
 def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, run_id: str, step_rel: str, parent: str,
                  lineage: dict, verbose: bool, name: str | None) -> dict:
     """A Dask task on a worker that shares no disk with the runner: fetch the step's `files` (path -> sha256) into a
-    scratch project, execute the step there, send back the hashes of its step folder's files and declared outputs
-    (and the error, if its notebook failed). The scratch project is deleted whatever happens."""
+    scratch project, execute the step there, upload its declared outputs, send back its step folder's files and
+    small outputs (`_returned`) and the error, if its notebook failed. The scratch project is deleted whatever
+    happens."""
     import dataclasses
     import tempfile
     from distributed import get_worker
     base = Path(_worker_root(f'remote:{key}'))
     base.mkdir(parents=True, exist_ok=True)
-    store, task = server_blobs(uri, base / 'objects', _blob_lock), Path(tempfile.mkdtemp(prefix='task-', dir=base))
+    store = _worker_store(uri, worker_dir() / 'mlops-nb' / 'objects', parent)  # every project's blobs: content is content
+    task = Path(tempfile.mkdtemp(prefix='task-', dir=base))
     try:
         for rel, sha in files.items(): store.get(sha, task / rel)
         for s, rec in records.items(): write_json(task / '.upstream' / s / 'step.json', rec)
@@ -454,10 +469,11 @@ def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, ru
                           verbose, name, pool, _worker_tracker(cfg))
         except StepFailed as e: error = (e.cell, e.ename, e.evalue, e.tail)
         out = {'worker': get_worker().address,
-               'files': {str(f.relative_to(step_dir)): store.put(f) for f in sorted(step_dir.rglob('*')) if f.is_file()}}
+               'files': _returned(store, {str(f.relative_to(step_dir)): f for f in step_dir.rglob('*') if f.is_file()})}
         if error: return {**out, 'error': error}
-        for rel, sha in json.loads((step_dir / 'step.json').read_text())['outputs'].items(): store.put(cfg.path(rel), sha)
-        return out
+        outputs = json.loads((step_dir / 'step.json').read_text())['outputs']
+        for rel, sha in outputs.items(): store.put(cfg.path(rel), sha, keep=True)  # this worker's next task has it
+        return {**out, 'outputs': _returned(store, {sha: cfg.path(rel) for rel, sha in outputs.items()})}
     finally: shutil.rmtree(task, ignore_errors=True)
 
 # %% ../nbs/02_runner.ipynb 30
@@ -469,6 +485,7 @@ class _Shipping(Executor):
         self.dask, self.cfg, self.uri, self.parents = dask, cfg, tracking_uri(cfg), set()
         self.store = server_blobs(self.uri, cfg.root / '.mlops_nb' / 'objects', _blob_lock)
         self.store.has('0' * 64)  # a server that does not serve artifacts fails here, in one line
+        self.hashes = FileHashes(cfg.root / '.mlops_nb' / 'hashes.json')  # mlops.yaml and notebooks: a stat per task
         self.threads, self.lock = ThreadPoolExecutor(jobs, thread_name_prefix='mlops-nb-ship'), threading.Lock()
 
     def submit(self, fn, root, p: StepPlan, run_id, step_dir: Path, parent, lineage, upstream, verbose=False, name=None):
@@ -482,7 +499,7 @@ class _Shipping(Executor):
                              f"workers that share no disk only get as a declared input: add it to the step's inputs in "
                              "mlops.yaml (the cache then also sees its changes)")
         rels = ['mlops.yaml', *(st.notebook for st in self.cfg.steps.values()), *known]
-        files = {rel: known.get(rel) or sha256_file(self.cfg.path(rel)) for rel in dict.fromkeys(rels)}
+        files = {rel: known.get(rel) or self.hashes(self.cfg.path(rel)) for rel in dict.fromkeys(rels)}
         self.parents.add(parent)
         return self.threads.submit(self._ship, files, records, dataclasses.replace(p, notebook=p.notebook.relative_to(
             self.cfg.root)), run_id, step_dir, parent, lineage, verbose, name)
@@ -493,16 +510,24 @@ class _Shipping(Executor):
             for rel, sha in files.items(): self.store.put(self.cfg.path(rel), sha)
         out = self.dask.submit(_remote_step, self.uri, _project_key(self.cfg), files, records, p, run_id,
                                str(step_dir.relative_to(self.cfg.root)), parent, lineage, verbose, name).result()
-        for rel, sha in out['files'].items(): self.store.get(sha, step_dir / rel)
+        self._land(out['files'], step_dir)
         rec = {**_read(step_dir / 'step.json'), 'source_dir': str(step_dir), 'worker': out['worker']}
         if 'error' in out:
             write_json(step_dir / 'step.json', rec)
             raise StepFailed(p.step, rec['notebook'], *out['error'], step_dir / p.notebook.name)
-        for rel, sha in rec['outputs'].items(): self.store.get(sha, self.cfg.path(rel))  # a step that failed lands none
+        for sha, data in out['outputs']['inline'].items(): self.store.add(sha, data)  # a step that failed lands none
+        for rel, sha in rec['outputs'].items(): self.store.get(sha, self.cfg.path(rel))
         rec['shipping_seconds'] = time.perf_counter() - t0 - rec['seconds']  # all but the notebook's run, queue included
         write_json(step_dir / 'step.json', rec)
         write_json(self.cfg.root / '.mlops_nb' / 'cache' / f'{p.key}.json', {k: rec[k] for k in _ENTRY_KEYS})
         return StepResult(p.step, 'done', step_dir, rec['seconds'], rec['metrics'])
+
+    def _land(self, files: dict, step_dir: Path):
+        "Write a task's step-folder `files` (as `_returned` sent them) into `step_dir`."
+        for rel, data in files['inline'].items():
+            (step_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (step_dir / rel).write_bytes(data)
+        for rel, sha in files['blobs'].items(): self.store.get(sha, step_dir / rel)
 
     def shutdown(self, wait=True, **kw):
         "Wait for the shipping threads; then end the MLflow runs that lost workers left RUNNING as KILLED."
@@ -606,7 +631,7 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo,
              + (f" ({opts.executor} executor, {opts.jobs} at a time)" if opts.executor != 'local' or opts.jobs > 1 else ''))
         by_step, results, t0 = {p.step: (i, p) for i, p in enumerate(plans, 1)}, {}, time.perf_counter()
         try:
-            with _executor(opts, cfg, [p.notebook for p in plans if not hits[p.step]][:opts.jobs]) as ex:
+            with _executor(opts, cfg, [p.notebook for p in plans if not hits[p.step]]) as ex:
                 def submit(s):
                     i, p = by_step[s]
                     if entry := hits[s]:
@@ -678,7 +703,7 @@ def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage
     hashes = FileHashes(state / 'hashes.json')
     outputs = {o: hashes(cfg.path(o)) for o in st.outputs}
     for o, sha in outputs.items():
-        if not _object(state, sha).exists(): copy_atomic(cfg.path(o), _object(state, sha))
+        if not blob_path(state / 'objects', sha).exists(): copy_atomic(cfg.path(o), blob_path(state / 'objects', sha))
     hashes.save()
     artifacts += profile_step_files(cfg.root, [*st.inputs, *st.outputs], step_dir / 'artifacts')
     tracker.finish(mlflow_id, 'FINISHED', {**p.params, **logged}, metrics, artifacts)
@@ -761,7 +786,7 @@ def run_sweep(root: str | Path,              # the project folder
                                               'executor': opts.executor})
             results = [None] * len(trials)
             try:
-                with _executor(opts, cfg, [p.notebook for p, h in zip(plans, hits, strict=True) if not h][:2]) as ex:
+                with _executor(opts, cfg, [p.notebook for p, h in zip(plans, hits, strict=True) if not h]) as ex:
                     def submit(i):
                         if e := hits[i]: return _resolved(StepResult(step, 'cached', Path(e['source_dir']), 0.0, e['metrics']))
                         name = f"{step} {' '.join(f'{k}={v}' for k, v in typed[i].items())}"

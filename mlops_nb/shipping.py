@@ -17,7 +17,7 @@ from .config import MlopsError
 from .masking import redact_uri
 
 # %% auto 0
-__all__ = ['BLOBS', 'sha256_file', 'copy_atomic', 'BlobStore', 'server_blobs', 'worker_dir']
+__all__ = ['BLOBS', 'sha256_file', 'blob_path', 'copy_atomic', 'BlobStore', 'server_blobs', 'worker_dir']
 
 # %% ../nbs/02b_shipping.ipynb 5
 def sha256_file(path: Path, # the file to hash
@@ -29,18 +29,29 @@ def sha256_file(path: Path, # the file to hash
     return h.hexdigest()
 
 # %% ../nbs/02b_shipping.ipynb 6
+def blob_path(folder: Path, # an object store: the project's `.mlops_nb/objects`, or a blob cache
+              sha: str,     # the content's sha256
+              ) -> Path:
+    "Where content `sha` lives in `folder`: `<sha[:2]>/<sha[2:]>`, as git lays out its objects."
+    return Path(folder) / sha[:2] / sha[2:]
+
+# %% ../nbs/02b_shipping.ipynb 7
 def copy_atomic(src: Path,  # the file to copy
                 dest: Path, # where it goes (folders created)
                 ):
     "Copy `src` to `dest` through a temporary file beside it: a reader sees the old file or the whole new one."
+    _atomic(dest, lambda tmp: shutil.copyfile(src, tmp))
+
+def _atomic(dest: Path, fill):
+    "Write `dest` by `fill(tmp)` on a temporary file beside it, then rename it over `dest`."
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f'.{dest.name}.{secrets.token_hex(4)}.tmp')
     try:
-        shutil.copyfile(src, tmp)
+        fill(tmp)
         os.replace(tmp, dest)
     finally: tmp.unlink(missing_ok=True)
 
-# %% ../nbs/02b_shipping.ipynb 8
+# %% ../nbs/02b_shipping.ipynb 9
 BLOBS = 'mlops-nb-blobs'  # the folder of the server's artifact store that holds the blobs
 
 class BlobStore:
@@ -53,7 +64,7 @@ class BlobStore:
         self.repo, self.cache, self.where, self.lock = repo, Path(cache), where or 'the artifact store', lock
         self.present, self.uploads = set(), 0
 
-    def local(self, sha: str) -> Path: return self.cache / sha[:2] / sha[2:]
+    def local(self, sha: str) -> Path: return blob_path(self.cache, sha)
 
     def _listed(self, folder: str) -> set[str]:
         try: return {Path(f.path).name for f in self.repo.list_artifacts(folder)}
@@ -62,22 +73,35 @@ class BlobStore:
                              "serve artifacts (mlflow server --artifacts-destination ...)") from None
 
     def has(self, sha: str) -> bool:
-        "Does the store hold blob `sha`? (asked once per blob: blobs never change)"
-        if sha not in self.present and sha in self._listed(sha[:2]): self.present.add(sha)
+        "Does the store hold blob `sha`? (blobs never change: what a listing shows is remembered)"
+        if sha not in self.present: self.present |= self._listed(sha[:2])
         return sha in self.present
 
-    def put(self, path: Path, sha: str | None = None) -> str:
+    def put(self, path: Path,        # the file to store
+            sha: str | None = None,  # its sha256, if known
+            keep: bool = False,      # also keep it in the local cache (a worker keeps what it made for its next tasks)
+            ) -> str:
         "Upload `path` unless its content is already stored; returns its sha256."
         sha = sha or sha256_file(path)
+        if keep and not self.local(sha).is_file(): copy_atomic(path, self.local(sha))
         if self.has(sha): return sha
         with self.lock(sha) if self.lock else contextlib.nullcontext():
-            if self.has(sha): return sha  # another uploader was first
+            if sha in self._listed(sha[:2]): return sha  # another uploader was first
             with tempfile.TemporaryDirectory() as d:
                 shutil.copyfile(path, Path(d) / sha)  # the repository names an artifact after its file
                 self.repo.log_artifact(str(Path(d) / sha), sha[:2])
             self.present.add(sha)
             self.uploads += 1
         return sha
+
+    def add(self, sha: str,   # the content's sha256
+            data: bytes,      # the content, received another way (a small file in a Dask task's result)
+            ) -> Path:
+        "Put `data` into the local cache as blob `sha`, once it is checked to hash to `sha`."
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise MlopsError(f"{self.where}: {len(data)} bytes received as blob {sha[:12]} do not hash to its name")
+        _atomic(self.local(sha), lambda tmp: tmp.write_bytes(data))
+        return self.local(sha)
 
     def get(self, sha: str, dest: Path | None = None) -> Path:
         "Blob `sha` in the local cache (downloaded and checked if missing), copied to `dest` if given."
@@ -94,7 +118,7 @@ class BlobStore:
         copy_atomic(obj, dest)
         return dest
 
-# %% ../nbs/02b_shipping.ipynb 11
+# %% ../nbs/02b_shipping.ipynb 12
 def server_blobs(uri: str,      # the tracking server, http(s)://host:port
                  cache: Path,   # the local blob cache
                  lock=None,     # sha -> a lock shared by every uploader (see `BlobStore`)
@@ -107,7 +131,7 @@ def server_blobs(uri: str,      # the tracking server, http(s)://host:port
     return BlobStore(HttpArtifactRepository(f"{uri.rstrip('/')}/api/2.0/mlflow-artifacts/artifacts/{BLOBS}"), cache,
                      redact_uri(uri), lock)
 
-# %% ../nbs/02b_shipping.ipynb 13
+# %% ../nbs/02b_shipping.ipynb 14
 def worker_dir(worker=None, # a `distributed.Worker` (default: the one running this task)
                ) -> Path:
     """The folder of Dask `worker` (given to a `Client.run` function as `dask_worker`; default: the worker running

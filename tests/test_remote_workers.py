@@ -34,12 +34,15 @@ def cluster(tmp_path_factory):
 def _weather(root: Path, where_step: bool) -> Path:
     r = subprocess.run([str(BIN / 'mlops-nb'), 'init', str(root), '--name', 'weather'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    if where_step:  # a step that logs whether it can see the project folder it was started from
+    if where_step:  # a step that logs whether it can see the project folder it was started from; and writes files
+        # bigger than a task's result carries (`runner.INLINE`): an output and a file in its step folder
         write_nb(root / 'notebooks' / 'where.ipynb', None, 'import os, mlops_nb as mn\n'
-                 f'mn.log_metrics({{"sees_project": int(os.path.exists({str(root / "mlops.yaml")!r}))}})')
+                 f'mn.log_metrics({{"sees_project": int(os.path.exists({str(root / "mlops.yaml")!r}))}})\n'
+                 "mn.output_path('data/noise.bin').write_bytes(os.urandom(3 << 20))\n"
+                 "open(os.path.join(os.environ['MLOPS_NB_STEP_DIR'], 'noise.bin'), 'wb').write(os.urandom(2 << 20))")
         y = root / 'mlops.yaml'
         y.write_text(y.read_text().replace('\nprofiles:', '  where:\n    notebook: notebooks/where.ipynb\n    needs: [ingest]\n'
-                                           '\nprofiles:'))
+                                           '    outputs: [data/noise.bin]\n\nprofiles:'))
     return root
 
 
@@ -83,16 +86,19 @@ def test_weather_pipeline_and_sweep_on_workers_that_cannot_see_the_project(clust
         assert ctx['root'].startswith(str(cluster['outside'] / 'worker-')) and rec['source_dir'] == str(run_dir / s)
         assert (run_dir / s / Path(rec['notebook']).name).is_file()        # the executed notebook came back
     assert json.loads((run_dir / 'where' / 'step.json').read_text())['metrics'] == {'sees_project': 0}
+    noise = run_dir / 'where' / 'noise.bin'  # the big file of the step folder came back through the server
+    assert noise.stat().st_size == 2 << 20 and f'{_sha(noise)[:2]}/{_sha(noise)}' in _blob_puts(cluster)
 
     # every declared output landed, byte for byte what the worker wrote; the same data as the local executor's run
     outputs = {}
     for s in steps:
         outputs.update(json.loads((run_dir / s / 'step.json').read_text())['outputs'])
     assert sorted(outputs) == sorted(['data/days.parquet', 'data/train.parquet', 'data/val.parquet', 'data/test.parquet',
-                                      'data/preprocessor.skops'])
+                                      'data/preprocessor.skops', 'data/noise.bin'])
     for rel, sha in outputs.items():
         assert _sha(root / rel) == sha, rel
-        if rel.endswith('.parquet'): assert _sha(root / rel) == _sha(local / rel), rel
+        if rel == 'data/noise.bin': assert f'{sha[:2]}/{sha}' in _blob_puts(cluster)  # too big to come back inline
+        elif rel.endswith('.parquet'): assert _sha(root / rel) == _sha(local / rel), rel
         else: assert _skops_content(root / rel) == _skops_content(local / rel), rel
 
     # MLflow on the server holds every run, all finished, and the registered version
