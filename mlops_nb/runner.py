@@ -292,17 +292,19 @@ def _resolved(value) -> Future:
     return f
 
 @contextmanager
-def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[Path] = ()):
+def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
     """An executor for step tasks: this thread, a thread pool, or a Dask cluster (its workers sharing our disk, or
     not: `_Shipping`). On Dask, as soon as it is connected, each worker's fork server preloads the imports of every
-    notebook of `warm` (the run's, in order; a kernel for a later step then forks ready) and warms a kernel for the
-    first; each worker stops its kernels when the run ends, so workers exit at once."""
+    notebook of `warm` (the steps to run, in order; a kernel for a later step then forks ready) and warms a kernel
+    for the first, while the worker imports what executing a step needs (`_task_modules`); each worker stops its
+    kernels when the run ends, so workers exit at once."""
     if opts.executor == 'dask':
         from distributed import Client, LocalCluster
         where = f'remote:{_project_key(cfg)}' if opts.ship else str(cfg.root)
         @contextmanager
         def warmed(client):
-            if warm: client.run(_warm_worker_pool, where, [notebook_imports(nb, cfg.root) for nb in dict.fromkeys(warm)])
+            if warm: client.run(_warm_worker_pool, where, [notebook_imports(nb, cfg.root) for nb in
+                                                           dict.fromkeys(p.notebook for p in warm)], _task_modules(cfg, warm))
             try:
                 if not opts.ship: yield client.get_executor(pure=False)
                 else:
@@ -336,13 +338,22 @@ def _pool(cfg: ProjectConfig, opts: ExecOptions, notebooks: list[Path]) -> Kerne
     pool.plan([notebook_imports(nb, cfg.root) for nb in notebooks])
     return pool
 
-def _preload_profiling(cfg: ProjectConfig, opts: ExecOptions, steps: list[str]):
-    """Import whylogs in a background thread while the first step runs, if some step's declared files will be
-    profiled here: the runner idles while a kernel works, so the import (about 1.4 s) no longer waits for the first
-    step to finish."""
-    files = [f for s in steps for f in (*cfg.steps[s].inputs, *cfg.steps[s].outputs)]
-    if opts.executor != 'dask' and any(Path(f).suffix in TABULAR for f in files):
-        threading.Thread(target=importlib.import_module, args=('whylogs',), name='mlops-nb-preload', daemon=True).start()
+def _import_soon(modules: list[str]):
+    """Import `modules` in a background thread: whoever needs one later waits only for what is left of its import.
+    The runner (and a Dask worker) idles while a kernel works, so an import done then costs no wall time."""
+    def imports():
+        for m in modules:
+            try: importlib.import_module(m)
+            except ImportError: pass  # whoever needs it says so
+    if modules: threading.Thread(target=imports, name='mlops-nb-preload', daemon=True).start()
+
+def _profiled(cfg: ProjectConfig, todo: list[StepPlan]) -> bool:
+    "Will running the steps of `todo` profile a file (a declared tabular one), which imports whylogs (about 1.4 s)?"
+    return any(Path(f).suffix in TABULAR for p in todo for f in (*cfg.steps[p.step].inputs, *cfg.steps[p.step].outputs))
+
+def _task_modules(cfg: ProjectConfig, todo: list[StepPlan]) -> list[str]:
+    "What the process that executes the steps of `todo` imports for them: papermill, MLflow, whylogs if it profiles."
+    return ['papermill', 'mlflow.tracking', *(['whylogs'] * _profiled(cfg, todo))]
 
 def _local(opts: ExecOptions, pool, tracker) -> dict:
     "What a task in this process shares with the runner (nothing crosses to a Dask worker)."
@@ -393,9 +404,11 @@ def _worker_pool(root: str) -> KernelPool | None:
             _worker_pools[root] = KernelPool(Path(root), size=1)
         return _worker_pools[root]
 
-def _warm_worker_pool(where: str, imports: list[tuple[str, ...]], dask_worker=None):
-    "On a Dask worker, before its first task (`client.run`): preload all of `imports`, warm a kernel for the first."
+def _warm_worker_pool(where: str, imports: list[tuple[str, ...]], modules: list[str] = (), dask_worker=None):
+    """On a Dask worker, before its first task (`client.run`): preload all of `imports` in its fork server, warm a
+    kernel for the first, and import `modules` (what a task needs, `_task_modules`) in the background."""
     if pool := _worker_pool(_worker_root(where, dask_worker)): pool.plan([tuple(i) for i in imports])
+    _import_soon(list(modules))
 
 def _close_worker_pool(where: str, dask_worker=None):
     "On a Dask worker, when the run ends: stop its kernels, warm ones included."
@@ -619,19 +632,20 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo,
         echo(f"nothing to run: all {len(plans)} steps are up to date")
         return RunResult(None, [StepResult(s, 'cached', Path(e['source_dir']), 0.0, e['metrics']) for s, e in hits.items()])
 
-    pool = _pool(cfg, opts, [p.notebook for p in plans if not hits[p.step]])  # kernels warm up while MLflow opens
+    todo = [p for p in plans if not hits[p.step]]
+    pool = _pool(cfg, opts, [p.notebook for p in todo])  # kernels warm up while MLflow opens
     try:
-        run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile)
-        _preload_profiling(cfg, opts, [p.step for p in plans if not hits[p.step]])
-        run = {'run_id': run_id, 'started': _now(), 'status': 'running', 'profile': profile, 'overrides': overrides,
-               'steps': [p.step for p in plans], 'git': git, 'mlflow_run_id': parent, 'tracking_uri': redact_uri(tracker.uri),
-               'executor': opts.executor, 'jobs': opts.jobs}
-        write_json(run_dir / 'run.json', run)
-        echo(f"run {run_id}: {len(plans)} steps, {sum(1 for e in hits.values() if not e)} to execute"
-             + (f" ({opts.executor} executor, {opts.jobs} at a time)" if opts.executor != 'local' or opts.jobs > 1 else ''))
-        by_step, results, t0 = {p.step: (i, p) for i, p in enumerate(plans, 1)}, {}, time.perf_counter()
-        try:
-            with _executor(opts, cfg, [p.notebook for p in plans if not hits[p.step]]) as ex:
+        with _executor(opts, cfg, todo) as ex:  # and so do a Dask cluster's workers
+            run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile)
+            if opts.executor != 'dask' and _profiled(cfg, todo): _import_soon(['whylogs'])  # while the first step runs
+            run = {'run_id': run_id, 'started': _now(), 'status': 'running', 'profile': profile, 'overrides': overrides,
+                   'steps': [p.step for p in plans], 'git': git, 'mlflow_run_id': parent, 'tracking_uri': redact_uri(tracker.uri),
+                   'executor': opts.executor, 'jobs': opts.jobs}
+            write_json(run_dir / 'run.json', run)
+            echo(f"run {run_id}: {len(plans)} steps, {sum(1 for e in hits.values() if not e)} to execute"
+                 + (f" ({opts.executor} executor, {opts.jobs} at a time)" if opts.executor != 'local' or opts.jobs > 1 else ''))
+            by_step, results, t0 = {p.step: (i, p) for i, p in enumerate(plans, 1)}, {}, time.perf_counter()
+            try:
                 def submit(s):
                     i, p = by_step[s]
                     if entry := hits[s]:
@@ -647,10 +661,10 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo,
                     results[s] = r
                     if r.status == 'done': echo(f"[{by_step[s][0]}/{len(plans)}] {s}: done in {r.seconds:.1f}s")
                 _dispatch(list(by_step), {s: cfg.steps[s].needs for s in by_step}, submit, opts.jobs, done)
-        except BaseException as e:
-            write_json(run_dir / 'run.json', {**run, 'status': 'failed', 'finished': _now(), 'error': str(e).splitlines()[0]})
-            tracker.finish(parent, 'FAILED' if isinstance(e, Exception) else 'KILLED')
-            raise
+            except BaseException as e:
+                write_json(run_dir / 'run.json', {**run, 'status': 'failed', 'finished': _now(), 'error': str(e).splitlines()[0]})
+                tracker.finish(parent, 'FAILED' if isinstance(e, Exception) else 'KILLED')
+                raise
     finally:
         if pool: pool.close()
     write_json(run_dir / 'run.json', {**run, 'status': 'done', 'finished': _now(), 'seconds': time.perf_counter() - t0})
@@ -778,15 +792,16 @@ def run_sweep(root: str | Path,              # the project folder
                                                       opts).steps} if before else {}
         hashes = FileHashes(state / 'hashes.json')
         hits = [_cached(cfg, state, p.key, hashes) for p in plans]
-        pool = _pool(cfg, opts, [p.notebook for p, h in zip(plans, hits, strict=True) if not h])
+        todo = [p for p, h in zip(plans, hits, strict=True) if not h]
+        pool = _pool(cfg, opts, [p.notebook for p in todo])
         try:
-            run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile, kind='sweep')
-            write_json(run_dir / 'run.json', {'run_id': run_id, 'kind': 'sweep', 'step': step, 'grid': grid, 'started': _now(),
-                                              'status': 'running', 'mlflow_run_id': parent, 'git': git, 'jobs': opts.jobs,
-                                              'executor': opts.executor})
-            results = [None] * len(trials)
-            try:
-                with _executor(opts, cfg, [p.notebook for p, h in zip(plans, hits, strict=True) if not h]) as ex:
+            with _executor(opts, cfg, todo) as ex:  # a Dask cluster's workers warm up while MLflow opens
+                run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile, kind='sweep')
+                write_json(run_dir / 'run.json', {'run_id': run_id, 'kind': 'sweep', 'step': step, 'grid': grid,
+                                                  'started': _now(), 'status': 'running', 'mlflow_run_id': parent, 'git': git,
+                                                  'jobs': opts.jobs, 'executor': opts.executor})
+                results = [None] * len(trials)
+                try:
                     def submit(i):
                         if e := hits[i]: return _resolved(StepResult(step, 'cached', Path(e['source_dir']), 0.0, e['metrics']))
                         name = f"{step} {' '.join(f'{k}={v}' for k, v in typed[i].items())}"
@@ -798,13 +813,13 @@ def run_sweep(root: str | Path,              # the project folder
                         value = f"{r.metrics[metric]:.4g}" if metric in r.metrics else 'missing'
                         echo(f"[{i + 1}/{len(trials)}] {step} {typed[i]}: {metric}={value} ({r.status})")
                     _dispatch(list(range(len(trials))), {}, submit, opts.jobs, done)
-                if missing := [r for r in results if metric not in r['metrics']]:
-                    raise MlopsError(f"sweep: step {step!r} did not log metric {metric!r} "
-                                     f"(logged: {', '.join(missing[0]['metrics'])})")
-            except BaseException:
-                tracker.finish(parent, 'FAILED')
-                write_json(run_dir / 'run.json', {**json.loads((run_dir / 'run.json').read_text()), 'status': 'failed'})
-                raise
+                    if missing := [r for r in results if metric not in r['metrics']]:
+                        raise MlopsError(f"sweep: step {step!r} did not log metric {metric!r} "
+                                         f"(logged: {', '.join(missing[0]['metrics'])})")
+                except BaseException:
+                    tracker.finish(parent, 'FAILED')
+                    write_json(run_dir / 'run.json', {**json.loads((run_dir / 'run.json').read_text()), 'status': 'failed'})
+                    raise
         finally:
             if pool: pool.close()
         pick = max if goal == 'max' else min
