@@ -494,8 +494,9 @@ class _Shipping(Executor):
     """Runs `execute_step` tasks on Dask workers that share no disk with this machine (`_remote_step`): each task's
     files go by content hash through the tracking server, uploaded once, and the step's files come back the same way."""
     def __init__(self, dask: Executor, cfg: ProjectConfig, jobs: int):
-        from mlops_nb.tracking import tracking_uri
-        self.dask, self.cfg, self.uri, self.parents = dask, cfg, tracking_uri(cfg), set()
+        from mlops_nb.tracking import Tracker
+        self.tracker = Tracker(cfg)  # an unreachable tracking server is refused here, in one line
+        self.dask, self.cfg, self.uri, self.parents = dask, cfg, self.tracker.uri, set()
         self.store = server_blobs(self.uri, cfg.root / '.mlops_nb' / 'objects', _blob_lock)
         self.store.has('0' * 64)  # a server that does not serve artifacts fails here, in one line
         self.hashes = FileHashes(cfg.root / '.mlops_nb' / 'hashes.json')  # mlops.yaml and notebooks: a stat per task
@@ -545,10 +546,7 @@ class _Shipping(Executor):
     def shutdown(self, wait=True, **kw):
         "Wait for the shipping threads; then end the MLflow runs that lost workers left RUNNING as KILLED."
         self.threads.shutdown(wait)
-        if self.parents:
-            from mlops_nb.tracking import Tracker
-            tracker = Tracker(self.cfg)
-            for parent in self.parents: tracker.kill_unfinished(parent)
+        for parent in self.parents: self.tracker.kill_unfinished(parent)
 
 # %% ../nbs/02_runner.ipynb 34
 @dataclass
