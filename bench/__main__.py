@@ -408,7 +408,7 @@ def _table(results: dict) -> list[str]:
     if r := results.get('remote'):
         row('weather pr pipeline, Dask workers sharing no disk (files via MLflow server, PostgreSQL)', r, _fmt(r['remote_s']),
             f"warm executor, local {_fmt(r['warm_s'])}", f"{_ratio(r['remote_s'], r['warm_s']):.2f}×")
-        row('  shipping overhead per step (upload, queue, fetch back)', r, _fmt(r['shipping_s_per_step'], digits=2))
+        row('  shipping overhead per step (uploads, queue, the result back)', r, _fmt(r['shipping_s_per_step'], digits=2))
     if (t := results.get('tracking')) and 'postgres_s_per_metric' in t:
         row('one logged metric, PostgreSQL', t, _fmt(t['postgres_s_per_metric'], 'ms', 2, 1000),
             f"SQLite {_fmt(t['sqlite_s_per_metric'], 'ms', 2, 1000)}",
