@@ -458,9 +458,9 @@ def _returned(store: BlobStore, files: dict) -> dict:
 def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, run_id: str, step_rel: str, parent: str,
                  lineage: dict, verbose: bool, name: str | None) -> dict:
     """A Dask task on a worker that shares no disk with the runner: fetch the step's `files` (path -> sha256) into a
-    scratch project, execute the step there, upload its declared outputs, send back its step folder's files and
-    small outputs (`_returned`) and the error, if its notebook failed. The scratch project is deleted whatever
-    happens."""
+    scratch project, execute the step there, upload its declared outputs, send back its step folder's files
+    (`_returned`), its outputs up to `INLINE` (sha256 -> bytes) and the error, if its notebook failed. The scratch
+    project is deleted whatever happens."""
     import dataclasses
     import tempfile
     from distributed import get_worker
@@ -486,7 +486,8 @@ def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, ru
         if error: return {**out, 'error': error}
         outputs = json.loads((step_dir / 'step.json').read_text())['outputs']
         for rel, sha in outputs.items(): store.put(cfg.path(rel), sha, keep=True)  # this worker's next task has it
-        return {**out, 'outputs': _returned(store, {sha: cfg.path(rel) for rel, sha in outputs.items()})}
+        return {**out, 'outputs': {sha: cfg.path(rel).read_bytes() for rel, sha in outputs.items()  # the rest: by hash
+                                   if cfg.path(rel).stat().st_size <= INLINE}}
     finally: shutil.rmtree(task, ignore_errors=True)
 
 # %% ../nbs/02_runner.ipynb 30
@@ -529,7 +530,7 @@ class _Shipping(Executor):
         if 'error' in out:
             write_json(step_dir / 'step.json', rec)
             raise StepFailed(p.step, rec['notebook'], *out['error'], step_dir / p.notebook.name)
-        for sha, data in out['outputs']['inline'].items(): self.store.add(sha, data)  # a step that failed lands none
+        for sha, data in out['outputs'].items(): self.store.add(sha, data)  # a step that failed lands none
         for rel, sha in rec['outputs'].items(): self.store.get(sha, self.cfg.path(rel))
         rec['shipping_seconds'] = time.perf_counter() - t0 - rec['seconds']  # all but the notebook's run, queue included
         write_json(step_dir / 'step.json', rec)
