@@ -186,12 +186,18 @@ class KernelPool:
         self.closed = False
         atexit.register(self.close)
 
-    def plan(self, imports: list[tuple[str, ...]]):
-        "The import sets of the steps to come, in the order they will ask for kernels."
+    def plan(self,
+             imports: list[tuple[str, ...]], # the import sets of the steps to come, in the order they ask for kernels
+             preload: list[str] = (),        # more for the fork server: what the kernels import later (`store_modules`)
+             ):
+        "Plan the kernels to warm; the first plan before a kernel starts also chooses what the fork server imports."
         with self._lock:
-            union = dict.fromkeys(['mlops_nb.kernels', 'ipykernel.kernelapp', *(m for mods in imports for m in mods)])
+            union = dict.fromkeys(['mlops_nb.kernels', 'ipykernel.kernelapp', *(m for mods in imports for m in mods),
+                                   *preload])
             self.ctx.set_forkserver_preload(list(union))  # takes effect if the fork server has not started yet
             self._plan = list(imports)
+            for mods, _ in self._warming:  # a plan made again: kernels already warming serve its first steps
+                if mods in self._plan: self._plan.remove(mods)
             self._fill()
 
     def _fill(self):

@@ -29,7 +29,8 @@ from .config import MlopsError, ProjectConfig, load_config, write_json, write_te
 from .data import TABULAR, profile_step_files
 from .kernels import (KernelPool, local_imports, missing_imports, notebook_imports, preamble, register_warm_engine,
                               step_kernel_manager)
-from .params import cell_source, check_overrides, load_notebook, notebook_params, parameters_cell, step_params
+from .params import (cell_source, check_overrides, load_notebook, notebook_params, parameters_cell, params_memoised,
+                             step_params)
 from .masking import redact_uri, scrub, scrub_outputs, secret_values
 from .shipping import BlobStore, blob_path, copy_atomic, server_blobs, sha256_file, worker_dir
 
@@ -303,8 +304,9 @@ def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
         where = f'remote:{_project_key(cfg)}' if opts.ship else str(cfg.root)
         @contextmanager
         def warmed(client):
-            if warm: client.run(_warm_worker_pool, where, [notebook_imports(nb, cfg.root) for nb in
-                                                           dict.fromkeys(p.notebook for p in warm)], _task_modules(cfg, warm))
+            if warm:
+                imports = [notebook_imports(nb, cfg.root) for nb in dict.fromkeys(p.notebook for p in warm)]
+                client.run(_warm_worker_pool, where, imports, _task_modules(cfg, warm), _kernel_preload(cfg, imports))
             try:
                 if not opts.ship: yield client.get_executor(pure=False)
                 else:
@@ -331,12 +333,17 @@ def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
         with ThreadPoolExecutor(opts.jobs, thread_name_prefix='mlops-nb-step') as ex: yield ex
     else: yield _Inline()
 
-def _pool(cfg: ProjectConfig, opts: ExecOptions, notebooks: list[Path]) -> KernelPool | None:
-    "For the warm executor, a kernel pool already warming kernels for `notebooks`, in order."
-    if opts.executor != 'warm' or not notebooks: return None
-    pool = KernelPool(cfg.root, size=opts.jobs + 2)
-    pool.plan([notebook_imports(nb, cfg.root) for nb in notebooks])
+def _pool(cfg: ProjectConfig, opts: ExecOptions, notebooks: list[Path], pool: KernelPool | None = None) -> KernelPool | None:
+    "For the warm executor, a kernel pool (`pool`, else a new one) warming kernels for `notebooks`, in order."
+    if opts.executor != 'warm' or not notebooks: return pool
+    pool, imports = pool or KernelPool(cfg.root, size=opts.jobs + 2), [notebook_imports(nb, cfg.root) for nb in notebooks]
+    pool.plan(imports, _kernel_preload(cfg, imports))
     return pool
+
+def _kernel_preload(cfg: ProjectConfig, imports: list[tuple[str, ...]]) -> list[str]:
+    "What kernels importing `imports` import later, for their fork server: the SQL store if they talk to MLflow."
+    from mlops_nb.tracking import store_modules
+    return store_modules(cfg) if any(m.partition('.')[0] in ('mlflow', 'mlops_nb') for i in imports for m in i) else []
 
 def _import_soon(modules: list[str]):
     """Import `modules` in a background thread: whoever needs one later waits only for what is left of its import.
@@ -352,8 +359,9 @@ def _profiled(cfg: ProjectConfig, todo: list[StepPlan]) -> bool:
     return any(Path(f).suffix in TABULAR for p in todo for f in (*cfg.steps[p.step].inputs, *cfg.steps[p.step].outputs))
 
 def _task_modules(cfg: ProjectConfig, todo: list[StepPlan]) -> list[str]:
-    "What the process that executes the steps of `todo` imports for them: papermill, MLflow, whylogs if it profiles."
-    return ['papermill', 'mlflow.tracking', *(['whylogs'] * _profiled(cfg, todo))]
+    "What the process that executes the steps of `todo` imports for them: papermill, MLflow, its store, whylogs if it profiles."
+    from mlops_nb.tracking import store_modules
+    return ['papermill', 'mlflow.tracking', *store_modules(cfg), *(['whylogs'] * _profiled(cfg, todo))]
 
 def _local(opts: ExecOptions, pool, tracker) -> dict:
     "What a task in this process shares with the runner (nothing crosses to a Dask worker)."
@@ -404,10 +412,11 @@ def _worker_pool(root: str) -> KernelPool | None:
             _worker_pools[root] = KernelPool(Path(root), size=1)
         return _worker_pools[root]
 
-def _warm_worker_pool(where: str, imports: list[tuple[str, ...]], modules: list[str] = (), dask_worker=None):
-    """On a Dask worker, before its first task (`client.run`): preload all of `imports` in its fork server, warm a
-    kernel for the first, and import `modules` (what a task needs, `_task_modules`) in the background."""
-    if pool := _worker_pool(_worker_root(where, dask_worker)): pool.plan([tuple(i) for i in imports])
+def _warm_worker_pool(where: str, imports: list[tuple[str, ...]], modules: list[str] = (), preload: list[str] = (),
+                      dask_worker=None):
+    """On a Dask worker, before its first task (`client.run`): preload all of `imports` and `preload` in its fork
+    server, warm a kernel for the first, and import `modules` (what a task needs, `_task_modules`) in the background."""
+    if pool := _worker_pool(_worker_root(where, dask_worker)): pool.plan([tuple(i) for i in imports], list(preload))
     _import_soon(list(modules))
 
 def _close_worker_pool(where: str, dask_worker=None):
@@ -619,21 +628,31 @@ def _descendants(cfg: ProjectConfig, step: str) -> set[str]:
         out, grew = out | new, bool(new)
     return out
 
-def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo, opts: ExecOptions) -> RunResult:
-    plans = plan(cfg, steps, profile, overrides, state)
-    if from_step and from_step not in {p.step for p in plans}:
-        raise MlopsError(f"--from {from_step!r}: not a step of this run ({', '.join(p.step for p in plans)})")
-    rerun = _descendants(cfg, from_step) if from_step else set()
-    hashes = FileHashes(state / 'hashes.json')
-    hits = {p.step: None if force or p.step in rerun else _cached(cfg, state, p.key, hashes) for p in plans}
-    hashes.save()
-    if all(hits.values()):
-        echo(f"nothing to run: all {len(plans)} steps are up to date")
-        return RunResult(None, [StepResult(s, 'cached', Path(e['source_dir']), 0.0, e['metrics']) for s, e in hits.items()])
+def _sure_to_run(cfg: ProjectConfig, state: Path, steps) -> list[Path]:
+    """Notebooks of `steps` (and what they need) sure to execute, known before planning: a notebook whose parameters
+    cell planning has not seen changed (reading it imports papermill, ~1.4 s), and so did the steps after it."""
+    order = cfg.order(steps or None)
+    changed = [s for s in order if not params_memoised(cfg.path(cfg.steps[s].notebook), state / 'params')]
+    sure = set().union(*(_descendants(cfg, s) for s in changed))
+    return [cfg.path(cfg.steps[s].notebook) for s in order if s in sure]
 
-    todo = [p for p in plans if not hits[p.step]]
-    pool = _pool(cfg, opts, [p.notebook for p in todo])  # kernels warm up while MLflow opens
+def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo, opts: ExecOptions) -> RunResult:
+    # kernels for the steps sure to run warm up while planning imports papermill
+    pool = _pool(cfg, opts, _sure_to_run(cfg, state, steps) if opts.executor == 'warm' else [])
     try:
+        plans = plan(cfg, steps, profile, overrides, state)
+        if from_step and from_step not in {p.step for p in plans}:
+            raise MlopsError(f"--from {from_step!r}: not a step of this run ({', '.join(p.step for p in plans)})")
+        rerun = _descendants(cfg, from_step) if from_step else set()
+        hashes = FileHashes(state / 'hashes.json')
+        hits = {p.step: None if force or p.step in rerun else _cached(cfg, state, p.key, hashes) for p in plans}
+        hashes.save()
+        if all(hits.values()):
+            echo(f"nothing to run: all {len(plans)} steps are up to date")
+            return RunResult(None, [StepResult(s, 'cached', Path(e['source_dir']), 0.0, e['metrics']) for s, e in hits.items()])
+
+        todo = [p for p in plans if not hits[p.step]]
+        pool = _pool(cfg, opts, [p.notebook for p in todo], pool)  # kernels warm up while MLflow opens
         with _executor(opts, cfg, todo) as ex:  # and so do a Dask cluster's workers
             run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile)
             if opts.executor != 'dask' and _profiled(cfg, todo): _import_soon(['whylogs'])  # while the first step runs

@@ -17,8 +17,8 @@ from .config import MlopsError, ProjectConfig
 from .masking import redact_uri, scrub, secret_values
 
 # %% auto 0
-__all__ = ['TAG', 'LOCK_WAIT_ENV', 'tracking_uri', 'artifact_location', 'mlflow_store', 'git', 'git_info', 'StoreLocked',
-           'retry_locked', 'Tracker']
+__all__ = ['TAG', 'LOCK_WAIT_ENV', 'tracking_uri', 'artifact_location', 'store_modules', 'mlflow_store', 'git', 'git_info',
+           'StoreLocked', 'retry_locked', 'Tracker']
 
 # %% ../nbs/03_tracking.ipynb 4
 def tracking_uri(cfg: ProjectConfig, # the project
@@ -43,6 +43,18 @@ def artifact_location(cfg: ProjectConfig, # the project
     return None if uri.startswith(('http://', 'https://', 'databricks')) else (cfg.root / 'mlartifacts').resolve().as_uri()
 
 # %% ../nbs/03_tracking.ipynb 6
+_SQL_ENGINES = ('sqlite', 'postgresql', 'mysql', 'mssql')  # MLflow's `DATABASE_ENGINES` (importing it imports MLflow)
+
+def store_modules(cfg: ProjectConfig, # the project
+                  ) -> list[str]:
+    """What a process that imported MLflow still imports on its first request to the project's store: SQLAlchemy's
+    store for a database (about 0.85 s, paid by every kernel that logs a model or reads the registry), nothing for a
+    tracking server or files. Warm kernels preload it."""
+    engine = tracking_uri(cfg).partition(':')[0].partition('+')[0]
+    return ['mlflow.store.tracking.sqlalchemy_store', 'mlflow.store.model_registry.sqlalchemy_store'] \
+        if engine in _SQL_ENGINES else []
+
+# %% ../nbs/03_tracking.ipynb 8
 @contextmanager
 def mlflow_store(uri: str, # the tracking URI
                  ):
@@ -55,7 +67,7 @@ def mlflow_store(uri: str, # the tracking URI
     try: yield
     finally: mlflow.set_tracking_uri(before)  # None: unset again, and out of the environment
 
-# %% ../nbs/03_tracking.ipynb 9
+# %% ../nbs/03_tracking.ipynb 11
 def git(root: Path, # the repository
         *args: str, # git arguments
         ) -> str | None:
@@ -63,7 +75,7 @@ def git(root: Path, # the repository
     r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
     return r.stdout.strip() if r.returncode == 0 else None
 
-# %% ../nbs/03_tracking.ipynb 10
+# %% ../nbs/03_tracking.ipynb 12
 def git_info(root: Path, # the project folder
              ) -> dict[str, str]:
     "Commit, dirty flag and author of the git checkout holding `root`."
@@ -72,7 +84,7 @@ def git_info(root: Path, # the project folder
     return {'commit': commit, 'dirty': str(bool(git(root, 'status', '--porcelain', '--untracked-files=no'))).lower(),
             'author': git(root, 'log', '-1', '--format=%an <%ae>') or 'unknown'}
 
-# %% ../nbs/03_tracking.ipynb 12
+# %% ../nbs/03_tracking.ipynb 14
 TAG = 'mlops_nb.'  # prefix of our tags, so they never collide with MLflow's own
 
 LOCK_WAIT_ENV = 'MLOPS_NB_LOCK_WAIT'  # seconds to keep retrying a locked store (default 60)
@@ -80,7 +92,7 @@ LOCK_WAIT_ENV = 'MLOPS_NB_LOCK_WAIT'  # seconds to keep retrying a locked store 
 class StoreLocked(MlopsError):
     "The tracking store stayed locked by another writer for longer than we wait."
 
-# %% ../nbs/03_tracking.ipynb 13
+# %% ../nbs/03_tracking.ipynb 15
 def _locked_store(e: Exception) -> bool:
     return 'database is locked' in str(e) or 'could not obtain lock' in str(e)
 
@@ -101,7 +113,7 @@ def retry_locked(fn,            # the store call
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-# %% ../nbs/03_tracking.ipynb 14
+# %% ../nbs/03_tracking.ipynb 16
 class Tracker:
     "Opens and closes the MLflow runs of one pipeline run (a parent, then one nested run per executed step)."
     def __init__(self,
