@@ -86,7 +86,8 @@ class BlobStore:
         if keep and not self.local(sha).is_file(): copy_atomic(path, self.local(sha))
         if self.has(sha): return sha
         with self.lock(sha) if self.lock else contextlib.nullcontext():
-            if sha in self._listed(sha[:2]): return sha  # another uploader was first
+            self.present |= self._listed(sha[:2])  # what another uploader did meanwhile, remembered as `has` does
+            if sha in self.present: return sha
             with tempfile.TemporaryDirectory() as d:
                 shutil.copyfile(path, Path(d) / sha)  # the repository names an artifact after its file
                 self.repo.log_artifact(str(Path(d) / sha), sha[:2])
