@@ -458,17 +458,20 @@ def _worker_store(uri: str, cache: Path, parent: str) -> BlobStore:
     "A worker's blob store for the tasks of one run (`parent`): what it learnt the server holds serves the next task."
     return server_blobs(uri, cache, _blob_lock)
 
+def _inline(files: dict) -> dict:
+    "The contents of `files` (key -> path) up to `INLINE` bytes each: what a task's result carries itself."
+    return {k: f.read_bytes() for k, f in files.items() if f.stat().st_size <= INLINE}
+
 def _returned(store: BlobStore, files: dict) -> dict:
-    "Small `files` (name -> path) by content, the rest as blobs: what a task sends back."
-    small = {k: f for k, f in files.items() if f.stat().st_size <= INLINE}
-    return {'inline': {k: f.read_bytes() for k, f in small.items()},
-            'blobs': {k: store.put(f) for k, f in files.items() if k not in small}}
+    "Small `files` (name -> path) by content (`_inline`), the rest as blobs: what a task sends back."
+    inline = _inline(files)
+    return {'inline': inline, 'blobs': {k: store.put(f) for k, f in files.items() if k not in inline}}
 
 def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, run_id: str, step_rel: str, parent: str,
                  lineage: dict, verbose: bool, name: str | None) -> dict:
     """A Dask task on a worker that shares no disk with the runner: fetch the step's `files` (path -> sha256) into a
     scratch project, execute the step there, upload its declared outputs, send back its step folder's files
-    (`_returned`), its outputs up to `INLINE` (sha256 -> bytes) and the error, if its notebook failed. The scratch
+    (`_returned`), its outputs up to `INLINE` (`_inline`, by sha256) and the error, if its notebook failed. The scratch
     project is deleted whatever happens."""
     import dataclasses
     import tempfile
@@ -495,8 +498,7 @@ def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, ru
         if error: return {**out, 'error': error}
         outputs = json.loads((step_dir / 'step.json').read_text())['outputs']
         for rel, sha in outputs.items(): store.put(cfg.path(rel), sha, keep=True)  # this worker's next task has it
-        return {**out, 'outputs': {sha: cfg.path(rel).read_bytes() for rel, sha in outputs.items()  # the rest: by hash
-                                   if cfg.path(rel).stat().st_size <= INLINE}}
+        return {**out, 'outputs': _inline({sha: cfg.path(rel) for rel, sha in outputs.items()})}  # the rest: by hash
     finally: shutil.rmtree(task, ignore_errors=True)
 
 # %% ../nbs/02_runner.ipynb 30
