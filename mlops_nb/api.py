@@ -5,9 +5,13 @@
 # %% ../nbs/04_api.ipynb 3
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import os
+import pickle
 import shutil
+import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -17,8 +21,8 @@ from .config import MlopsError, find_root, load_config, write_json
 
 # %% auto 0
 __all__ = ['STEP_DIR_ENV', 'StepContext', 'context', 'input_path', 'output_path', 'log_metrics', 'log_metric', 'log_params',
-           'log_artifact', 'log_model', 'upstream_dir', 'upstream_record', 'model_uri', 'load_model', 'log_figure',
-           'log_profile', 'data_hash', 'register_model']
+           'log_artifact', 'log_model', 'model_requirements', 'upstream_dir', 'upstream_record', 'model_uri',
+           'load_model', 'log_figure', 'log_profile', 'data_hash', 'register_model']
 
 # %% ../nbs/04_api.ipynb 5
 STEP_DIR_ENV = 'MLOPS_NB_STEP_DIR'
@@ -164,11 +168,66 @@ def log_model(model,                                  # a fitted scikit-learn es
     from mlflow.models import infer_signature
     sig = infer_signature(input_example, model.predict(input_example)) if input_example is not None else None
     info = mlflow.sklearn.log_model(model, name=name, signature=sig, input_example=input_example,
-                                    skops_trusted_types=trusted_types, code_paths=code_paths)
+                                    skops_trusted_types=trusted_types, code_paths=code_paths,
+                                    pip_requirements=model_requirements(model, code_paths))
     if not context().adhoc: _merge('models', {name: {'uri': info.model_uri, 'trusted_types': trusted_types or []}})
     return info.model_uri
 
-# %% ../nbs/04_api.ipynb 20
+# %% ../nbs/04_api.ipynb 21
+def _absolute_imports(tree: ast.AST,           # parsed source
+                      in_functions: bool = True, # also the imports inside functions (not run when the module loads)
+                      ) -> dict[str, list[str]]:
+    "The absolute imports in `tree`: module -> the names taken from it (`import a.b` gives a.b -> [])."
+    def nodes(n):
+        yield n
+        if in_functions or not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for child in ast.iter_child_nodes(n): yield from nodes(child)
+    mods: dict[str, list[str]] = {}
+    for n in nodes(tree):
+        if isinstance(n, ast.Import): mods.update((a.name, []) for a in n.names)
+        elif isinstance(n, ast.ImportFrom) and n.module and not n.level:
+            mods.setdefault(n.module, []).extend(a.name for a in n.names)
+    return mods
+
+class _Referenced(pickle.Pickler):
+    "Pickles into nothing, noting the module of every class and function the object refers to."
+    def __init__(self):
+        super().__init__(_Discard(), protocol=pickle.HIGHEST_PROTOCOL)
+        self.modules: set[str] = set()
+
+    def reducer_override(self, obj):
+        kind = obj if isinstance(obj, type) or inspect.isroutine(obj) else type(obj)
+        self.modules.add(getattr(kind, '__module__', None) or '')
+        return NotImplemented
+
+class _Discard:
+    def write(self, data): pass
+
+@cache
+def _distributions() -> dict[str, list[str]]: # top-level module -> the distributions providing it
+    from importlib.metadata import packages_distributions
+    return packages_distributions()
+
+def model_requirements(model,                               # a fitted scikit-learn estimator or pipeline
+                       code_paths: list[str] | None = None, # local modules shipped with it: their imports count too
+                       ) -> list[str] | None:
+    "Pinned pip requirements that load `model`; None if it cannot be pickled (MLflow then infers them its own way)."
+    from importlib.metadata import version
+
+    import mlflow.sklearn
+    found = _Referenced()
+    try: found.dump(model)
+    except (pickle.PicklingError, TypeError, AttributeError): return None
+    tops = {m.partition('.')[0] for m in found.modules}
+    for p in map(Path, code_paths or ()):
+        for f in [p] if p.is_file() else sorted(p.rglob('*.py')):
+            tops |= {m.partition('.')[0] for m in _absolute_imports(ast.parse(f.read_text()), in_functions=False)}
+    local = {Path(p).stem for p in code_paths or ()}
+    dists = {d for t in tops - local - set(sys.stdlib_module_names) for d in _distributions().get(t, ())}
+    return sorted({*mlflow.sklearn.get_default_pip_requirements(include_skops=True), *(f'{d}=={version(d)}' for d in dists)},
+                  key=str.lower)
+
+# %% ../nbs/04_api.ipynb 23
 def upstream_dir(step: str, # a step this one needs
                  ) -> Path:
     "Folder of the latest successful run of `step` (its step.json, models.json, artifacts)."
@@ -176,13 +235,13 @@ def upstream_dir(step: str, # a step this one needs
     if d is None: raise MlopsError(f"step {step!r} has no successful run yet (run it, or add it to `needs`)")
     return Path(d)
 
-# %% ../nbs/04_api.ipynb 21
+# %% ../nbs/04_api.ipynb 24
 def upstream_record(step: str, # a step this one needs
                     ) -> dict:
     "The `step.json` of `step`'s latest successful run: params, metrics, models, outputs, MLflow run id."
     return json.loads((upstream_dir(step) / 'step.json').read_text())
 
-# %% ../nbs/04_api.ipynb 22
+# %% ../nbs/04_api.ipynb 25
 def model_uri(step: str = 'train',  # the upstream step that logged the model
               name: str = 'model',  # the name it was logged under
               ) -> str:
@@ -192,7 +251,7 @@ def model_uri(step: str = 'train',  # the upstream step that logged the model
         raise MlopsError(f"step {step!r} logged no model named {name!r} (logged: {', '.join(models) or 'none'})")
     return models[name]['uri']
 
-# %% ../nbs/04_api.ipynb 23
+# %% ../nbs/04_api.ipynb 26
 def load_model(step: str = 'train',  # the upstream step that logged the model
                name: str = 'model'): # the name it was logged under
     "Load the scikit-learn model `name` logged by `step`."
@@ -200,7 +259,7 @@ def load_model(step: str = 'train',  # the upstream step that logged the model
     _mlflow()
     return mlflow.sklearn.load_model(model_uri(step, name))
 
-# %% ../nbs/04_api.ipynb 25
+# %% ../nbs/04_api.ipynb 28
 def log_figure(fig,       # a matplotlib figure
                name: str, # the PNG's name in the step's run (and the report)
                ) -> None:
@@ -211,7 +270,7 @@ def log_figure(fig,       # a matplotlib figure
         fig.savefig(path, dpi=110, bbox_inches='tight')
         log_artifact(path)
 
-# %% ../nbs/04_api.ipynb 26
+# %% ../nbs/04_api.ipynb 29
 def log_profile(df,        # a pandas DataFrame
                 name: str): # the profile's name: `<name>.whylogs` in the step's run
     "Profile `df` with whylogs and attach the profile as `<name>.whylogs`; returns the profile view."
@@ -221,13 +280,13 @@ def log_profile(df,        # a pandas DataFrame
     with tempfile.TemporaryDirectory() as d: log_artifact(write_profile(view, Path(d) / f'{name}.whylogs'))
     return view
 
-# %% ../nbs/04_api.ipynb 28
+# %% ../nbs/04_api.ipynb 31
 def data_hash() -> str:
     "Hash of every upstream step's declared outputs: what data this pipeline run saw (see `data.outputs_hash`)."
     from mlops_nb.data import outputs_hash
     return outputs_hash({s: upstream_record(s).get('outputs', {}) for s in sorted(context().upstream)})
 
-# %% ../nbs/04_api.ipynb 29
+# %% ../nbs/04_api.ipynb 32
 def register_model(name: str,                           # the registered model, e.g. weather
                    step: str = 'train',                 # the upstream step that logged the model
                    model: str = 'model',                # the name it was logged under

@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from functools import cache
 from pathlib import Path
 
-from .api import STEP_DIR_ENV
+from .api import STEP_DIR_ENV, _absolute_imports
 from .config import MlopsError
 from .params import cell_source, load_notebook
 
@@ -72,12 +72,10 @@ def _imports(nb_path: Path) -> dict:
         code = '\n'.join(ln for ln in cell_source(c).splitlines() if not ln.lstrip().startswith(('%', '!')))  # magics
         try: tree = ast.parse(code)
         except SyntaxError: continue
-        for n in ast.walk(tree):
-            if isinstance(n, ast.Import): mods.update(dict.fromkeys(a.name for a in n.names))
-            elif isinstance(n, ast.ImportFrom) and n.module and not n.level:
-                mods[n.module] = None
-                mods.update(dict.fromkeys(m for a in n.names for m in _LAZY.get(a.name, ())))
-            elif isinstance(n, ast.Attribute): mods.update(dict.fromkeys(_LAZY.get(n.attr, ())))
+        for mod, names in _absolute_imports(tree).items():
+            mods[mod] = None
+            mods.update(dict.fromkeys(m for a in names for m in _LAZY.get(a, ())))
+        mods.update(dict.fromkeys(m for n in ast.walk(tree) if isinstance(n, ast.Attribute) for m in _LAZY.get(n.attr, ())))
     return mods
 
 def notebook_imports(nb_path: Path, # the notebook

@@ -122,6 +122,7 @@ def register_versions(root: Path, name: str, metrics: list[dict], alias: str | N
     from mlflow.tracking import MlflowClient
     from sklearn.dummy import DummyClassifier
 
+    from mlops_nb.api import model_requirements
     from mlops_nb.registry import register_version
     uri = f"sqlite:///{root / 'mlruns.db'}"
     mlflow.set_tracking_uri(uri)
@@ -131,7 +132,8 @@ def register_versions(root: Path, name: str, metrics: list[dict], alias: str | N
     client = MlflowClient(uri, uri)
     for m in metrics:
         with mlflow.start_run(experiment_id=exp):
-            info = mlflow.sklearn.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name='model')
+            model = DummyClassifier().fit([[0], [1]], [0, 1])
+            info = mlflow.sklearn.log_model(model, name='model', pip_requirements=model_requirements(model))
         register_version(client, name, info.model_uri, tags={f'metric.{k}': v for k, v in m.items()}, alias=alias)
     return client
 
@@ -147,6 +149,7 @@ def register_iris(root: Path, client, exp: str, n_estimators: int, alias: str, o
     from sklearn.datasets import load_iris
     from sklearn.ensemble import RandomForestClassifier
 
+    from mlops_nb.api import model_requirements
     from mlops_nb.data import profile, write_profile
     from mlops_nb.registry import register_version
     iris = load_iris(as_frame=True)
@@ -154,7 +157,7 @@ def register_iris(root: Path, client, exp: str, n_estimators: int, alias: str, o
     model = RandomForestClassifier(n_estimators=n_estimators, max_depth=2, random_state=n_estimators).fit(X, y)
     tags = {}
     with mlflow.start_run(experiment_id=exp) as run:
-        info = mlflow.sklearn.log_model(model, name='model', input_example=X.head(3),
+        info = mlflow.sklearn.log_model(model, name='model', input_example=X.head(3), pip_requirements=model_requirements(model),
                                         skops_trusted_types=['sklearn.tree._tree.Tree', 'numpy.dtype'])
         onnx_model = model if onnx_features == 4 else RandomForestClassifier(n_estimators=2).fit(X.iloc[:, :onnx_features], y)
         onx = to_onnx(onnx_model, initial_types=[('input', FloatTensorType([None, onnx_features]))], options={'zipmap': False})

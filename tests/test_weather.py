@@ -87,6 +87,18 @@ def test_the_model_beats_both_baselines_the_pipeline_computed(weather):
     assert {'val_roc_auc_random_forest', 'val_roc_auc_svm'} <= set(train.data.metrics)
 
 
+def test_the_model_requires_what_loads_it_pinned_and_nothing_else(weather):
+    "requirements.txt of the registered model: the packages its classes and its feature module come from, pinned."
+    from importlib.metadata import version
+    root, _, client = weather
+    mv = client.get_model_version('weather', '1')
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlruns.db'}")
+    lines = open(mlflow.pyfunc.get_model_dependencies(f'models:/weather/{mv.version}')).read().split()
+    pins = dict(line.split('==') for line in lines)
+    assert set(pins) == {'mlflow', 'numpy', 'pandas', 'scikit-learn', 'skops'}, lines  # not pytest, dask, rich
+    assert all(pins[p] == version(p) for p in pins), lines
+
+
 def test_the_model_card_goes_with_the_version_and_into_the_report(weather):
     root, _, client = weather
     mv = client.get_model_version('weather', '1')
