@@ -118,8 +118,19 @@ def _in_fork_server() -> bool:
     "Is this process multiprocessing's fork server? (started as `python -c`, it preloads this module)"
     return sys.argv == ['-c'] and 'multiprocessing.forkserver' in sys.modules
 
-if _in_fork_server():  # it runs no user code: at exit, skip the final collection of its heap (pandas, scikit-learn: ~1 s)
+def _warm_fork_server():
+    """In the fork server, once the modules before this one are imported: what every kernel would do again, done once.
+    It runs no user code: at exit, skip the final collection of its heap (pandas, scikit-learn: ~1 s). And MLflow maps
+    the installed modules to their distributions on a process's first model save or pyfunc load (to warn of version
+    mismatches; ~1 s here): mapped here, a kernel that logs a model does not pay it."""
     atexit.register(gc.freeze)
+    if 'mlflow' in sys.modules:
+        try:
+            from mlflow.utils.requirements_utils import _init_packages_to_modules_map
+            _init_packages_to_modules_map()
+        except Exception: pass  # MLflow's own helper, not public: should it go, each kernel maps on its first model
+
+if _in_fork_server(): _warm_fork_server()
 
 def _serve_kernel(connection_file: str, cwd: str, env: dict[str, str], owner: int):
     "Body of a forked kernel: the fork server already imported the heavy modules; `owner` is the pool's process."
@@ -190,9 +201,10 @@ class KernelPool:
              ):
         "Plan the kernels to warm; the first plan before a kernel starts also chooses what the fork server imports."
         with self._lock:
-            union = dict.fromkeys(['mlops_nb.kernels', 'ipykernel.kernelapp', *(m for mods in imports for m in mods),
-                                   *preload])
-            self.ctx.set_forkserver_preload(list(union))  # takes effect if the fork server has not started yet
+            # this module last: imported in the fork server, it finishes what the others started (_warm_fork_server)
+            union = dict.fromkeys(['ipykernel.kernelapp', *(m for mods in imports for m in mods), *preload])
+            union = [m for m in union if m != 'mlops_nb.kernels'] + ['mlops_nb.kernels']
+            self.ctx.set_forkserver_preload(union)  # takes effect if the fork server has not started yet
             self._plan = list(imports)
             for mods, _ in self._warming:  # a plan made again: kernels already warming serve its first steps
                 if mods in self._plan: self._plan.remove(mods)

@@ -25,13 +25,16 @@ def _two_steps(root):
     write_nb(root / 'notebooks' / 'a.ipynb', None, 'import os\nleak = 42\nos.environ["MN_LEAK"] = "1"\nos.chdir("/")',
              'import mlops_nb as mn\nmn.log_metric("a_ran", 1)')
     write_nb(root / 'notebooks' / 'b.ipynb', None,
-             'import os, sys\npreloaded = "fractions" in sys.modules  # before this notebook imports it',
+             'import os, sys\npreloaded = "fractions" in sys.modules  # before this notebook imports it\n'
+             '# the fork server mapped modules to distributions for MLflow: a kernel saving a model does not again\n'
+             'mapped = getattr(sys.modules.get("mlflow.utils.requirements_utils"), "_MODULES_TO_PACKAGES", None) is not None',
              'import fractions\nimport matplotlib.pyplot as plt\nimport mlops_nb as mn',
              'plt.plot([1, 2, 3])\nplt.show()',
              'mn.log_metrics({"leak_seen": "leak" in globals(), "env_seen": "MN_LEAK" in os.environ,\n'
              '                "cwd_is_notebooks": os.getcwd() == os.path.dirname(os.path.abspath("b.ipynb")) and\n'
              '                                    os.path.basename(os.getcwd()) == "notebooks",\n'
-             '                "step_dir_ok": os.environ["MLOPS_NB_STEP_DIR"].endswith("/b"), "preloaded": preloaded})')
+             '                "step_dir_ok": os.environ["MLOPS_NB_STEP_DIR"].endswith("/b"), "preloaded": preloaded,\n'
+             '                "mlflow_mapped": mapped})')
     (root / 'mlops.yaml').write_text(TWO_STEPS)
 
 
@@ -44,7 +47,8 @@ def test_warm_executor_isolates_steps_and_preloads_imports(tmp_path):
         m = _step(root, 'b')['metrics']
         executed = next(root.glob('runs/*/b/b.ipynb')).read_text()
         assert '"image/png"' in executed  # figures show inline, as in Jupyter
-        assert m == {'leak_seen': 0.0, 'env_seen': 0.0, 'cwd_is_notebooks': 1.0, 'step_dir_ok': 1.0, 'preloaded': preloaded}
+        assert m == {'leak_seen': 0.0, 'env_seen': 0.0, 'cwd_is_notebooks': 1.0, 'step_dir_ok': 1.0, 'preloaded': preloaded,
+                     'mlflow_mapped': preloaded}
         assert ('(warm executor' in r.stderr) == (executor == 'warm'), r.stderr
         assert 'Task was destroyed' not in r.stderr   # the pool shut down cleanly
 
