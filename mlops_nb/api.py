@@ -197,7 +197,7 @@ class _Referenced(pickle.Pickler):
 
     def reducer_override(self, obj):
         kind = obj if isinstance(obj, type) or inspect.isroutine(obj) else type(obj)
-        self.modules.add(getattr(kind, '__module__', None) or '')
+        if module := getattr(kind, '__module__', None): self.modules.add(module)
         return NotImplemented
 
 class _Discard:
@@ -220,17 +220,19 @@ def _distributions(top: str) -> tuple[str, ...]:
 def model_requirements(model,                               # a fitted scikit-learn estimator or pipeline
                        code_paths: list[str] | None = None, # local modules shipped with it: their imports count too
                        ) -> list[str] | None:
-    "Pinned pip requirements that load `model`; None if it cannot be pickled (MLflow then infers them its own way)."
+    """Pinned pip requirements that load `model`; None when they cannot be read here (the model does not pickle, a
+    module does not parse): MLflow then infers them its own way."""
     from importlib.metadata import version
 
     import mlflow.sklearn
     found = _Referenced()
-    try: found.dump(model)
-    except (pickle.PicklingError, TypeError, AttributeError): return None
-    tops = {m.partition('.')[0] for m in found.modules}
-    for p in map(Path, code_paths or ()):
-        for f in [p] if p.is_file() else sorted(p.rglob('*.py')):
-            tops |= {m.partition('.')[0] for m in _absolute_imports(ast.parse(f.read_text()), in_functions=False)}
+    try:
+        found.dump(model)
+        tops = {m.partition('.')[0] for m in found.modules}
+        for p in map(Path, code_paths or ()):
+            for f in [p] if p.is_file() else sorted(p.rglob('*.py')):
+                tops |= {m.partition('.')[0] for m in _absolute_imports(ast.parse(f.read_text()), in_functions=False)}
+    except (pickle.PicklingError, TypeError, AttributeError, SyntaxError): return None
     local = {Path(p).stem for p in code_paths or ()}
     dists = {d for t in tops - local - set(sys.stdlib_module_names) for d in _distributions(t)}
     return sorted({*mlflow.sklearn.get_default_pip_requirements(include_skops=True), *(f'{d}=={version(d)}' for d in dists)},
