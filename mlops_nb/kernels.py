@@ -26,19 +26,54 @@ from .config import MlopsError
 from .params import cell_source, load_notebook
 
 # %% auto 0
-__all__ = ['kernel_manager_class', 'step_kernel_manager', 'notebook_imports', 'local_imports', 'missing_imports',
-           'forked_kernel_manager', 'KernelPool', 'register_warm_engine', 'preamble']
+__all__ = ['prompt_client_class', 'kernel_manager_class', 'step_kernel_manager', 'notebook_imports', 'local_imports',
+           'missing_imports', 'forked_kernel_manager', 'KernelPool', 'register_warm_engine', 'preamble']
 
 # %% ../nbs/02a_kernels.ipynb 5
+async def _answer(channel, msg_id: str, timeout: float) -> dict | None:
+    "The next message on `channel` of request `msg_id` (others are skipped), or None after `timeout` seconds without."
+    from queue import Empty
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try: msg = await channel.get_msg(timeout=left)
+        except Empty: return None
+        if msg['parent_header'].get('msg_id') == msg_id: return msg
+    return None
+
+@cache
+def prompt_client_class():
+    "jupyter_client's `AsyncKernelClient`, whose `wait_for_ready` keeps the handshake without its fixed waits."
+    from queue import Empty
+
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    class PromptKernelClient(AsyncKernelClient):
+        async def wait_for_ready(self, timeout: float | None = None):
+            deadline = time.monotonic() + (float('inf') if timeout is None else timeout)
+            while True:
+                msg_id = self.kernel_info()
+                reply = await _answer(self.shell_channel, msg_id, 1)
+                if reply is not None and await _answer(self.iopub_channel, msg_id, 0.02) is not None: break
+                if not await self._async_is_alive(): raise RuntimeError("Kernel died before replying to kernel_info")
+                if time.monotonic() > deadline: raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+            self._handle_kernel_info_reply(reply)
+            while True:  # the IOPub messages of the requests answered late: read, not waited for
+                try: await self.iopub_channel.get_msg(timeout=0)
+                except Empty: return
+    return PromptKernelClient
+
 @cache
 def kernel_manager_class():
-    "An `AsyncKernelManager` on IPC sockets."
+    "An `AsyncKernelManager` on IPC sockets, whose clients are `prompt_client_class()`."
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
     class IPCKernelManager(AsyncKernelManager):
         @default('transport')
         def _default_transport(self): return 'ipc'
+
+        @default('client_factory')
+        def _default_client_factory(self): return prompt_client_class()
 
         @default('ip')
         def _default_ip(self):  # absolute: the kernel's working directory is not ours
