@@ -21,6 +21,17 @@ def test_help_and_version():
     assert r.returncode == 0 and r.stdout.startswith('mlops-nb, version ')
 
 
+def test_the_command_imports_jsonschema_without_building_iri_grammars(project):
+    "Papermill imports nbformat, nbformat imports jsonschema, and jsonschema rfc3987-syntax, whose import costs ~1 s."
+    (project / 'mlops.yaml').write_text(VALID)
+    r = subprocess.run([str(BIN / 'python'), '-X', 'importtime', str(BIN / 'mlops-nb'), '-C', str(project), 'validate'],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and '2 steps (a -> b)' in r.stdout, r.stderr[-2000:]
+    imported = {line.rpartition('|')[2].strip() for line in r.stderr.splitlines() if line.startswith('import time:')}
+    assert {'papermill', 'nbformat', 'jsonschema'} <= imported, sorted(imported)[:50]
+    assert 'rfc3987_syntax.syntax_helpers' not in imported and 'lark' not in imported  # the grammars and their parser
+
+
 def test_valid_config(project):
     (project / 'mlops.yaml').write_text(VALID)
     r = mlops(project, 'validate')
