@@ -8,7 +8,6 @@ from __future__ import annotations
 import atexit
 import gc
 import re
-import sys
 from pathlib import Path
 
 import click
@@ -51,14 +50,11 @@ def _root(ctx) -> Path: return find_root(ctx.obj)
 def main():
     """The `mlops-nb` command. This process runs no user code (kernels do), so at exit it skips the interpreter's
     final garbage collections over MLflow, pandas and scikit-learn: `gc.freeze`, registered first, runs after every
-    other exit handler (measured on the weather pipeline: the process ends about 1 s sooner).
-
-    For the same reason it imports jsonschema (Papermill -> nbformat) without `rfc3987_syntax`: when installed
-    (jupyter-events asks for `jsonschema[format-nongpl]`), jsonschema imports it to check the `iri` formats, and it
-    builds its Earley grammars on import, ~1 s here (python-jsonschema/jsonschema#1428). nbformat checks no formats,
-    and nothing else here validates JSON; jsonschema then skips those two formats, in this process only."""
+    other exit handler (measured on the weather pipeline: the process ends about 1 s sooner). For the same reason it
+    skips jsonschema's `iri` grammars (`_skip_iri_grammars`: ~1 s for any command that imports Papermill)."""
+    from mlops_nb.kernels import _skip_iri_grammars
     atexit.register(gc.freeze)
-    sys.modules.setdefault('rfc3987_syntax', None)  # import rfc3987_syntax -> ImportError, which jsonschema expects
+    _skip_iri_grammars()
     cli(prog_name='mlops-nb')
 
 # %% ../nbs/12_cli.ipynb 7
@@ -431,6 +427,7 @@ def run_ci(root: Path,                  # the project folder
     import os
     import shutil
     import subprocess
+    import sys
     import tempfile
     from mlops_nb.config import write_json
     bin_dir = Path(sys.executable).parent

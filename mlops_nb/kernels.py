@@ -167,6 +167,14 @@ def _warm_fork_server():
 
 if _in_fork_server(): _warm_fork_server()
 
+def _skip_iri_grammars():
+    """In a process of ours that runs no user code (the `mlops-nb` command, the workers of a LocalCluster it starts):
+    import jsonschema (Papermill -> nbformat) without `rfc3987_syntax`. When installed (jupyter-events asks for
+    `jsonschema[format-nongpl]`), jsonschema imports it to check the `iri` formats, and it builds its Earley grammars
+    on import: ~1 s here (python-jsonschema/jsonschema#1428). nbformat checks no formats and nothing else here
+    validates JSON; jsonschema skips those two formats, in this process only."""
+    sys.modules.setdefault('rfc3987_syntax', None)  # its import then raises ImportError, which jsonschema expects
+
 def _serve_kernel(connection_file: str, cwd: str, env: dict[str, str], owner: int):
     "Body of a forked kernel: the fork server already imported the heavy modules; `owner` is the pool's process."
     atexit.unregister(gc.freeze)  # a kernel runs user code: it exits as any Python process does

@@ -27,8 +27,8 @@ from . import __version__
 from .api import STEP_DIR_ENV
 from .config import MlopsError, ProjectConfig, load_config, write_json, write_text
 from .data import TABULAR, profile_step_files
-from .kernels import (KernelPool, local_imports, missing_imports, notebook_imports, preamble, register_warm_engine,
-                              step_kernel_manager)
+from .kernels import (KernelPool, _skip_iri_grammars, local_imports, missing_imports, notebook_imports, preamble,
+                              register_warm_engine, step_kernel_manager)
 from .params import (cell_source, check_overrides, load_notebook, notebook_params, parameters_cell, params_memoised,
                              step_params)
 from .masking import redact_uri, scrub, scrub_outputs, secret_values
@@ -303,10 +303,10 @@ def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
         from distributed import Client, LocalCluster
         where = f'remote:{_project_key(cfg)}' if opts.ship else str(cfg.root)
         @contextmanager
-        def warmed(client):
+        def warmed(client, ours=False):
             if warm:
                 imports = [notebook_imports(nb, cfg.root) for nb in dict.fromkeys(p.notebook for p in warm)]
-                client.run(_warm_worker_pool, where, imports, _task_modules(cfg, warm), _kernel_preload(cfg, imports))
+                client.run(_warm_worker_pool, where, imports, _task_modules(cfg, warm), _kernel_preload(cfg, imports), ours)
             try:
                 if not opts.ship: yield client.get_executor(pure=False)
                 else:
@@ -327,7 +327,7 @@ def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
         # non-daemonic workers may fork kernels: each keeps a warm kernel pool between tasks (`_worker_pool`)
         with dask.config.set({'distributed.worker.daemon': False}), \
              LocalCluster(n_workers=opts.jobs, threads_per_worker=1, host='127.0.0.1', dashboard_address=None) as cluster, \
-             Client(cluster) as client, warmed(client) as ex:
+             Client(cluster) as client, warmed(client, ours=True) as ex:
             yield ex
     elif opts.jobs > 1:
         with ThreadPoolExecutor(opts.jobs, thread_name_prefix='mlops-nb-step') as ex: yield ex
@@ -413,9 +413,11 @@ def _worker_pool(root: str) -> KernelPool | None:
         return _worker_pools[root]
 
 def _warm_worker_pool(where: str, imports: list[tuple[str, ...]], modules: list[str] = (), preload: list[str] = (),
-                      dask_worker=None):
+                      ours: bool = False, dask_worker=None):
     """On a Dask worker, before its first task (`client.run`): preload all of `imports` and `preload` in its fork
-    server, warm a kernel for the first, and import `modules` (what a task needs, `_task_modules`) in the background."""
+    server, warm a kernel for the first, and import `modules` (what a task needs, `_task_modules`) in the background.
+    A worker of the LocalCluster we started (`ours`) runs nothing else: it skips jsonschema's `iri` grammars."""
+    if ours: _skip_iri_grammars()
     if pool := _worker_pool(_worker_root(where, dask_worker)): pool.plan([tuple(i) for i in imports], list(preload))
     _import_soon(list(modules))
 

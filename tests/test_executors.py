@@ -181,9 +181,15 @@ def test_dask_sweep_matches_the_local_executor(tmp_path):
     for executor in ('local', 'dask'):
         root = tmp_path / executor
         _sweep_project(root)
-        r = mlops(root, 'sweep', 'train', 'x=0,1,2,3,4,5,6,7', '-p', 'train.pause=0.1', '--executor', executor, '--jobs', '2')
-        assert r.returncode == 0, r.stderr
+        # -X importtime in every process: the command and its LocalCluster's workers import Papermill (so jsonschema),
+        # none builds rfc3987-syntax's grammars (~1 s each)
+        r = mlops(root, 'sweep', 'train', 'x=0,1,2,3,4,5,6,7', '-p', 'train.pause=0.1', '--executor', executor, '--jobs', '2',
+                  env={**os.environ, 'PYTHONPROFILEIMPORTTIME': '1'} if executor == 'dask' else None)
+        assert r.returncode == 0, r.stderr[-5000:]
         assert 'Worker process still alive' not in r.stderr  # workers stop their kernels when the run ends
+        if executor == 'dask':
+            imported = [line.rpartition('|')[2].strip() for line in r.stderr.splitlines() if line.startswith('import time:')]
+            assert imported.count('papermill.execute') >= 3 and 'rfc3987_syntax.syntax_helpers' not in imported
         run = json.loads((root / 'runs' / _sweep_run_id(root) / 'run.json').read_text())
         best[executor] = run['best']
         assert len(run['trials']) == 8 and all(t['status'] == 'done' for t in run['trials'])
