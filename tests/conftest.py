@@ -79,6 +79,11 @@ def clean_env(env=None) -> dict:
     return env
 
 
+def imported(stderr: str) -> list[str]:
+    "The modules that `-X importtime` (or PYTHONPROFILEIMPORTTIME) logged to `stderr`, one per import, in order."
+    return [line.rpartition('|')[2].strip() for line in stderr.splitlines() if line.startswith('import time:')]
+
+
 def mlops(root: Path, *args: str, env=None, **kw) -> subprocess.CompletedProcess:
     "Run the installed `mlops-nb` command on the project `root`."
     return subprocess.run([str(BIN / 'mlops-nb'), '-C', str(root), *args], capture_output=True, text=True,

@@ -5,7 +5,7 @@ import signal
 import time
 
 import psutil
-from conftest import mlops, write_nb
+from conftest import imported, mlops, write_nb
 from services import free_port, tls_files
 
 TWO_STEPS = """\
@@ -188,8 +188,8 @@ def test_dask_sweep_matches_the_local_executor(tmp_path):
         assert r.returncode == 0, r.stderr[-5000:]
         assert 'Worker process still alive' not in r.stderr  # workers stop their kernels when the run ends
         if executor == 'dask':
-            imported = [line.rpartition('|')[2].strip() for line in r.stderr.splitlines() if line.startswith('import time:')]
-            assert imported.count('papermill.execute') >= 3 and 'rfc3987_syntax.syntax_helpers' not in imported
+            modules = imported(r.stderr)
+            assert modules.count('papermill.execute') >= 3 and 'rfc3987_syntax.syntax_helpers' not in modules
         run = json.loads((root / 'runs' / _sweep_run_id(root) / 'run.json').read_text())
         best[executor] = run['best']
         assert len(run['trials']) == 8 and all(t['status'] == 'done' for t in run['trials'])
