@@ -20,6 +20,7 @@ import time
 from concurrent.futures import Future
 from functools import cache
 from pathlib import Path
+from queue import Empty
 
 from .api import STEP_DIR_ENV, _absolute_imports
 from .config import MlopsError
@@ -32,7 +33,6 @@ __all__ = ['prompt_client_class', 'kernel_manager_class', 'step_kernel_manager',
 # %% ../nbs/02a_kernels.ipynb 5
 async def _answer(channel, msg_id: str, timeout: float) -> dict | None:
     "The next message on `channel` of request `msg_id` (others are skipped), or None after `timeout` seconds without."
-    from queue import Empty
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         try: msg = await channel.get_msg(timeout=left)
@@ -43,8 +43,6 @@ async def _answer(channel, msg_id: str, timeout: float) -> dict | None:
 @cache
 def prompt_client_class():
     "jupyter_client's `AsyncKernelClient`, whose `wait_for_ready` keeps the handshake without its fixed waits."
-    from queue import Empty
-
     from jupyter_client.asynchronous import AsyncKernelClient
 
     class PromptKernelClient(AsyncKernelClient):

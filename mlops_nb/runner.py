@@ -303,10 +303,11 @@ def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
         from distributed import Client, LocalCluster
         where = f'remote:{_project_key(cfg)}' if opts.ship else str(cfg.root)
         @contextmanager
-        def warmed(client, ours=False):
+        def warmed(client):
             if warm:
                 imports = [notebook_imports(nb, cfg.root) for nb in dict.fromkeys(p.notebook for p in warm)]
-                client.run(_warm_worker_pool, where, imports, _task_modules(cfg, warm), _kernel_preload(cfg, imports), ours)
+                client.run(_warm_worker_pool, where, imports, _task_modules(cfg, warm), _kernel_preload(cfg, imports),
+                           not opts.scheduler)  # without a scheduler, the workers are our LocalCluster's
             try:
                 if not opts.ship: yield client.get_executor(pure=False)
                 else:
@@ -327,7 +328,7 @@ def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
         # non-daemonic workers may fork kernels: each keeps a warm kernel pool between tasks (`_worker_pool`)
         with dask.config.set({'distributed.worker.daemon': False}), \
              LocalCluster(n_workers=opts.jobs, threads_per_worker=1, host='127.0.0.1', dashboard_address=None) as cluster, \
-             Client(cluster) as client, warmed(client, ours=True) as ex:
+             Client(cluster) as client, warmed(client) as ex:
             yield ex
     elif opts.jobs > 1:
         with ThreadPoolExecutor(opts.jobs, thread_name_prefix='mlops-nb-step') as ex: yield ex
