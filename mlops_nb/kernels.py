@@ -166,8 +166,8 @@ def _warm_fork_server():
 if _in_fork_server(): _warm_fork_server()
 
 def _skip_iri_grammars():
-    """In a process of ours that runs no user code (the `mlops-nb` command, the workers of a LocalCluster it starts):
-    import jsonschema (Papermill -> nbformat) without `rfc3987_syntax`. When installed (jupyter-events asks for
+    """In a process of ours that runs no user code (the `mlops-nb` command, its LocalCluster's workers included): import
+    jsonschema (Papermill -> nbformat) without `rfc3987_syntax`. When installed (jupyter-events asks for
     `jsonschema[format-nongpl]`), jsonschema imports it to check the `iri` formats, and it builds its Earley grammars
     on import: ~1 s here (python-jsonschema/jsonschema#1428). nbformat checks no formats and nothing else here
     validates JSON; jsonschema skips those two formats, in this process only."""

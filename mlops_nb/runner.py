@@ -27,7 +27,7 @@ from . import __version__
 from .api import STEP_DIR_ENV
 from .config import MlopsError, ProjectConfig, load_config, write_json, write_text
 from .data import TABULAR, profile_step_files
-from .kernels import (KernelPool, _skip_iri_grammars, local_imports, missing_imports, notebook_imports, preamble,
+from .kernels import (KernelPool, local_imports, missing_imports, notebook_imports, preamble,
                               register_warm_engine, step_kernel_manager)
 from .params import (cell_source, check_overrides, load_notebook, notebook_params, parameters_cell, params_memoised,
                              step_params)
@@ -295,19 +295,36 @@ def _resolved(value) -> Future:
 @contextmanager
 def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
     """An executor for step tasks: this thread, a thread pool, or a Dask cluster (its workers sharing our disk, or
-    not: `_Shipping`). On Dask, as soon as it is connected, each worker's fork server preloads the imports of every
-    notebook of `warm` (the steps to run, in order; a kernel for a later step then forks ready) and warms a kernel
-    for the first, while the worker imports what executing a step needs (`_task_modules`); each worker stops its
-    kernels when the run ends, so workers exit at once."""
+    not: `_Shipping`). On Dask, each worker's fork server preloads the imports of every notebook of `warm` (the steps
+    to run, in order; a kernel for a later step then forks ready) and warms a kernel for the first, while the worker
+    imports what executing a step needs (`_task_modules`): on a scheduler's workers once connected, and for our
+    LocalCluster, whose workers share this process's pool, before it starts. Each worker stops its kernels when the
+    run ends, so workers exit at once."""
     if opts.executor == 'dask':
-        from distributed import Client, LocalCluster
         where = f'remote:{_project_key(cfg)}' if opts.ship else str(cfg.root)
-        @contextmanager
-        def warmed(client):
-            if warm:
-                imports = [notebook_imports(nb, cfg.root) for nb in dict.fromkeys(p.notebook for p in warm)]
-                client.run(_warm_worker_pool, where, imports, _task_modules(cfg, warm), _kernel_preload(cfg, imports),
-                           not opts.scheduler)  # without a scheduler, the workers are our LocalCluster's
+        imports = [notebook_imports(nb, cfg.root) for nb in dict.fromkeys(p.notebook for p in warm)]
+        warming = (where, imports, _task_modules(cfg, warm), _kernel_preload(cfg, imports)) if warm else None
+        if not opts.scheduler:
+            # our LocalCluster's workers are threads of this process (see above): their pool warms now, while Dask
+            # starts; no memory limit: a task holds no data (its kernel does), and a limit would pause every worker
+            # on this whole process's memory
+            try:
+                if warming: _warm_worker_pool(*warming, size=opts.jobs)
+                from distributed import Client, LocalCluster
+                with LocalCluster(n_workers=opts.jobs, threads_per_worker=1, processes=False, memory_limit=0,
+                                  dashboard_address=None) as cluster, Client(cluster) as client:
+                    yield client.get_executor(pure=False)
+            finally: _close_worker_pool(where)
+            return
+        from distributed import Client
+        from distributed.security import Security
+        security = Security(tls_ca_file=opts.tls[0], tls_client_cert=opts.tls[1], tls_client_key=opts.tls[2],
+                            require_encryption=True) if opts.tls else None
+        try: client = Client(opts.scheduler, security=security, timeout=20)
+        except (OSError, TypeError, ValueError) as e:
+            raise MlopsError(f"Dask scheduler {opts.scheduler} unreachable: {str(e).splitlines()[0]}") from None
+        with client:
+            if warming: client.run(_warm_worker_pool, *warming)
             try:
                 if not opts.ship: yield client.get_executor(pure=False)
                 else:
@@ -315,21 +332,6 @@ def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
             finally:
                 try: client.run(_close_worker_pool, where)
                 except Exception: pass  # a worker already gone has no kernel left
-        if opts.scheduler:
-            from distributed.security import Security
-            security = Security(tls_ca_file=opts.tls[0], tls_client_cert=opts.tls[1], tls_client_key=opts.tls[2],
-                                require_encryption=True) if opts.tls else None
-            try: client = Client(opts.scheduler, security=security, timeout=20)
-            except (OSError, TypeError, ValueError) as e:
-                raise MlopsError(f"Dask scheduler {opts.scheduler} unreachable: {str(e).splitlines()[0]}") from None
-            with client, warmed(client) as ex: yield ex
-            return
-        import dask
-        # non-daemonic workers may fork kernels: each keeps a warm kernel pool between tasks (`_worker_pool`)
-        with dask.config.set({'distributed.worker.daemon': False}), \
-             LocalCluster(n_workers=opts.jobs, threads_per_worker=1, host='127.0.0.1', dashboard_address=None) as cluster, \
-             Client(cluster) as client, warmed(client) as ex:
-            yield ex
     elif opts.jobs > 1:
         with ThreadPoolExecutor(opts.jobs, thread_name_prefix='mlops-nb-step') as ex: yield ex
     else: yield _Inline()
@@ -403,23 +405,23 @@ def _worker_root(where: str, worker=None) -> str:
     "Where a Dask worker runs a project's steps: the project (a shared disk) or, for `remote:<key>`, a scratch folder."
     return str(worker_dir(worker) / 'mlops-nb' / where.removeprefix('remote:')) if where.startswith('remote:') else where
 
-def _worker_pool(root: str) -> KernelPool | None:
-    "A Dask worker's own kernel pool, kept between its tasks (none in a daemonic worker, which may not fork: cold kernels)."
+def _worker_pool(root: str, size: int = 1) -> KernelPool | None:
+    """The kernel pool of a Dask worker's process, kept between its tasks, warming `size` kernels ahead (the first call
+    decides); none in a daemonic worker process, which may not fork: cold kernels."""
     import multiprocessing
     if multiprocessing.current_process().daemon: return None
     with _worker_lock:
         if root not in _worker_pools:
             Path(root).mkdir(parents=True, exist_ok=True)
-            _worker_pools[root] = KernelPool(Path(root), size=1)
+            _worker_pools[root] = KernelPool(Path(root), size=size)
         return _worker_pools[root]
 
 def _warm_worker_pool(where: str, imports: list[tuple[str, ...]], modules: list[str] = (), preload: list[str] = (),
-                      ours: bool = False, dask_worker=None):
-    """On a Dask worker, before its first task (`client.run`): preload all of `imports` and `preload` in its fork
-    server, warm a kernel for the first, and import `modules` (what a task needs, `_task_modules`) in the background.
-    A worker of the LocalCluster we started (`ours`) runs nothing else: it skips jsonschema's `iri` grammars."""
-    if ours: _skip_iri_grammars()
-    if pool := _worker_pool(_worker_root(where, dask_worker)): pool.plan([tuple(i) for i in imports], list(preload))
+                      size: int = 1, dask_worker=None):
+    """On a Dask worker, before its first task (`client.run`): preload all of `imports` and `preload` in its process's
+    fork server, warm a kernel for the first (`size` kernels ahead: one per worker sharing the process), and import
+    `modules` (what a task needs, `_task_modules`) in the background."""
+    if pool := _worker_pool(_worker_root(where, dask_worker), size): pool.plan([tuple(i) for i in imports], list(preload))
     _import_soon(list(modules))
 
 def _close_worker_pool(where: str, dask_worker=None):

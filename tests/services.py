@@ -137,32 +137,43 @@ def mlflow_server(backend: str, artifacts: Path, log: Path):
 
 
 @contextlib.contextmanager
-def remote_cluster(hidden: Path, workers: int = 2):
-    """PostgreSQL, `mlflow server` with proxied artifacts, a TLS Dask scheduler and `workers` `dask worker` processes,
-    each in a private mount namespace where an empty tmpfs covers `hidden` (where the projects live): the workers
-    share no file of the projects with the runner. Needs root (the mount namespace). Yields the addresses, the
-    certificates, the server's access log and the worker processes (each a nanny; its worker is a child process)."""
-    outside = Path(tempfile.mkdtemp(prefix='mlops-nb-cluster-'))
-    certs = tls_files(outside / 'certs')
+def dask_cluster(folder: Path, workers: int = 1, wrap=lambda argv: argv):
+    """A TLS Dask scheduler and `workers` `dask worker` processes on localhost (`wrap` may prefix each worker's
+    command), with a throwaway CA's certificates in `folder/certs` and each worker's log and local directory in
+    `folder`; the workers may fork warm kernels. Yields the scheduler's address, the certificates and the worker
+    processes (each a nanny; its worker is a child process); stopped on exit."""
+    certs = tls_files(folder / 'certs')
     tls = ['--tls-ca-file', str(certs['ca']), '--tls-cert', str(certs['cert']), '--tls-key', str(certs['key'])]
     port, procs, bin_ = free_port(), [], Path(sys.executable).parent
     env = {k: v for k, v in os.environ.items() if k != 'MLFLOW_TRACKING_URI'}
     env['DASK_DISTRIBUTED__WORKER__DAEMON'] = 'False'  # workers may fork warm kernels
     try:
-        with postgres() as pg, mlflow_server(pg, outside / 'artifacts', outside / 'mlflow.log') as url:
-            procs.append(subprocess.Popen([str(bin_ / 'dask'), 'scheduler', '--protocol', 'tls', '--host', '127.0.0.1',
-                                           '--port', str(port), '--no-dashboard', *tls], env=env, stderr=subprocess.DEVNULL))
-            for i in range(workers):
-                with open(outside / f'worker-{i}.log', 'w') as log:
-                    procs.append(subprocess.Popen(
-                        ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs tmpfs "$0" && exec "$@"',
-                         str(hidden), str(bin_ / 'dask'), 'worker', f'tls://127.0.0.1:{port}', '--nthreads', '1',
-                         '--no-dashboard', '--local-directory', str(outside / f'worker-{i}'), *tls], env=env, stderr=log))
-            yield {'url': url, 'scheduler': f'tls://127.0.0.1:{port}', 'certs': certs, 'hidden': hidden, 'outside': outside,
-                   'workers': procs[1:], 'log': outside / 'mlflow.log'}
+        procs.append(subprocess.Popen([str(bin_ / 'dask'), 'scheduler', '--protocol', 'tls', '--host', '127.0.0.1',
+                                       '--port', str(port), '--no-dashboard', *tls], env=env, stderr=subprocess.DEVNULL))
+        for i in range(workers):
+            with open(folder / f'worker-{i}.log', 'w') as log:
+                procs.append(subprocess.Popen(wrap([str(bin_ / 'dask'), 'worker', f'tls://127.0.0.1:{port}', '--nthreads', '1',
+                                                    '--no-dashboard', '--local-directory', str(folder / f'worker-{i}'), *tls]),
+                                              env=env, stderr=log))
+        yield {'scheduler': f'tls://127.0.0.1:{port}', 'certs': certs, 'workers': procs[1:]}
     finally:
         for p in procs: p.terminate()
         for p in procs: p.wait(30)
+
+
+@contextlib.contextmanager
+def remote_cluster(hidden: Path, workers: int = 2):
+    """PostgreSQL, `mlflow server` with proxied artifacts and a TLS `dask_cluster` whose `workers` each run in a
+    private mount namespace where an empty tmpfs covers `hidden` (where the projects live): the workers share no file
+    of the projects with the runner. Needs root (the mount namespace). Yields the addresses, the certificates, the
+    server's access log and the worker processes."""
+    outside = Path(tempfile.mkdtemp(prefix='mlops-nb-cluster-'))
+    hide = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(hidden)]
+    try:
+        with postgres() as pg, mlflow_server(pg, outside / 'artifacts', outside / 'mlflow.log') as url, \
+                dask_cluster(outside, workers, wrap=lambda argv: [*hide, *argv]) as dask:
+            yield {'url': url, **dask, 'hidden': hidden, 'outside': outside, 'log': outside / 'mlflow.log'}
+    finally:
         shutil.rmtree(outside, ignore_errors=True)
 
 

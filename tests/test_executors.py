@@ -6,7 +6,7 @@ import time
 
 import psutil
 from conftest import imported, mlops, write_nb
-from services import free_port, tls_files
+from services import dask_cluster
 
 TWO_STEPS = """\
 name: iso
@@ -181,15 +181,15 @@ def test_dask_sweep_matches_the_local_executor(tmp_path):
     for executor in ('local', 'dask'):
         root = tmp_path / executor
         _sweep_project(root)
-        # -X importtime in every process: the command and its LocalCluster's workers import Papermill (so jsonschema),
-        # none builds rfc3987-syntax's grammars (~1 s each)
+        # -X importtime in every process: the command imports Papermill (so jsonschema) once, its LocalCluster's
+        # workers being its threads (worker processes would import it again), and builds no rfc3987-syntax grammar
         r = mlops(root, 'sweep', 'train', 'x=0,1,2,3,4,5,6,7', '-p', 'train.pause=0.1', '--executor', executor, '--jobs', '2',
                   env={**os.environ, 'PYTHONPROFILEIMPORTTIME': '1'} if executor == 'dask' else None)
         assert r.returncode == 0, r.stderr[-5000:]
         assert 'Worker process still alive' not in r.stderr  # workers stop their kernels when the run ends
         if executor == 'dask':
             modules = imported(r.stderr)
-            assert modules.count('papermill.execute') >= 3 and 'rfc3987_syntax.syntax_helpers' not in modules
+            assert modules.count('papermill.execute') == 1 and 'rfc3987_syntax.syntax_helpers' not in modules
         run = json.loads((root / 'runs' / _sweep_run_id(root) / 'run.json').read_text())
         best[executor] = run['best']
         assert len(run['trials']) == 8 and all(t['status'] == 'done' for t in run['trials'])
@@ -202,26 +202,29 @@ def test_dask_sweep_matches_the_local_executor(tmp_path):
     assert best['dask'] == best['local'] == {'params': {'x': 3}, 'metrics': {'score': 10.0}, 'status': 'done'}
 
 
-def _workers(pid):
-    "Dask worker processes of the runner `pid` (spawned children running a Python interpreter)."
-    return [c for c in psutil.Process(pid).children() if 'spawn_main' in ' '.join(c.cmdline())]
+TLS = "tls: {ca_file: certs/ca.pem, cert: certs/cert.pem, key: certs/key.pem}\n"  # `dask_cluster(root)`'s, beside mlops.yaml
 
 
 def test_dask_worker_killed_mid_sweep_still_finishes_every_trial(tmp_path):
+    "Two `dask worker` processes on a TLS scheduler, the project on a disk they share; one is killed while trials run."
     import subprocess
 
     from conftest import BIN, clean_env
     _sweep_project(tmp_path, pause=3.0)
     assert mlops(tmp_path, 'run', 'prep').returncode == 0
-    proc = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(tmp_path), 'sweep', 'train', 'x=0,1,2,3,4,5,6,7',
-                             '--executor', 'dask', '--jobs', '2'], stderr=subprocess.PIPE, text=True, env=clean_env())
-    deadline = time.time() + 120
-    while not list(tmp_path.glob('runs/*/train-00[12]/step.json')) and time.time() < deadline: time.sleep(0.2)
-    time.sleep(1.0)  # the trials' notebooks are running now
-    workers = _workers(proc.pid)
-    assert len(workers) == 2, workers
-    os.kill(workers[0].pid, signal.SIGKILL)
-    _, err = proc.communicate(timeout=300)
+    with dask_cluster(tmp_path, workers=2) as cluster:
+        with open(tmp_path / 'mlops.yaml', 'a') as f: f.write(TLS)
+        proc = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(tmp_path), 'sweep', 'train', 'x=0,1,2,3,4,5,6,7',
+                                 '--executor', 'dask', '--scheduler', cluster['scheduler']],
+                                stderr=subprocess.PIPE, text=True, env=clean_env())
+        deadline = time.time() + 120
+        while not list(tmp_path.glob('runs/*/train-00[12]/step.json')) and time.time() < deadline: time.sleep(0.2)
+        time.sleep(1.0)  # the trials' notebooks are running now
+        children = [c for n in cluster['workers'] for c in psutil.Process(n.pid).children()]
+        workers = [c for c in children if 'spawn_main' in ' '.join(c.cmdline())]
+        assert len(workers) == 2, children  # each nanny's worker process
+        os.kill(workers[0].pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     run = json.loads((tmp_path / 'runs' / _sweep_run_id(tmp_path) / 'run.json').read_text())
     assert len(run['trials']) == 8 and run['best']['params'] == {'x': 3}
@@ -234,31 +237,18 @@ def test_dask_worker_killed_mid_sweep_still_finishes_every_trial(tmp_path):
 
 def test_dask_over_tls_and_plain_tcp_refused(tmp_path):
     "A real scheduler and worker speaking TLS with certificates; a tcp:// scheduler is refused unless allowed."
-    import subprocess
-
-    from conftest import BIN, clean_env
     _sweep_project(tmp_path)
-    certs = tls_files(tmp_path / 'certs')
-    tls = ['--tls-ca-file', str(certs['ca']), '--tls-cert', str(certs['cert']), '--tls-key', str(certs['key'])]
-    port = free_port()
-    env = clean_env()
-    procs = [subprocess.Popen([str(BIN / 'dask'), 'scheduler', '--protocol', 'tls', '--host', '127.0.0.1', '--port', str(port),
-                               '--no-dashboard', *tls], env=env, stderr=subprocess.DEVNULL)]
-    procs.append(subprocess.Popen([str(BIN / 'dask'), 'worker', f'tls://127.0.0.1:{port}', '--nthreads', '1', '--no-dashboard',
-                                   *tls], env=env, stderr=subprocess.DEVNULL))
-    try:
+    with dask_cluster(tmp_path) as cluster:
+        address = cluster['scheduler']
         base = (tmp_path / 'mlops.yaml').read_text()
-        (tmp_path / 'mlops.yaml').write_text(base + "tls: {ca_file: certs/ca.pem, cert: certs/cert.pem, key: certs/key.pem}\n")
-        r = mlops(tmp_path, 'sweep', 'train', 'x=0,1', '--executor', 'dask', '--scheduler', f'tls://127.0.0.1:{port}')
+        (tmp_path / 'mlops.yaml').write_text(base + TLS)
+        r = mlops(tmp_path, 'sweep', 'train', 'x=0,1', '--executor', 'dask', '--scheduler', address)
         assert r.returncode == 0 and "best of 2 trials: {'x': 1}" in r.stderr, r.stderr
         run = json.loads((tmp_path / 'runs' / _sweep_run_id(tmp_path) / 'run.json').read_text())
         assert [t['status'] for t in run['trials']] == ['done', 'done']
-        r = mlops(tmp_path, 'run', '--executor', 'dask', '--scheduler', f'tcp://127.0.0.1:{port}')
+        r = mlops(tmp_path, 'run', '--executor', 'dask', '--scheduler', address.replace('tls://', 'tcp://'))
         assert r.returncode == 1 and 'plain TCP lets anyone who reaches the port read the data and run code' in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
         (tmp_path / 'mlops.yaml').write_text(base)   # TLS address, no certificate: the scheduler turns us away
-        r = mlops(tmp_path, 'run', '--force', '--executor', 'dask', '--scheduler', f'tls://127.0.0.1:{port}')
-        assert r.returncode == 1 and f'Dask scheduler tls://127.0.0.1:{port} unreachable' in r.stderr, r.stderr
-    finally:
-        for p in procs: p.terminate()
-        for p in procs: p.wait(30)
+        r = mlops(tmp_path, 'run', '--force', '--executor', 'dask', '--scheduler', address)
+        assert r.returncode == 1 and f'Dask scheduler {address} unreachable' in r.stderr, r.stderr
