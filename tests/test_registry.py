@@ -4,15 +4,19 @@ import pytest
 from conftest import clone, git, mlops, register_versions, tiny_hub, write_nb
 from mlflow.tracking import MlflowClient
 
+from mlops_nb.config import load_config
+from mlops_nb.gitops import publish
+
 
 @pytest.fixture
 def reg(tmp_path):
     "A clone of a project whose model `m` has versions 1-3 published (f1 0.60, 0.70, 0.50; accuracy 0.8 each)."
     hub = tiny_hub(tmp_path, '  accuracy: ">= 0.5"\n  f1_macro: ">= champion - 0.01"\n')
     root = clone(hub, tmp_path / 'clone')
-    for f1 in (0.60, 0.70, 0.50):
+    for n, f1 in enumerate((0.60, 0.70, 0.50), 1):
         register_versions(root, 'm', [{'f1_macro': f1, 'accuracy': 0.8}], 'challenger')
-        assert mlops(root, 'publish').returncode == 0
+        # what `mlops-nb publish` does, in this process (the command itself is tested in test_gitops.py)
+        assert [p.tag for p in publish(load_config(root), echo=lambda _: None)] == [f'm@v{n}']
     uri = f"sqlite:///{root / 'mlruns.db'}"
     return root, MlflowClient(uri, uri)
 
