@@ -309,7 +309,9 @@ def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
             # starts; no memory limit: a task holds no data (its kernel does), and a limit would pause every worker
             # on this whole process's memory
             try:
-                if warming: _warm_worker_pool(*warming, size=opts.jobs)
+                if warm:  # planned as the warm executor's: a kernel for each task, in order, `jobs + 2` ahead
+                    _warm_worker_pool(where, [notebook_imports(p.notebook, cfg.root) for p in warm], warming[2], warming[3],
+                                      size=opts.jobs + 2, every_task=True)
                 from distributed import Client, LocalCluster
                 with LocalCluster(n_workers=opts.jobs, threads_per_worker=1, processes=False, memory_limit=0,
                                   dashboard_address=None) as cluster, Client(cluster) as client:
@@ -388,6 +390,7 @@ def _dispatch(order: list, needs: dict, submit, jobs: int, done):
     if failure is not None: raise failure
 
 _worker_pools, _worker_trackers, _worker_lock = {}, {}, threading.Lock()
+_planned_pools = set()  # roots whose pool was planned for every task (our LocalCluster's)
 
 def _worker_tracker(cfg: ProjectConfig):
     "A Dask worker's tracker for the project's store, kept between its tasks."
@@ -417,16 +420,22 @@ def _worker_pool(root: str, size: int = 1) -> KernelPool | None:
         return _worker_pools[root]
 
 def _warm_worker_pool(where: str, imports: list[tuple[str, ...]], modules: list[str] = (), preload: list[str] = (),
-                      size: int = 1, dask_worker=None):
+                      size: int = 1, every_task: bool = False, dask_worker=None):
     """On a Dask worker, before its first task (`client.run`): preload all of `imports` and `preload` in its process's
-    fork server, warm a kernel for the first (`size` kernels ahead: one per worker sharing the process), and import
-    `modules` (what a task needs, `_task_modules`) in the background."""
-    if pool := _worker_pool(_worker_root(where, dask_worker), size): pool.plan([tuple(i) for i in imports], list(preload))
+    fork server, warm a kernel for the first (up to `size` ahead), and import `modules` (what a task needs,
+    `_task_modules`) in the background. `every_task`: `imports` are those of every task to come, in order (our
+    LocalCluster's workers share this pool), so a task need not plan the next one (`execute_step`)."""
+    root = _worker_root(where, dask_worker)
+    if pool := _worker_pool(root, size):
+        pool.plan([tuple(i) for i in imports], list(preload))
+        if every_task: _planned_pools.add(root)
     _import_soon(list(modules))
 
 def _close_worker_pool(where: str, dask_worker=None):
     "On a Dask worker, when the run ends: stop its kernels, warm ones included."
-    with _worker_lock: pool = _worker_pools.pop(_worker_root(where, dask_worker), None)
+    with _worker_lock:
+        pool = _worker_pools.pop(root := _worker_root(where, dask_worker), None)
+        _planned_pools.discard(root)
     if pool: pool.close()
 
 def execute_step(root: Path,                     # the project folder
@@ -445,7 +454,7 @@ def execute_step(root: Path,                     # the project folder
     (on a Dask worker) it uses the worker's own, and keeps a kernel for this notebook warm for the worker's next task
     (sweep trials are the same notebook again)."""
     cfg = load_config(root)
-    if tracker is None and pool is None and (pool := _worker_pool(str(cfg.root))):
+    if tracker is None and pool is None and (pool := _worker_pool(str(cfg.root))) and str(cfg.root) not in _planned_pools:
         pool.plan([notebook_imports(p.notebook, cfg.root)] * 2)  # one for this task, one warming for the next
     return _execute(cfg, cfg.root / '.mlops_nb', p, run_id, step_dir, tracker or _worker_tracker(cfg), parent,
                     lineage, upstream, verbose, name, pool)
