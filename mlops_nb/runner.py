@@ -302,16 +302,16 @@ def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
     run ends, so workers exit at once."""
     if opts.executor == 'dask':
         where = f'remote:{_project_key(cfg)}' if opts.ship else str(cfg.root)
-        imports = [notebook_imports(nb, cfg.root) for nb in dict.fromkeys(p.notebook for p in warm)]
-        warming = (where, imports, _task_modules(cfg, warm), _kernel_preload(cfg, imports)) if warm else None
+        tasks = [notebook_imports(p.notebook, cfg.root) for p in warm]  # each task's, in order
+        imports = list(dict.fromkeys(tasks))
+        modules, preload = _task_modules(cfg, warm), _kernel_preload(cfg, imports)
         if not opts.scheduler:
             # our LocalCluster's workers are threads of this process (see above): their pool warms now, while Dask
             # starts; no memory limit: a task holds no data (its kernel does), and a limit would pause every worker
             # on this whole process's memory
             try:
                 if warm:  # planned as the warm executor's: a kernel for each task, in order, `jobs + 2` ahead
-                    _warm_worker_pool(where, [notebook_imports(p.notebook, cfg.root) for p in warm], warming[2], warming[3],
-                                      size=opts.jobs + 2, every_task=True)
+                    _warm_worker_pool(where, tasks, modules, preload, size=opts.jobs + 2, every_task=True)
                 from distributed import Client, LocalCluster
                 with LocalCluster(n_workers=opts.jobs, threads_per_worker=1, processes=False, memory_limit=0,
                                   dashboard_address=None) as cluster, Client(cluster) as client:
@@ -326,7 +326,7 @@ def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
         except (OSError, TypeError, ValueError) as e:
             raise MlopsError(f"Dask scheduler {opts.scheduler} unreachable: {str(e).splitlines()[0]}") from None
         with client:
-            if warming: client.run(_warm_worker_pool, *warming)
+            if warm: client.run(_warm_worker_pool, where, imports, modules, preload)
             try:
                 if not opts.ship: yield client.get_executor(pure=False)
                 else:
