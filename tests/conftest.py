@@ -1,8 +1,13 @@
 """Shared helpers: throwaway projects with real notebooks, and the real `mlops-nb` command."""
 import contextlib
+import io
+import json
 import os
+import selectors
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,10 +89,56 @@ def imported(stderr: str) -> list[str]:
     return [line.rpartition('|')[2].strip() for line in stderr.splitlines() if line.startswith('import time:')]
 
 
-def mlops(root: Path, *args: str, env=None, **kw) -> subprocess.CompletedProcess:
-    "Run the installed `mlops-nb` command on the project `root`."
-    return subprocess.run([str(BIN / 'mlops-nb'), '-C', str(root), *args], capture_output=True, text=True,
-                          env=clean_env(env), **kw)
+def mlops(root: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+    """Run the `mlops-nb` command on the project `root` in a process of its own, forked from one that has imported it
+    (tests/cliserver.py; a run of the console script when `env` sets other PYTHON* variables, which act at start-up)."""
+    argv, env = [str(BIN / 'mlops-nb'), '-C', str(root), *args], clean_env(env)
+    if _python_vars(env) != _python_vars(clean_env()):
+        return subprocess.run(argv, capture_output=True, text=True, env=env)
+    global _commands
+    if _commands is None: _commands = _CommandServer()
+    return _commands.run(argv, env)
+
+
+def _python_vars(env: dict) -> dict: return {k: v for k, v in env.items() if k.startswith('PYTHON')}
+
+
+_commands = None
+
+
+class _CommandServer:
+    "tests/cliserver.py, started on first use by this pytest process (one per xdist worker); it ends with the process."
+    def __init__(self):
+        self.path = os.path.join(tempfile.mkdtemp(prefix='mlops-nb-cli-'), 'socket')
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name('cliserver.py')), self.path],
+                                     stdout=subprocess.PIPE, text=True, env=clean_env())
+        if self.proc.stdout.readline() != 'ready\n':
+            raise RuntimeError(f'tests/cliserver.py did not start (exit code {self.proc.wait()})')
+
+    def run(self, argv: list[str], env: dict) -> subprocess.CompletedProcess:
+        "As `subprocess.run(argv, env=env, capture_output=True, text=True)`: returns once stdout and stderr are closed."
+        (out, out_w), (err, err_w) = os.pipe(), os.pipe()
+        with socket.socket(socket.AF_UNIX) as conn, open(os.devnull) as stdin:
+            conn.connect(self.path)
+            socket.send_fds(conn, [b'.'], [stdin.fileno(), out_w, err_w])
+            os.close(out_w), os.close(err_w)
+            conn.sendall(json.dumps({'argv': argv, 'cwd': os.getcwd(), 'env': env}).encode())
+            conn.shutdown(socket.SHUT_WR)
+            stdout, stderr = _read_to_end(out, err)
+            with conn.makefile() as answer: code = int(answer.read())
+        return subprocess.CompletedProcess(argv, code, stdout, stderr)
+
+
+def _read_to_end(*fds: int) -> list[str]:
+    "Everything written to the pipes `fds` until every writer closed them, as text (universal newlines)."
+    chunks = {fd: [] for fd in fds}
+    with selectors.DefaultSelector() as sel:
+        for fd in fds: sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            for key, _ in sel.select():
+                if data := os.read(key.fd, 1 << 16): chunks[key.fd].append(data)
+                else: sel.unregister(key.fd), os.close(key.fd)
+    return [io.TextIOWrapper(io.BytesIO(b''.join(chunks[fd]))).read() for fd in fds]
 
 
 THREE_STEPS = """\
