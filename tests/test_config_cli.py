@@ -1,8 +1,9 @@
 """`mlops-nb validate` and the CLI's basics, through the installed console script."""
+import os
 import subprocess
 
 import pytest
-from conftest import BIN, imported, mlops, write_nb
+from conftest import BIN, clean_env, imported, mlops, write_nb
 
 VALID = "name: demo\nsteps:\n  a: {notebook: a.ipynb}\n  b: {notebook: b.ipynb, needs: [a]}\n"
 
@@ -30,6 +31,20 @@ def test_the_command_imports_jsonschema_without_building_iri_grammars(project):
     modules = set(imported(r.stderr))
     assert {'papermill', 'nbformat', 'jsonschema'} <= modules, sorted(modules)[:50]
     assert 'rfc3987_syntax.syntax_helpers' not in modules and 'lark' not in modules  # the grammars and their parser
+
+
+@pytest.mark.parametrize('args, yaml, code', [
+    (['validate'], VALID, 0), (['validate'], VALID.replace('b.ipynb', 'c.ipynb'), 1), (['nosuch'], VALID, 2),
+    (['ci', '-s', 'HOME'], VALID, 1),  # the variable is in the forking process's environment, not in the command's
+])
+def test_forked_commands_are_the_console_script(project, args, yaml, code):
+    "`mlops()` forks each command from a process that has imported it (tests/cliserver.py): nothing else differs."
+    (project / 'mlops.yaml').write_text(yaml)
+    env = clean_env({k: v for k, v in os.environ.items() if k != 'HOME'})
+    script = subprocess.run([str(BIN / 'mlops-nb'), '-C', str(project), *args], capture_output=True, text=True, env=env)
+    forked = mlops(project, *args, env=env)
+    assert script.returncode == code and (script.stdout or script.stderr), script
+    assert (forked.returncode, forked.stdout, forked.stderr) == (script.returncode, script.stdout, script.stderr)
 
 
 def test_valid_config(project):
