@@ -30,7 +30,6 @@ setuptools.setup(
     classifiers=[
         'Development Status :: 3 - Alpha',
         'Intended Audience :: Developers',
-        'License :: OSI Approved :: Apache Software License',
         'Programming Language :: Python :: 3.11',
     ],
     # `mlops-nb init` copies examples/weather, shipped inside the package as `mlops_nb_examples`.
