@@ -11,9 +11,10 @@ STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | sha256sum | cut 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	@# bytecode compiled afterwards on every core: pip compiles one file at a time (~40 s of an ~85 s install on 2 cores)
+	@# bytecode compiled afterwards on every core (pip compiles one file at a time: ~40 s of an ~85 s install on 2 cores),
+	@# except the packages' own test suites, which nothing imports (3,030 of 15,966 files: 26 s -> 20 s here)
 	$(BIN)/python -m pip install -q --no-compile -e ".[dev]"
-	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib
+	$(BIN)/python -m compileall -q -j 0 -x '/tests?/' $(VENV)/lib
 	@# An editable install skips setup.py's data_files: put the JupyterLab extension where Jupyter looks, as `pip install .` does
 	mkdir -p $(VENV)/share/jupyter/labextensions $(VENV)/etc/jupyter/jupyter_server_config.d
 	ln -sfn $(CURDIR)/mlops_nb/labextension $(VENV)/share/jupyter/labextensions/mlops-nb-lab
