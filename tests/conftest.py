@@ -18,15 +18,15 @@ import requests
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
 
-# Test files, slowest first: seconds per file in `CI=true bash .ci/run` (pytest --junitxml, 2026-11-30) were 415 docs
-# (the site built under act), 415 remote workers (205 when all pass), 291 act GitOps, 228 registry, 202 faults, ... down
-# to 1 for the property tests. .ci/checks hands files to xdist's two workers in this order (--dist loadfile
-# --no-loadscope-reorder; xdist's own order is by test count, which ran the two-test files of several minutes last):
-# the long files start first and the workers finish together. A file not listed runs after these.
-SLOWEST_FIRST = ['test_docs.py', 'test_remote_workers.py', 'test_gitops_act.py', 'test_registry.py',
-                 'reliability/test_faults.py', 'test_weather.py', 'test_runner.py', 'test_gitops.py', 'test_executors.py',
-                 'test_workflows.py', 'test_lab.py', 'test_report.py', 'test_container.py', 'test_jupyter.py',
-                 'test_operate.py', 'test_serve.py', 'reliability/test_security.py', 'test_scale_out.py',
+# Test files, slowest first: seconds per file in `CI=true bash .ci/run` (pytest --junitxml, 2026-11-30, commands
+# forked by tests/cliserver.py) were 289 docs (the site built under act), 248 act GitOps, 177 remote workers, 142
+# faults, 104 executors, ... down to 3 for the property tests. .ci/checks hands files to xdist's two workers in this
+# order (--dist loadfile --no-loadscope-reorder; xdist's own order is by test count, which ran the two-test files of
+# several minutes last): the long files start first and the workers finish together. A file not listed runs after these.
+SLOWEST_FIRST = ['test_docs.py', 'test_gitops_act.py', 'test_remote_workers.py', 'reliability/test_faults.py',
+                 'test_executors.py', 'test_workflows.py', 'test_weather.py', 'test_lab.py', 'test_container.py',
+                 'test_runner.py', 'test_report.py', 'test_operate.py', 'test_serve.py', 'test_gitops.py',
+                 'test_scale_out.py', 'test_registry.py', 'test_jupyter.py', 'reliability/test_security.py',
                  'reliability/test_bad_inputs.py', 'test_export_sync.py', 'test_config_cli.py',
                  'reliability/test_properties.py']
 
