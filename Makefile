@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py $(LOCK) | sha256su
 
 .PHONY: install lock demo test export bench docs lab labextension clean-example
 
-# the stamp's name is the hash of settings.ini and setup.py: a change makes a new name (mtimes play no part, so a
+# the stamp's name is the hash of settings.ini, setup.py and the lock: a change makes a new name (mtimes play no part, so a
 # fresh clone using an installed environment, as the docs workflow under act does, finds it current)
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
