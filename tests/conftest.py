@@ -93,7 +93,7 @@ def mlops(root: Path, *args: str, env=None) -> subprocess.CompletedProcess:
     """Run the `mlops-nb` command on the project `root` in a process of its own, forked from one that has imported it
     (tests/cliserver.py; a run of the console script when `env` sets other PYTHON* variables, which act at start-up)."""
     argv, env = [str(BIN / 'mlops-nb'), '-C', str(root), *args], clean_env(env)
-    if _python_vars(env) != _python_vars(clean_env()):
+    if _python_vars(env) != _python_vars(os.environ):
         return subprocess.run(argv, capture_output=True, text=True, env=env)
     global _commands
     if _commands is None: _commands = _CommandServer()
