@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .config import MlopsError, load_yaml, write_text
+from .tracking import new_sqlite_store
 
 # %% auto 0
 __all__ = ['Alias', 'RegistryError', 'client_for', 'register_version', 'version_metrics', 'alias_version', 'ModelsFile',
@@ -24,8 +25,9 @@ class RegistryError(MlopsError):
 # %% ../nbs/06_registry.ipynb 5
 def client_for(tracking_uri: str, # the store holding the registry
                ):
-    "An `MlflowClient` whose tracking and registry are both `tracking_uri`."
+    "An `MlflowClient` whose tracking and registry are both `tracking_uri` (a missing SQLite store: `new_sqlite_store`)."
     from mlflow.tracking import MlflowClient
+    new_sqlite_store(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 # %% ../nbs/06_registry.ipynb 6

@@ -8,17 +8,20 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
+import sqlite3
 import subprocess
+import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from .config import MlopsError, ProjectConfig
 from .masking import redact_uri, scrub, secret_values
 
 # %% auto 0
-__all__ = ['TAG', 'LOCK_WAIT_ENV', 'tracking_uri', 'artifact_location', 'store_modules', 'mlflow_store', 'git', 'git_info',
-           'StoreLocked', 'retry_locked', 'Tracker']
+__all__ = ['TAG', 'LOCK_WAIT_ENV', 'tracking_uri', 'artifact_location', 'store_modules', 'mlflow_store', 'new_sqlite_store',
+           'git', 'git_info', 'StoreLocked', 'retry_locked', 'Tracker']
 
 # %% ../nbs/03_tracking.ipynb 4
 def tracking_uri(cfg: ProjectConfig, # the project
@@ -68,6 +71,39 @@ def mlflow_store(uri: str, # the tracking URI
     finally: mlflow.set_tracking_uri(before)  # None: unset again, and out of the environment
 
 # %% ../nbs/03_tracking.ipynb 11
+def _cache_dir() -> Path:
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'mlops_nb'
+
+def _empty_store(folder: Path) -> Path:
+    "An empty store MLflow migrated to this MLflow version's schema, created in `folder` on first use."
+    import mlflow
+    template = folder / f'mlflow-{mlflow.__version__}.db'
+    if not template.exists():
+        from mlflow.tracking import MlflowClient
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder) as d:
+            MlflowClient(f'sqlite:///{d}/empty.db').search_experiments()  # creates the tables, runs the migrations
+            os.replace(f'{d}/empty.db', template)
+    return template
+
+def new_sqlite_store(uri: str, # the tracking URI
+                     ) -> bool:
+    "Create the missing SQLite store `uri` names as a copy of a migrated empty one (see above); True if this call did."
+    if not uri.startswith('sqlite:///') or (db := Path(uri[len('sqlite:///'):])).exists() or not db.parent.is_dir():
+        return False
+    tmp = db.parent / f'.{db.name}.{os.getpid()}.new'
+    try:
+        shutil.copyfile(_empty_store(_cache_dir()), tmp)
+        now = int(time.time() * 1000)
+        with closing(sqlite3.connect(tmp)) as con, con:
+            con.execute('UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? '
+                        'WHERE experiment_id = 0', ((db.parent / 'mlartifacts' / '0').as_uri(), now, now))
+        os.link(tmp, db)  # fails if another process created the store meanwhile: theirs stays
+        return True
+    except Exception: return False  # then MLflow creates it, as it always did
+    finally: tmp.unlink(missing_ok=True)
+
+# %% ../nbs/03_tracking.ipynb 14
 def git(root: Path, # the repository
         *args: str, # git arguments
         ) -> str | None:
@@ -75,7 +111,7 @@ def git(root: Path, # the repository
     r = subprocess.run(['git', *args], cwd=root, capture_output=True, text=True)
     return r.stdout.strip() if r.returncode == 0 else None
 
-# %% ../nbs/03_tracking.ipynb 12
+# %% ../nbs/03_tracking.ipynb 15
 def git_info(root: Path, # the project folder
              ) -> dict[str, str]:
     "Commit, dirty flag and author of the git checkout holding `root`."
@@ -84,7 +120,7 @@ def git_info(root: Path, # the project folder
     return {'commit': commit, 'dirty': str(bool(git(root, 'status', '--porcelain', '--untracked-files=no'))).lower(),
             'author': git(root, 'log', '-1', '--format=%an <%ae>') or 'unknown'}
 
-# %% ../nbs/03_tracking.ipynb 14
+# %% ../nbs/03_tracking.ipynb 17
 TAG = 'mlops_nb.'  # prefix of our tags, so they never collide with MLflow's own
 
 LOCK_WAIT_ENV = 'MLOPS_NB_LOCK_WAIT'  # seconds to keep retrying a locked store (default 60)
@@ -92,7 +128,7 @@ LOCK_WAIT_ENV = 'MLOPS_NB_LOCK_WAIT'  # seconds to keep retrying a locked store 
 class StoreLocked(MlopsError):
     "The tracking store stayed locked by another writer for longer than we wait."
 
-# %% ../nbs/03_tracking.ipynb 15
+# %% ../nbs/03_tracking.ipynb 18
 def _locked_store(e: Exception) -> bool:
     return 'database is locked' in str(e) or 'could not obtain lock' in str(e)
 
@@ -113,7 +149,7 @@ def retry_locked(fn,            # the store call
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-# %% ../nbs/03_tracking.ipynb 16
+# %% ../nbs/03_tracking.ipynb 19
 class Tracker:
     "Opens and closes the MLflow runs of one pipeline run (a parent, then one nested run per executed step)."
     def __init__(self,
@@ -124,6 +160,7 @@ class Tracker:
         logging.getLogger('mlflow.store.db.utils').setLevel(logging.CRITICAL)
         self.uri = tracking_uri(cfg)
         if self.uri.startswith(('http://', 'https://')): _reachable(self.uri)
+        new_sqlite_store(self.uri)
         self.client, self.experiment_id = self._call(self._open, MlflowClient, cfg)
 
     def _call(self, fn, *args, **kw): return retry_locked(fn, *args, uri=self.uri, **kw)

@@ -39,6 +39,24 @@ def test_three_steps_then_full_cache_hit(three_step):
     assert len(list((three_step / 'runs').iterdir())) == 1
 
 
+def test_a_new_store_is_a_copy_of_a_migrated_empty_one(three_step, tmp_path):
+    "Processes creating the same new SQLite store at once: exactly one creates it, and a first run uses it as MLflow's."
+    import mlflow
+    cache, db = tmp_path / 'cache', three_step / 'mlruns.db'
+    env = {**os.environ, 'XDG_CACHE_HOME': str(cache)}
+    race = 'import sys; from mlops_nb.tracking import new_sqlite_store; print(new_sqlite_store(sys.argv[1]))'
+    procs = [subprocess.Popen([sys.executable, '-c', race, f'sqlite:///{db}'], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    assert sorted(p.communicate()[0].strip() for p in procs) == ['False', 'False', 'False', 'True']
+    assert [f.name for f in (cache / 'mlops_nb').iterdir()] == [f'mlflow-{mlflow.__version__}.db']  # the migrated one
+    assert [f.name for f in three_step.iterdir() if 'mlruns' in f.name] == ['mlruns.db']  # no temporary copy left
+    r = mlops(three_step, 'run', env=env)
+    assert r.returncode == 0, r.stderr
+    client = MlflowClient(f'sqlite:///{db}', f'sqlite:///{db}')
+    assert client.get_experiment('0').artifact_location == (three_step / 'mlartifacts' / '0').as_uri()  # beside it
+    assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 4  # the run and 3 steps
+
+
 def test_param_change_reruns_step_and_dependants_only(three_step):
     assert mlops(three_step, 'run').returncode == 0
     r = mlops(three_step, 'run', '-p', 'prep.scale=2')
