@@ -91,7 +91,9 @@ def new_sqlite_store(uri: str, # the tracking URI
     "Create the missing SQLite store `uri` names as a copy of a migrated empty one (see above); True if this call did."
     if not uri.startswith('sqlite:///') or (db := Path(uri[len('sqlite:///'):])).exists() or not db.parent.is_dir():
         return False
-    tmp = db.parent / f'.{db.name}.{os.getpid()}.new'
+    try: fd, tmp = tempfile.mkstemp(prefix=f'.{db.name}.', suffix='.new', dir=db.parent)
+    except OSError: return False  # a folder we cannot write to: MLflow says so when it opens the store
+    os.close(fd)
     try:
         shutil.copyfile(_empty_store(_cache_dir()), tmp)
         now = int(time.time() * 1000)
@@ -101,7 +103,7 @@ def new_sqlite_store(uri: str, # the tracking URI
         os.link(tmp, db)  # fails if another process created the store meanwhile: theirs stays
         return True
     except Exception: return False  # then MLflow creates it, as it always did
-    finally: tmp.unlink(missing_ok=True)
+    finally: Path(tmp).unlink(missing_ok=True)
 
 # %% ../nbs/03_tracking.ipynb 14
 def git(root: Path, # the repository
