@@ -76,7 +76,7 @@ def test_the_image_serves_the_onnx_model_as_a_non_root_user(project, buildah, tm
         return subprocess.run(args, capture_output=True, text=True, timeout=120)
     modules = in_container('/opt/serve/bin/python', '-c', "import importlib.util as u; "
                            "print([m for m in ('mlflow', 'sklearn', 'skops', 'pandas', 'whylogs') if u.find_spec(m)])")
-    assert modules.stdout.strip() == '[]', modules.stdout + modules.stderr  # only the server's dependencies
+    assert modules.stdout.strip() == '[]', (modules.returncode, modules.stdout + modules.stderr)  # only the server's deps
     server = in_container(*config['Cmd'], popen=True)  # exactly the image's command
     try:
         url, deadline = f'http://127.0.0.1:{port}', time.monotonic() + 60
