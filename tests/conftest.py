@@ -3,6 +3,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import selectors
 import socket
 import subprocess
@@ -244,6 +245,12 @@ def tiny_hub(tmp_path: Path, gates: str) -> Path:
     (proj / 'models.yaml').write_text('# desired state\nmodels:\n  m: {}\n')
     (proj / '.gitignore').write_text('mlruns.db\nmlartifacts/\n.mlops_nb/\nruns/\n')
     return hub_of(proj, tmp_path / 'hub.git')
+
+
+def full_profile(project: Path, params: dict):
+    "Set the parameters of the weather project's full (`main`) profile in its mlops.yaml (one line: `  main: {...}`)."
+    text = (project / 'mlops.yaml').read_text()
+    (project / 'mlops.yaml').write_text(re.sub(r'(?m)^  main: .*$', f'  main: {{params: {json.dumps(params)}}}', text))
 
 
 def hub_of(project: Path, hub: Path) -> Path:

@@ -2,13 +2,12 @@
 each merge's release workflow runs for real under act in a fresh clone (no tracking secret), and fresh clones pull,
 show, serve and audit what the jobs published."""
 import json
-import re
 import subprocess
 import time
 
 import pytest
 import requests
-from conftest import BIN, clean_env, clone, git, hub_of, mlops
+from conftest import BIN, clean_env, clone, full_profile, git, hub_of, mlops
 from mlflow.tracking import MlflowClient
 from services import free_port
 
@@ -22,9 +21,7 @@ MERGES = [{**FAST, 'sample_frac': 0.1, 'model': 'random_forest', 'n_estimators':
 
 def merge(work, message, models=None, params=None):
     "Change the project on `main` (models.yaml and/or the full profile's parameters) and push: the PR merged."
-    if params is not None:
-        text = (work / 'mlops.yaml').read_text()
-        (work / 'mlops.yaml').write_text(re.sub(r'(?m)^  main: .*$', f'  main: {{params: {json.dumps(params)}}}', text))
+    if params is not None: full_profile(work, params)
     if models is not None: (work / 'models.yaml').write_text(models)
     git(work, 'commit', '-qam', message)
     git(work, 'push', '-q', 'origin', 'main')

@@ -1,7 +1,6 @@
 """The GitHub workflows: linted offline, and run for real with act (host mode, offline) on the weather example."""
 import glob
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -9,7 +8,7 @@ import time
 
 import nbformat
 import pytest
-from conftest import BIN, REPO, git, hub_of, mlops
+from conftest import BIN, REPO, full_profile, git, hub_of, mlops
 from mlflow.tracking import MlflowClient
 
 WORKFLOW_DIRS = [REPO / '.github', REPO / 'examples' / 'weather' / '.github']
@@ -73,9 +72,7 @@ def test_act_push_with_a_tracking_server_still_publishes_to_git(project, tmp_pat
     uri = f"sqlite:///{store / 'mlruns.db'}"
     work = tmp_path / 'weather'  # the full profile on small parameters (as tests/test_gitops_act.py): where a version
     shutil.copytree(project, work)  # goes is the point here, not a model trained on all the data (46 s -> 35 s here)
-    text = (work / 'mlops.yaml').read_text()
-    (work / 'mlops.yaml').write_text(re.sub(r'(?m)^  main: .*$', '  main: {params: {n_estimators: 30, permutation_repeats: 1, '
-                                            'bootstrap: 100}}', text))
+    full_profile(work, {'n_estimators': 30, 'permutation_repeats': 1, 'bootstrap': 100})
     _commit(work, 'small full profile')
     r = mlops(work, 'ci', 'push', '--out', str(tmp_path / 'out'), '-s', f'MLFLOW_TRACKING_URI={uri}')
     assert r.returncode == 0, r.stderr[-3000:]
