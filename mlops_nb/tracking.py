@@ -20,8 +20,8 @@ from .config import MlopsError, ProjectConfig
 from .masking import redact_uri, scrub, secret_values
 
 # %% auto 0
-__all__ = ['TAG', 'LOCK_WAIT_ENV', 'tracking_uri', 'artifact_location', 'store_modules', 'mlflow_store', 'new_sqlite_store',
-           'git', 'git_info', 'StoreLocked', 'retry_locked', 'Tracker']
+__all__ = ['TAG', 'LOCK_WAIT_ENV', 'tracking_uri', 'artifact_location', 'store_modules', 'mlflow_store', 'cache_dir',
+           'new_sqlite_store', 'git', 'git_info', 'StoreLocked', 'retry_locked', 'Tracker']
 
 # %% ../nbs/03_tracking.ipynb 4
 def tracking_uri(cfg: ProjectConfig, # the project
@@ -71,7 +71,8 @@ def mlflow_store(uri: str, # the tracking URI
     finally: mlflow.set_tracking_uri(before)  # None: unset again, and out of the environment
 
 # %% ../nbs/03_tracking.ipynb 11
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    "Where mlops_nb keeps what it can rebuild (`$XDG_CACHE_HOME/mlops_nb`, else `~/.cache/mlops_nb`)."
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'mlops_nb'
 
 def _empty_store(folder: Path) -> Path:
@@ -95,7 +96,7 @@ def new_sqlite_store(uri: str, # the tracking URI
     except OSError: return False  # a folder we cannot write to: MLflow says so when it opens the store
     os.close(fd)
     try:
-        shutil.copyfile(_empty_store(_cache_dir()), tmp)
+        shutil.copyfile(_empty_store(cache_dir()), tmp)
         now = int(time.time() * 1000)
         with closing(sqlite3.connect(tmp)) as con, con:
             con.execute('UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? '
