@@ -60,6 +60,12 @@ def _blob_puts(cluster) -> collections.Counter:
     return collections.Counter(BLOB_PUT.findall(cluster['log'].read_text()))
 
 
+def _record(path: Path) -> dict:
+    "A step record a worker may be writing or deleting right now ({} then)."
+    try: return json.loads(path.read_text())
+    except (OSError, ValueError): return {}
+
+
 def _sha(path: Path) -> str:
     from mlops_nb.shipping import sha256_file
     return sha256_file(path)
@@ -116,16 +122,17 @@ def test_weather_pipeline_and_sweep_on_workers_that_cannot_see_the_project(clust
     proc = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(root), 'sweep', 'train', '--profile', 'pr', '--grid',
                              'model=random_forest', 'n_estimators=30,60', 'max_depth=4,8', 'min_samples_leaf=5,10'],
                             stderr=subprocess.PIPE, text=True, env=clean_env())
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if re.match(r'\[\d/8\] train', line): break
-    time.sleep(1.5)  # both workers are running trials now
-    nanny = cluster['workers'][0]
-    worker = [c for c in psutil.Process(nanny.pid).children() if 'spawn_main' in ' '.join(c.cmdline())]
-    assert len(worker) == 1, worker
-    os.kill(worker[0].pid, signal.SIGKILL)
-    err = ''.join(lines) + proc.stderr.read()
+    workers = {c.pid for n in cluster['workers'] for c in psutil.Process(n.pid).children()
+               if 'spawn_main' in ' '.join(c.cmdline())}
+    assert len(workers) == 2, workers  # each nanny's worker process
+    busy, deadline = None, time.time() + 120
+    while busy is None and proc.poll() is None and time.time() < deadline:
+        busy = next((r['pid'] for r in map(_record, cluster['outside'].glob('worker-*/**/train-*/step.json'))
+                     if r.get('status') == 'running' and r.get('pid') in workers), None)
+        time.sleep(0.02)
+    assert busy, 'no worker was seen in the middle of a trial'
+    os.kill(busy, signal.SIGKILL)  # its trial's MLflow run has started and its notebook is running
+    err = proc.stderr.read()
     assert proc.wait(600) == 0, err
     sweep = json.loads(max((root / 'runs').glob('*/run.json'), key=lambda f: f.parent.name).read_text())
     assert sweep['kind'] == 'sweep' and len(sweep['trials']) == 8 and sweep['status'] == 'done', sweep
