@@ -25,7 +25,7 @@ from pathlib import Path
 from queue import Empty
 
 from .api import STEP_DIR_ENV, _absolute_imports
-from .config import MlopsError
+from .config import MlopsError, write_json
 from .params import cell_source, load_notebook
 from .tracking import cache_dir
 
@@ -170,11 +170,7 @@ def _distributions_map():
     if cached.get('key') == key: ru._MODULES_TO_PACKAGES = cached['map']
     ru._init_packages_to_modules_map()  # builds the map unless it came from the cache, then its reverse
     if cached.get('key') != key:
-        try:
-            f.parent.mkdir(parents=True, exist_ok=True)
-            tmp = f.with_name(f'{f.name}.{os.getpid()}.tmp')
-            tmp.write_text(json.dumps({'key': key, 'map': ru._MODULES_TO_PACKAGES}))
-            os.replace(tmp, f)  # whole or not at all, for a fork server starting beside this one
+        try: write_json(f, {'key': key, 'map': ru._MODULES_TO_PACKAGES})  # atomic: a fork server beside reads all or none
         except OSError: pass  # a cache we cannot write: the next fork server builds the map again
 
 def _warm_fork_server():
