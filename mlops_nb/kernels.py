@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import atexit
+import contextlib
 import gc
 import hashlib
 import importlib.util
@@ -19,8 +20,9 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import Future
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from queue import Empty
 
@@ -173,12 +175,60 @@ def _distributions_map():
         try: write_json(f, {'key': key, 'map': ru._MODULES_TO_PACKAGES})  # atomic: a fork server beside reads all or none
         except OSError: pass  # a cache we cannot write: the next fork server builds the map again
 
+def _learnt_file() -> Path:
+    "Where the kernels of fork servers like this one note what they import: one file per Python and set of packages loaded."
+    tops = sorted({m.partition('.')[0] for m in sys.modules})
+    return cache_dir() / 'imports' / f"{hashlib.sha256(json.dumps([sys.executable, tops]).encode()).hexdigest()[:16]}.json"
+
+_learnt: tuple[Path, set[str]] | None = None  # in a fork server (and its kernels): its file of learnt imports, and them
+
+def _preload_learnt(f: Path):
+    """Import what the kernels of a fork server like this one imported on their own, as they noted it in `f`
+    (`_learn_imports`): what a kernel imports as it starts, and what libraries import lazily when a cell calls them
+    (pandas' Parquet engine; MLflow's pyfunc, tracing and git context when a model is logged): ~0.1 s of every kernel
+    of the weather sweep, paid once here. Quietly: the fork server's output is our user's terminal."""
+    global _learnt
+    try: mods = [m for m in json.loads(f.read_text()) if isinstance(m, str)]
+    except (OSError, ValueError, TypeError): mods = []
+    _learnt = f, set(mods)
+    with open(os.devnull, 'w') as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), \
+            warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        for m in mods:
+            try: importlib.import_module(m)
+            except Exception: pass  # gone since: a kernel that needs it says so
+
+def _learn_imports(inherited: set[str], root: Path, result=None):
+    """After each cell of a forked kernel (IPython's `post_run_cell`): note, for the next fork server, the modules of
+    installed packages this kernel imported that it did not inherit (`_preload_learnt`)."""
+    new = [m for m in list(sys.modules) if m not in inherited and _installed(m.partition('.')[0], root)]
+    if not new: return
+    inherited.update(new)
+    f, known = _learnt
+    known.update(new)  # with what the fork server read: other notebooks' kernels learnt it
+    try: write_json(f, sorted(known))
+    except OSError: pass  # a cache we cannot write: the next fork server learns nothing
+
+def _without_debugger():
+    """Import ipykernel's debugger module with debugpy blocked: the kernels forked from here then start without a
+    debugger, as with debugpy not installed. They serve Papermill, which never debugs, and starting one imported debugpy
+    (~130 modules, 0.2 s of every kernel here). A cell can still import debugpy; a plan that imports it keeps it."""
+    blocked = sys.modules.setdefault('debugpy', None) is None
+    try: importlib.import_module('ipykernel.debugger')
+    except Exception: pass  # no ipykernel debugger: nothing to skip
+    finally:
+        if blocked: del sys.modules['debugpy']
+
 def _warm_fork_server():
     """In the fork server, once the modules before this one are imported: what every kernel would do again, done once.
-    MLflow's map of distributions (`_distributions_map`): a kernel that logs a model does not build it. Then the heap
-    is frozen (`gc.freeze`, as Python's documentation advises before forking): the kernels' garbage collections never
-    walk the ~400,000 objects they inherit, a full one of which cost a kernel 0.25 s and copied 64 MB of shared pages
-    here. The fork server runs no user code, and its exit skips the collection of that heap (pandas, scikit-learn: ~1 s)."""
+    No debugger (`_without_debugger`); the imports its kernels learnt (`_preload_learnt`). MLflow's map of distributions
+    (`_distributions_map`): a kernel that logs a model does not build it. Then the heap is frozen (`gc.freeze`, as
+    Python's documentation advises before forking): the kernels' garbage collections never walk the ~400,000 objects
+    they inherit, a full one of which cost a kernel 0.25 s and copied 64 MB of shared pages here. The fork server runs no
+    user code, and its exit skips the collection of that heap (pandas, scikit-learn: ~1 s)."""
+    learnt = _learnt_file()  # first: chosen by the packages this fork server was asked to preload
+    _without_debugger()
+    _preload_learnt(learnt)
     if 'mlflow' in sys.modules:
         try: _distributions_map()
         except Exception: pass  # MLflow's own map, not public: should it go, each kernel maps on its first model
@@ -201,9 +251,11 @@ def _serve_kernel(connection_file: str, cwd: str, env: dict[str, str], owner: in
     for fd in (0, 1, 2): os.dup2(devnull, fd)  # the kernel's output goes to its notebook, not to our terminal
     os.chdir(cwd)
     os.environ.update(env)
+    inherited = set(sys.modules)
     from ipykernel.kernelapp import IPKernelApp
     app = IPKernelApp.instance()
     app.initialize(['-f', connection_file, f'--IPKernelApp.parent_handle={os.getppid()}'])
+    if _learnt: app.shell.events.register('post_run_cell', partial(_learn_imports, inherited, Path(cwd).resolve()))
     if 'matplotlib.pyplot' in sys.modules:  # imported before the kernel chose a backend: choose it as a new kernel does
         app.kernel.shell.enable_matplotlib('inline')
     app.start()
@@ -230,7 +282,7 @@ def forked_kernel_manager():
             self.cleanup_ipc_files()
     return ForkedKernelManager
 
-# %% ../nbs/02a_kernels.ipynb 19
+# %% ../nbs/02a_kernels.ipynb 21
 _PRELOAD = '''def _mlops_nb_preload(mods):
     import importlib
     for m in mods:
@@ -346,7 +398,7 @@ class KernelPool:
         self.loop.close()
         atexit.unregister(self.close)
 
-# %% ../nbs/02a_kernels.ipynb 21
+# %% ../nbs/02a_kernels.ipynb 23
 @cache
 def register_warm_engine() -> str:
     "Register the `mlops_nb_warm` Papermill engine (once); returns its name."
@@ -381,7 +433,7 @@ def register_warm_engine() -> str:
     papermill_engines.register('mlops_nb_warm', WarmEngine)
     return 'mlops_nb_warm'
 
-# %% ../nbs/02a_kernels.ipynb 22
+# %% ../nbs/02a_kernels.ipynb 24
 def _papermill_logger():
     from papermill.log import logger
     return logger
