@@ -28,6 +28,7 @@ from queue import Empty
 
 from .api import STEP_DIR_ENV, _absolute_imports
 from .config import MlopsError, write_json
+from .fork_server import in_fork_server
 from .params import cell_source, load_notebook
 from .tracking import cache_dir
 
@@ -152,10 +153,6 @@ def _exit_with(owner: int, every: float = 0.5):
         try: os.kill(owner, 0)
         except ProcessLookupError: os._exit(0)
 
-def _in_fork_server() -> bool:
-    "Is this process multiprocessing's fork server? (started as `python -c`, it preloads this module)"
-    return sys.argv == ['-c'] and 'multiprocessing.forkserver' in sys.modules
-
 def _distributions_map():
     """MLflow's map of installed modules to their distributions, built once per environment: MLflow builds it on a
     process's first model save or pyfunc load (to write requirements, to warn of version mismatches) by reading every
@@ -225,7 +222,8 @@ def _warm_fork_server():
     (`_distributions_map`): a kernel that logs a model does not build it. Then the heap is frozen (`gc.freeze`, as
     Python's documentation advises before forking): the kernels' garbage collections never walk the ~400,000 objects
     they inherit, a full one of which cost a kernel 0.25 s and copied 64 MB of shared pages here. The fork server runs no
-    user code, and its exit skips the collection of that heap (pandas, scikit-learn: ~1 s)."""
+    user code, and its exit skips the collection of that heap (pandas, scikit-learn: ~1 s). Last, the garbage collector
+    starts again, stopped while the fork server imported (`fork_server`)."""
     learnt = _learnt_file()  # first: chosen by the packages this fork server was asked to preload
     _without_debugger()
     _preload_learnt(learnt)
@@ -233,8 +231,9 @@ def _warm_fork_server():
         try: _distributions_map()
         except Exception: pass  # MLflow's own map, not public: should it go, each kernel maps on its first model
     gc.freeze()
+    gc.enable()  # for the kernels: their own objects are collected as in any Python
 
-if _in_fork_server(): _warm_fork_server()
+if in_fork_server(): _warm_fork_server()
 
 def _skip_iri_grammars():
     """In a process of ours that runs no user code (the `mlops-nb` command, its LocalCluster's workers included): import
@@ -314,9 +313,10 @@ class KernelPool:
              ):
         "Plan the kernels to warm; the first plan before a kernel starts also chooses what the fork server imports."
         with self._lock:
-            # this module last: imported in the fork server, it finishes what the others started (_warm_fork_server)
+            # `fork_server` first, this module last: imported in the fork server, it finishes what the others started
             union = dict.fromkeys(['ipykernel.kernelapp', *(m for mods in imports for m in mods), *preload])
-            union = [m for m in union if m != 'mlops_nb.kernels'] + ['mlops_nb.kernels']
+            ours = ['mlops_nb.fork_server', 'mlops_nb.kernels']
+            union = ours[:1] + [m for m in union if m not in ours] + ours[1:]
             self.ctx.set_forkserver_preload(union)  # takes effect if the fork server has not started yet
             self._plan = list(imports)
             for mods, _ in self._warming:  # a plan made again: kernels already warming serve its first steps
