@@ -299,6 +299,9 @@ class KernelPool:
                  ):
         self.root, self.size, self.env = Path(root), size, env or {}
         self.ctx = multiprocessing.get_context('forkserver')
+        # what the loop's threads would import, imported by this one: two threads importing at once can each see the
+        # other's modules half-imported (jupyter_client's, while this one imports Papermill)
+        forked_kernel_manager(), importlib.import_module('multiprocessing.popen_forkserver')
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name='mlops-nb-kernels', daemon=True)
         self._thread.start()

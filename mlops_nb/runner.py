@@ -296,22 +296,22 @@ def _resolved(value) -> Future:
 def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
     """An executor for step tasks: this thread, a thread pool, or a Dask cluster (its workers sharing our disk, or
     not: `_Shipping`). On Dask, each worker's fork server preloads the imports of every notebook of `warm` (the steps
-    to run, in order; a kernel for a later step then forks ready) and warms a kernel for the first, while the worker
-    imports what executing a step needs (`_task_modules`): on a scheduler's workers once connected, and for our
-    LocalCluster, whose workers share this process's pool, before it starts. Each worker stops its kernels when the
-    run ends, so workers exit at once."""
+    to run, in order; a kernel for a later step then forks ready) and warms a kernel for the first; a scheduler's
+    workers also import what executing a step needs (`_task_modules`) once connected. Our LocalCluster's workers are
+    threads of this process: none imports in the background, as Dask's start and MLflow's here import beside it
+    (see `_import_soon`). Each worker stops its kernels when the run ends, so workers exit at once."""
     if opts.executor == 'dask':
         where = f'remote:{_project_key(cfg)}' if opts.ship else str(cfg.root)
         tasks = [notebook_imports(p.notebook, cfg.root) for p in warm]  # each task's, in order
         imports = list(dict.fromkeys(tasks))
-        modules, preload = _task_modules(cfg, warm), _kernel_preload(cfg, imports)
+        modules, preload = _task_modules(cfg), _kernel_preload(cfg, imports)
         if not opts.scheduler:
             # our LocalCluster's workers are threads of this process (see above): their pool warms now, while Dask
             # starts; no memory limit: a task holds no data (its kernel does), and a limit would pause every worker
             # on this whole process's memory
             try:
                 if warm:  # planned as the warm executor's: a kernel for each task, in order, `jobs + 2` ahead
-                    _warm_worker_pool(where, tasks, modules, preload, size=opts.jobs + 2, every_task=True)
+                    _warm_worker_pool(where, tasks, (), preload, size=opts.jobs + 2, every_task=True)
                 from distributed import Client, LocalCluster
                 with LocalCluster(n_workers=opts.jobs, threads_per_worker=1, processes=False, memory_limit=0,
                                   dashboard_address=None) as cluster, Client(cluster) as client:
@@ -350,23 +350,37 @@ def _kernel_preload(cfg: ProjectConfig, imports: list[tuple[str, ...]]) -> list[
     from mlops_nb.tracking import store_modules
     return store_modules(cfg) if any(m.partition('.')[0] in ('mlflow', 'mlops_nb') for i in imports for m in i) else []
 
+# held by a thread that may import: a step task, except while its kernel works, and `_import_soon`'s thread
+_importing = threading.RLock()
+
 def _import_soon(modules: list[str]):
     """Import `modules` in a background thread: whoever needs one later waits only for what is left of its import.
-    The runner (and a Dask worker) idles while a kernel works, so an import done then costs no wall time."""
+    The runner (and a Dask worker) idles while a kernel works, so an import done then costs no wall time. Two threads
+    importing one package at once can each see the other's half-imported modules (MLflow's circular imports then
+    fail), so the thread imports holding `_importing`, as a step task does whenever it may import."""
     def imports():
-        for m in modules:
-            try: importlib.import_module(m)
-            except ImportError: pass  # whoever needs it says so
-    if modules: threading.Thread(target=imports, name='mlops-nb-preload', daemon=True).start()
+        with _importing:
+            for m in modules:
+                try: importlib.import_module(m)
+                except ImportError: pass  # whoever needs it says so
+    if modules := [m for m in modules if m not in sys.modules]:
+        threading.Thread(target=imports, name='mlops-nb-preload', daemon=True).start()
 
-def _profiled(cfg: ProjectConfig, todo: list[StepPlan]) -> bool:
-    "Will running the steps of `todo` profile a file (a declared tabular one), which imports whylogs (about 1.4 s)?"
-    return any(Path(f).suffix in TABULAR for p in todo for f in (*cfg.steps[p.step].inputs, *cfg.steps[p.step].outputs))
+@contextmanager
+def _released(lock):
+    "Let `lock`, held once by this thread, go for the block."
+    lock.release()
+    try: yield
+    finally: lock.acquire()
 
-def _task_modules(cfg: ProjectConfig, todo: list[StepPlan]) -> list[str]:
-    "What the process that executes the steps of `todo` imports for them: papermill, MLflow, its store, whylogs if it profiles."
+def _profiled(cfg: ProjectConfig, step: str) -> bool:
+    "Does running `step` profile a file (a declared tabular one), which imports whylogs (about 1.4 s)?"
+    return any(Path(f).suffix in TABULAR for f in (*cfg.steps[step].inputs, *cfg.steps[step].outputs))
+
+def _task_modules(cfg: ProjectConfig) -> list[str]:
+    "What the process that executes steps imports for them: papermill, MLflow and its store (whylogs: `_execute`)."
     from mlops_nb.tracking import store_modules
-    return ['papermill', 'mlflow.tracking', *store_modules(cfg), *(['whylogs'] * _profiled(cfg, todo))]
+    return ['papermill', 'mlflow.tracking', *store_modules(cfg)]
 
 def _local(opts: ExecOptions, pool, tracker) -> dict:
     "What a task in this process shares with the runner (nothing crosses to a Dask worker)."
@@ -423,7 +437,7 @@ def _warm_worker_pool(where: str, imports: list[tuple[str, ...]], modules: list[
                       size: int = 1, every_task: bool = False, dask_worker=None):
     """On a Dask worker, before its first task (`client.run`): preload all of `imports` and `preload` in its process's
     fork server, warm a kernel for the first (up to `size` ahead), and import `modules` (what a task needs,
-    `_task_modules`) in the background. `every_task`: `imports` are those of every task to come, in order (our
+    `_task_modules`) in the background (`_import_soon`). `every_task`: `imports` are those of every task to come, in order (our
     LocalCluster's workers share this pool), so a task need not plan the next one (`execute_step`)."""
     root = _worker_root(where, dask_worker)
     if pool := _worker_pool(root, size):
@@ -453,11 +467,13 @@ def execute_step(root: Path,                     # the project folder
     """Execute one planned step into `step_dir`: the task every executor runs. Without the runner's tracker and pool
     (on a Dask worker) it uses the worker's own, and keeps a kernel for this notebook warm for the worker's next task
     (sweep trials are the same notebook again)."""
-    cfg = load_config(root)
-    if tracker is None and pool is None and (pool := _worker_pool(str(cfg.root))) and str(cfg.root) not in _planned_pools:
-        pool.plan([notebook_imports(p.notebook, cfg.root)] * 2)  # one for this task, one warming for the next
-    return _execute(cfg, cfg.root / '.mlops_nb', p, run_id, step_dir, tracker or _worker_tracker(cfg), parent,
-                    lineage, upstream, verbose, name, pool)
+    with _importing:  # after the worker's background imports (`_import_soon`)
+        cfg = load_config(root)
+        if tracker is None and pool is None and (pool := _worker_pool(str(cfg.root))) and str(cfg.root) not in _planned_pools:
+            pool.plan([notebook_imports(p.notebook, cfg.root)] * 2)  # one for this task, one warming for the next
+        tracker = tracker or _worker_tracker(cfg)
+    return _execute(cfg, cfg.root / '.mlops_nb', p, run_id, step_dir, tracker, parent, lineage, upstream, verbose, name,
+                    pool)
 
 # %% ../nbs/02_runner.ipynb 29
 def _blob_lock(sha: str):
@@ -492,20 +508,22 @@ def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, ru
     from distributed import get_worker
     base = Path(_worker_root(f'remote:{key}'))
     base.mkdir(parents=True, exist_ok=True)
-    store = _worker_store(uri, worker_dir() / 'mlops-nb' / 'objects', parent)  # every project's blobs: content is content
     task = Path(tempfile.mkdtemp(prefix='task-', dir=base))
     try:
-        for rel, sha in files.items(): store.get(sha, task / rel)
-        for s, rec in records.items(): write_json(task / '.upstream' / s / 'step.json', rec)
-        p = dataclasses.replace(p, notebook=task / p.notebook)
-        if missing := missing_imports(p.notebook):
-            raise MlopsError(f"step {p.step!r}: Dask worker {get_worker().address} cannot import {', '.join(missing)} "
-                             f"({p.notebook.relative_to(task)} imports it): install the project's Python environment on "
-                             "every worker")
-        cfg, step_dir, error = load_config(task), task / step_rel, None
-        if pool := _worker_pool(str(base)): pool.plan([notebook_imports(p.notebook, base)] * 2)  # this task, the next
+        with _importing:  # after the worker's background imports (`_import_soon`)
+            store = _worker_store(uri, worker_dir() / 'mlops-nb' / 'objects', parent)  # every project's blobs
+            for rel, sha in files.items(): store.get(sha, task / rel)
+            for s, rec in records.items(): write_json(task / '.upstream' / s / 'step.json', rec)
+            p = dataclasses.replace(p, notebook=task / p.notebook)
+            if missing := missing_imports(p.notebook):
+                raise MlopsError(f"step {p.step!r}: Dask worker {get_worker().address} cannot import {', '.join(missing)} "
+                                 f"({p.notebook.relative_to(task)} imports it): install the project's Python environment "
+                                 "on every worker")
+            cfg, step_dir, error = load_config(task), task / step_rel, None
+            if pool := _worker_pool(str(base)): pool.plan([notebook_imports(p.notebook, base)] * 2)  # this task, the next
+            tracker = _worker_tracker(cfg)
         try: execute_step(task, p, run_id, step_dir, parent, lineage, {s: str(task / '.upstream' / s) for s in records},
-                          verbose, name, pool, _worker_tracker(cfg))
+                          verbose, name, pool, tracker)
         except StepFailed as e: error = (e.cell, e.ename, e.evalue, e.tail)
         out = {'worker': get_worker().address,
                'files': _returned(store, {str(f.relative_to(step_dir)): f for f in step_dir.rglob('*') if f.is_file()})}
@@ -671,7 +689,6 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo,
         pool = _pool(cfg, opts, [p.notebook for p in todo], pool)  # kernels warm up while MLflow opens
         with _executor(opts, cfg, todo) as ex:  # and so do a Dask cluster's workers
             run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile)
-            if opts.executor != 'dask' and _profiled(cfg, todo): _import_soon(['whylogs'])  # while the first step runs
             run = {'run_id': run_id, 'started': _now(), 'status': 'running', 'profile': profile, 'overrides': overrides,
                    'steps': [p.step for p in plans], 'git': git, 'mlflow_run_id': parent, 'tracking_uri': redact_uri(tracker.uri),
                    'executor': opts.executor, 'jobs': opts.jobs}
@@ -713,52 +730,59 @@ _ENTRY_KEYS = ('step', 'run_id', 'cache_key', 'notebook', 'notebook_hash', 'inpu
 
 def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage, upstream, verbose,
              name: str | None = None, pool: KernelPool | None = None) -> StepResult:
-    st = cfg.steps[p.step]
-    out_nb = step_dir / p.notebook.name
-    if (prev := _read(step_dir / 'step.json')).get('status') == 'running':  # a Dask retry: the first worker died
-        tracker.finish(prev['mlflow_run_id'], 'KILLED')
-    mlflow_id = tracker.start(name or p.step, {**lineage, 'step': p.step, 'notebook': st.notebook, 'notebook_hash': p.code,
-                                       'data_hash': hashlib.sha256(json.dumps(p.inputs, sort_keys=True).encode()).hexdigest(),
-                                       'cache_key': p.key}, parent=parent)
-    # no store URI here (it may hold a password): the kernel derives it from the project and its environment, as we did
-    write_json(step_dir / 'context.json', {'root': str(cfg.root), 'experiment': cfg.name, 'step': p.step, 'run_id': run_id,
-                                           'mlflow_run_id': mlflow_id, 'upstream': upstream, 'lineage': lineage})
-    rec = {'step': p.step, 'status': 'running', 'run_id': run_id, 'notebook': st.notebook, 'params': p.params,
-           'cache_key': p.key, 'notebook_hash': p.code, 'inputs': p.inputs, 'mlflow_run_id': mlflow_id,
-           'pid': os.getpid(), 'started': _now(), 'source_dir': str(step_dir)}
-    write_json(step_dir / 'step.json', rec)
-    t0 = time.perf_counter()
-    try:
-        error = execute_notebook(p.notebook, out_nb, p.params, step_dir, verbose, pool, project_secrets(cfg))
-        missing = [o for o in st.outputs if not cfg.path(o).is_file()]
-        if error is None and missing:
-            error = {'cell': None, 'ename': 'MissingOutput', 'evalue': f"declared output {missing[0]!r} not written", 'tail': []}
-    except BaseException as e:  # interrupted, or the kernel could not start
-        error = {'cell': None, 'ename': type(e).__name__, 'evalue': str(e), 'tail': []}
-        rec.update(status='failed', error=error, seconds=time.perf_counter() - t0, finished=_now())
+    with _importing:  # this thread may import, except while the kernel works (see `_import_soon`)
+        st = cfg.steps[p.step]
+        out_nb = step_dir / p.notebook.name
+        if (prev := _read(step_dir / 'step.json')).get('status') == 'running':  # a Dask retry: the first worker died
+            tracker.finish(prev['mlflow_run_id'], 'KILLED')
+        data_hash = hashlib.sha256(json.dumps(p.inputs, sort_keys=True).encode()).hexdigest()
+        mlflow_id = tracker.start(name or p.step, {**lineage, 'step': p.step, 'notebook': st.notebook, 'notebook_hash': p.code,
+                                                   'data_hash': data_hash, 'cache_key': p.key}, parent=parent)
+        # no store URI here (it may hold a password): the kernel derives it from the project and its environment
+        write_json(step_dir / 'context.json', {'root': str(cfg.root), 'experiment': cfg.name, 'step': p.step,
+                                               'run_id': run_id, 'mlflow_run_id': mlflow_id, 'upstream': upstream,
+                                               'lineage': lineage})
+        rec = {'step': p.step, 'status': 'running', 'run_id': run_id, 'notebook': st.notebook, 'params': p.params,
+               'cache_key': p.key, 'notebook_hash': p.code, 'inputs': p.inputs, 'mlflow_run_id': mlflow_id,
+               'pid': os.getpid(), 'started': _now(), 'source_dir': str(step_dir)}
         write_json(step_dir / 'step.json', rec)
-        tracker.finish(mlflow_id, 'FAILED' if isinstance(e, Exception) else 'KILLED')
-        raise
-    metrics, logged = _read(step_dir / 'metrics.json'), _read(step_dir / 'params.json')
-    artifacts = [out_nb, *sorted((step_dir / 'artifacts').glob('*'))] if out_nb.exists() else []
-    rec.update(seconds=time.perf_counter() - t0, finished=_now(), metrics=metrics, logged_params=logged,
-               models=_read(step_dir / 'models.json'))
-    if error:
-        rec.update(status='failed', error=error)
+        t0 = time.perf_counter()
+        try:
+            if pool:  # a warm kernel: running the notebook imports nothing here, once Papermill is imported
+                import papermill  # noqa: F401
+                if _profiled(cfg, p.step): _import_soon(['whylogs'])  # for profiling the step's files, after its notebook
+            with _released(_importing): error = execute_notebook(p.notebook, out_nb, p.params, step_dir, verbose, pool,
+                                                                 project_secrets(cfg))
+            missing = [o for o in st.outputs if not cfg.path(o).is_file()]
+            if error is None and missing:
+                error = {'cell': None, 'ename': 'MissingOutput', 'evalue': f"declared output {missing[0]!r} not written",
+                         'tail': []}
+        except BaseException as e:  # interrupted, or the kernel could not start
+            error = {'cell': None, 'ename': type(e).__name__, 'evalue': str(e), 'tail': []}
+            rec.update(status='failed', error=error, seconds=time.perf_counter() - t0, finished=_now())
+            write_json(step_dir / 'step.json', rec)
+            tracker.finish(mlflow_id, 'FAILED' if isinstance(e, Exception) else 'KILLED')
+            raise
+        metrics, logged = _read(step_dir / 'metrics.json'), _read(step_dir / 'params.json')
+        artifacts = [out_nb, *sorted((step_dir / 'artifacts').glob('*'))] if out_nb.exists() else []
+        rec.update(seconds=time.perf_counter() - t0, finished=_now(), metrics=metrics, logged_params=logged,
+                   models=_read(step_dir / 'models.json'))
+        if error:
+            rec.update(status='failed', error=error)
+            write_json(step_dir / 'step.json', rec)
+            tracker.finish(mlflow_id, 'FAILED', {**p.params, **logged}, metrics, artifacts)
+            raise StepFailed(p.step, st.notebook, error['cell'], error['ename'], error['evalue'], error['tail'], out_nb)
+        hashes = FileHashes(state / 'hashes.json')
+        outputs = {o: hashes(cfg.path(o)) for o in st.outputs}
+        for o, sha in outputs.items():
+            if not (blob := blob_path(state / 'objects', sha)).exists(): copy_atomic(cfg.path(o), blob)
+        hashes.save()
+        artifacts += profile_step_files(cfg.root, [*st.inputs, *st.outputs], step_dir / 'artifacts')
+        tracker.finish(mlflow_id, 'FINISHED', {**p.params, **logged}, metrics, artifacts)
+        rec.update(status='done', outputs=outputs)
         write_json(step_dir / 'step.json', rec)
-        tracker.finish(mlflow_id, 'FAILED', {**p.params, **logged}, metrics, artifacts)
-        raise StepFailed(p.step, st.notebook, error['cell'], error['ename'], error['evalue'], error['tail'], out_nb)
-    hashes = FileHashes(state / 'hashes.json')
-    outputs = {o: hashes(cfg.path(o)) for o in st.outputs}
-    for o, sha in outputs.items():
-        if not blob_path(state / 'objects', sha).exists(): copy_atomic(cfg.path(o), blob_path(state / 'objects', sha))
-    hashes.save()
-    artifacts += profile_step_files(cfg.root, [*st.inputs, *st.outputs], step_dir / 'artifacts')
-    tracker.finish(mlflow_id, 'FINISHED', {**p.params, **logged}, metrics, artifacts)
-    rec.update(status='done', outputs=outputs)
-    write_json(step_dir / 'step.json', rec)
-    write_json(state / 'cache' / f'{p.key}.json', {k: rec[k] for k in _ENTRY_KEYS})
-    return StepResult(p.step, 'done', step_dir, rec['seconds'], metrics)
+        write_json(state / 'cache' / f'{p.key}.json', {k: rec[k] for k in _ENTRY_KEYS})
+        return StepResult(p.step, 'done', step_dir, rec['seconds'], metrics)
 
 # %% ../nbs/02_runner.ipynb 42
 def parse_grid(items, # ['n=50,100', 'depth=5']: a name and its values each

@@ -3,6 +3,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import psutil
 from conftest import imported, mlops, write_nb
@@ -252,3 +253,76 @@ def test_dask_over_tls_and_plain_tcp_refused(tmp_path):
         (tmp_path / 'mlops.yaml').write_text(base)   # TLS address, no certificate: the scheduler turns us away
         r = mlops(tmp_path, 'run', '--force', '--executor', 'dask', '--scheduler', address)
         assert r.returncode == 1 and f'Dask scheduler {address} unreachable' in r.stderr, r.stderr
+
+
+PARALLEL = """\
+name: par
+steps:
+  a: {notebook: a.ipynb, outputs: [a.parquet]}
+  b: {notebook: b.ipynb, outputs: [b.parquet]}
+  c: {notebook: c.ipynb, needs: [a, b]}
+"""
+
+
+def test_no_two_threads_of_the_runner_import_at_once(tmp_path):
+    """Steps a and b run at once and write tables (whylogs profiles them); the runner's threads import papermill,
+    MLflow, whylogs and jupyter_client as the run goes: never two at once (see tests/import_spy.py), with warm kernels
+    and with Dask's LocalCluster, whose workers are the runner's threads."""
+    import subprocess
+    import sys
+
+    from conftest import clean_env
+    for executor in ('warm', 'dask'):
+        root = tmp_path / executor
+        for s in 'ab':
+            write_nb(root / f'{s}.ipynb', None, f'import pandas as pd\nimport mlops_nb as mn\n'
+                     f'pd.DataFrame({{"x": range(100)}}).to_parquet("{s}.parquet")\nmn.log_metric("rows", 100)')
+        write_nb(root / 'c.ipynb', None, 'import pandas as pd\nimport mlops_nb as mn\n'
+                 'mn.log_metric("rows", len(pd.read_parquet("a.parquet")) + len(pd.read_parquet("b.parquet")))')
+        (root / 'mlops.yaml').write_text(PARALLEL)
+        out = tmp_path / f'{executor}.json'
+        r = subprocess.run([sys.executable, str(Path(__file__).parent / 'import_spy.py'), str(out), '-C', str(root), 'run',
+                            '--executor', executor, '--jobs', '2'], capture_output=True, text=True, env=clean_env())
+        assert r.returncode == 0, r.stderr
+        assert _step(root, 'c')['metrics'] == {'rows': 200.0}
+        spied = json.loads(out.read_text())
+        assert spied['imports'] > 10 and 'MainThread' in spied['threads'], spied  # the spy saw the run's imports
+        assert spied['overlaps'] == [], (executor, spied)
+
+
+AS_A_WORKER = """\
+import json, sys
+from pathlib import Path
+import import_spy
+import_spy.install()
+from mlops_nb.config import load_config
+from mlops_nb.runner import _close_worker_pool, _task_modules, _warm_worker_pool, execute_step, plan
+root, parent = Path(sys.argv[1]), sys.argv[2]
+cfg = load_config(root)
+_warm_worker_pool(str(root), [], _task_modules(cfg))  # as `client.run` does on a worker
+try:
+    p = plan(cfg, ['a'])[-1]                             # and its first task arrives at once
+    status = execute_step(root, p, 'w', root / 'runs' / 'w' / 'a', parent, {'run_id': 'w'}, {}).status
+finally: _close_worker_pool(str(root))                  # as the run's end does
+print(json.dumps({'status': status, 'overlaps': import_spy.overlaps()}))
+"""
+
+
+def test_a_workers_first_task_waits_for_its_background_imports(tmp_path):
+    """A Dask worker imports what tasks need (Papermill, MLflow) in a background thread while its first task starts,
+    and the task imports MLflow too. CI once saw the task fail there: `ImportError: cannot import name '_get_store' from
+    partially initialized module 'mlflow.tracking'`. The task now waits for the background imports."""
+    import subprocess
+    import sys
+
+    from conftest import clean_env
+    root = tmp_path / 'project'
+    write_nb(root / 'a.ipynb', None, 'import mlops_nb as mn\nmn.log_metric("x", 1)')
+    (root / 'mlops.yaml').write_text('name: worker\nsteps:\n  a: {notebook: a.ipynb}\n')
+    assert mlops(root, 'run').returncode == 0  # an MLflow run to be the parent of the task's
+    parent = json.loads(next(root.glob('runs/*/run.json')).read_text())['mlflow_run_id']
+    r = subprocess.run([sys.executable, '-c', AS_A_WORKER, str(root), parent], capture_output=True, text=True,
+                       env=clean_env({**os.environ, 'PYTHONPATH': str(Path(__file__).parent)}), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {'status': 'done', 'overlaps': []}
+    assert _step(root, 'a', 'w')['status'] == 'done'
