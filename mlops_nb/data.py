@@ -5,15 +5,18 @@
 # %% ../nbs/05_data.ipynb 3
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .config import MlopsError
+
+os.environ.setdefault('WHYLOGS_NO_ANALYTICS', '1')  # read by whylogs as it is imported
 
 # %% auto 0
 __all__ = ['TABULAR', 'ConstraintsFailed', 'format_report', 'profile', 'write_profile', 'read_profile', 'DataError',
            'profile_summary', 'outputs_hash', 'profile_file', 'profile_step_files', 'check_constraints']
 
-# %% ../nbs/05_data.ipynb 4
+# %% ../nbs/05_data.ipynb 5
 class ConstraintsFailed(MlopsError):
     "Data constraints failed; `report` holds every constraint's outcome."
     def __init__(self,
@@ -24,7 +27,7 @@ class ConstraintsFailed(MlopsError):
         failed = [r for r in report if not r['passed']]
         super().__init__(f"{len(failed)} of {len(report)} data constraints failed on {name}:\n" + format_report(failed))
 
-# %% ../nbs/05_data.ipynb 5
+# %% ../nbs/05_data.ipynb 6
 def format_report(report: list[dict], # one {constraint, passed} per constraint
                   ) -> str:
     "A fixed-width table of constraint outcomes."
@@ -32,14 +35,14 @@ def format_report(report: list[dict], # one {constraint, passed} per constraint
     return '\n'.join([f"  {'constraint':<{w}}  result", *(f"  {r['constraint']:<{w}}  {'pass' if r['passed'] else 'FAIL'}"
                                                           for r in report)])
 
-# %% ../nbs/05_data.ipynb 6
+# %% ../nbs/05_data.ipynb 7
 def profile(df, # a pandas DataFrame
             ):
     "whylogs profile view of a pandas DataFrame."
     import whylogs as why
     return why.log(pandas=df).view()
 
-# %% ../nbs/05_data.ipynb 7
+# %% ../nbs/05_data.ipynb 8
 def write_profile(view,       # a whylogs profile view
                   path: Path, # the .whylogs file to write
                   ) -> Path:
@@ -48,7 +51,7 @@ def write_profile(view,       # a whylogs profile view
     view.write(str(path))
     return Path(path)
 
-# %% ../nbs/05_data.ipynb 8
+# %% ../nbs/05_data.ipynb 9
 def read_profile(path: Path, # a .whylogs file
                  ):
     "Read a profile view written by `write_profile`."
@@ -57,11 +60,11 @@ def read_profile(path: Path, # a .whylogs file
     except FileNotFoundError: raise DataError(f"{path}: not found") from None
     except Exception as e: raise DataError(f"{path}: not a whylogs profile ({type(e).__name__})") from None
 
-# %% ../nbs/05_data.ipynb 9
+# %% ../nbs/05_data.ipynb 10
 class DataError(MlopsError):
     "A data file cannot be used: missing, unreadable, empty, or with a schema the reference does not have."
 
-# %% ../nbs/05_data.ipynb 11
+# %% ../nbs/05_data.ipynb 12
 def profile_summary(view, # a whylogs profile view
                     ) -> list[dict]:
     "Per column: rows, nulls, min, mean, max (the last three None for a column without numbers)."
@@ -72,7 +75,7 @@ def profile_summary(view, # a whylogs profile view
                     **{k: d.get(f'distribution/{k}') for k in ('min', 'mean', 'max')}})
     return out
 
-# %% ../nbs/05_data.ipynb 12
+# %% ../nbs/05_data.ipynb 13
 def outputs_hash(outputs: dict[str, dict[str, str]], # step -> its declared outputs (path -> sha256)
                  ) -> str:
     "One sha256 for the declared outputs of steps (step -> file -> sha256); steps without outputs add nothing."
@@ -80,7 +83,7 @@ def outputs_hash(outputs: dict[str, dict[str, str]], # step -> its declared outp
     import json
     return hashlib.sha256(json.dumps({s: o for s, o in outputs.items() if o}, sort_keys=True).encode()).hexdigest()
 
-# %% ../nbs/05_data.ipynb 15
+# %% ../nbs/05_data.ipynb 16
 def _chunks(path: Path, chunksize: int):
     import pandas as pd
     if path.suffix == '.parquet':
@@ -110,7 +113,7 @@ def profile_file(path: str | Path,                 # a CSV or Parquet file
     if not rows: raise DataError(f"{path}: no rows")
     return view, rows, dtypes
 
-# %% ../nbs/05_data.ipynb 17
+# %% ../nbs/05_data.ipynb 18
 TABULAR = ('.csv', '.parquet')
 
 def profile_step_files(root: Path,       # the project folder
@@ -125,7 +128,7 @@ def profile_step_files(root: Path,       # the project folder
             out.append(write_profile(view, Path(dest) / (rel.replace('/', '__') + '.whylogs')))
     return out
 
-# %% ../nbs/05_data.ipynb 19
+# %% ../nbs/05_data.ipynb 20
 def check_constraints(data,                          # a DataFrame or a whylogs profile view
                       constraints: list,             # whylogs constraints
                       name: str = 'data',            # the data, for the message
