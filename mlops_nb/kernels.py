@@ -157,13 +157,13 @@ def _distributions_map():
     """MLflow's map of installed modules to their distributions, built once per environment: MLflow builds it on a
     process's first model save or pyfunc load (to write requirements, to warn of version mismatches) by reading every
     distribution's file list, ~0.6–1 s here. It changes only when a package is installed or removed, which changes a
-    folder on `sys.path`: so it is kept in `cache_dir()`, one file per Python, with those folders' modification times
-    and MLflow's version."""
+    folder on `sys.path`: so it is kept in the cache folder, one file per Python (`_per_python`), with those folders'
+    modification times and MLflow's version."""
     import mlflow
     from mlflow.utils import requirements_utils as ru
     where = [(p, os.stat(p).st_mtime_ns) for p in sys.path if p and os.path.isdir(p)]
     key = hashlib.sha256(json.dumps([mlflow.__version__, where]).encode()).hexdigest()
-    f = cache_dir() / f"distributions-{hashlib.sha256(sys.executable.encode()).hexdigest()[:16]}.json"
+    f = _per_python('distributions')
     try: cached = json.loads(f.read_text())
     except (OSError, ValueError): cached = {}
     if cached.get('key') == key: ru._MODULES_TO_PACKAGES = cached['map']
@@ -172,10 +172,13 @@ def _distributions_map():
         try: write_json(f, {'key': key, 'map': ru._MODULES_TO_PACKAGES})  # atomic: a fork server beside reads all or none
         except OSError: pass  # a cache we cannot write: the next fork server builds the map again
 
+def _per_python(kind: str, *key) -> Path:
+    "The file of `kind` in `cache_dir()` for this Python (its executable) and `key`."
+    return cache_dir() / kind / f"{hashlib.sha256(json.dumps([sys.executable, *key]).encode()).hexdigest()[:16]}.json"
+
 def _learnt_file() -> Path:
     "Where the kernels of fork servers like this one note what they import: one file per Python and set of packages loaded."
-    tops = sorted({m.partition('.')[0] for m in sys.modules})
-    return cache_dir() / 'imports' / f"{hashlib.sha256(json.dumps([sys.executable, tops]).encode()).hexdigest()[:16]}.json"
+    return _per_python('imports', sorted({m.partition('.')[0] for m in sys.modules}))
 
 _learnt: tuple[Path, set[str]] | None = None  # in a fork server (and its kernels): its file of learnt imports, and them
 
@@ -318,8 +321,8 @@ class KernelPool:
         with self._lock:
             # `fork_server` first, this module last: imported in the fork server, it finishes what the others started
             union = dict.fromkeys(['ipykernel.kernelapp', *(m for mods in imports for m in mods), *preload])
-            ours = ['mlops_nb.fork_server', 'mlops_nb.kernels']
-            union = ours[:1] + [m for m in union if m not in ours] + ours[1:]
+            first, last = 'mlops_nb.fork_server', 'mlops_nb.kernels'
+            union = [first, *(m for m in union if m not in (first, last)), last]
             self.ctx.set_forkserver_preload(union)  # takes effect if the fork server has not started yet
             self._plan = list(imports)
             for mods, _ in self._warming:  # a plan made again: kernels already warming serve its first steps

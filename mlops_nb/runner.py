@@ -437,8 +437,8 @@ def _warm_worker_pool(where: str, imports: list[tuple[str, ...]], modules: list[
                       size: int = 1, every_task: bool = False, dask_worker=None):
     """On a Dask worker, before its first task (`client.run`): preload all of `imports` and `preload` in its process's
     fork server, warm a kernel for the first (up to `size` ahead), and import `modules` (what a task needs,
-    `_task_modules`) in the background (`_import_soon`). `every_task`: `imports` are those of every task to come, in order (our
-    LocalCluster's workers share this pool), so a task need not plan the next one (`execute_step`)."""
+    `_task_modules`) in the background (`_import_soon`). `every_task`: `imports` are those of every task to come, in
+    order (our LocalCluster's workers share this pool), so a task need not plan the next one (`execute_step`)."""
     root = _worker_root(where, dask_worker)
     if pool := _worker_pool(root, size):
         pool.plan([tuple(i) for i in imports], list(preload))
