@@ -304,7 +304,7 @@ def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
         where = f'remote:{_project_key(cfg)}' if opts.ship else str(cfg.root)
         tasks = [notebook_imports(p.notebook, cfg.root) for p in warm]  # each task's, in order
         imports = list(dict.fromkeys(tasks))
-        modules, preload = _task_modules(cfg), _kernel_preload(cfg, imports)
+        preload = _kernel_preload(cfg, imports)
         if not opts.scheduler:
             # our LocalCluster's workers are threads of this process (see above): their pool warms now, while Dask
             # starts; no memory limit: a task holds no data (its kernel does), and a limit would pause every worker
@@ -326,7 +326,7 @@ def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
         except (OSError, TypeError, ValueError) as e:
             raise MlopsError(f"Dask scheduler {opts.scheduler} unreachable: {str(e).splitlines()[0]}") from None
         with client:
-            if warm: client.run(_warm_worker_pool, where, imports, modules, preload)
+            if warm: client.run(_warm_worker_pool, where, imports, _task_modules(cfg), preload)
             try:
                 if not opts.ship: yield client.get_executor(pure=False)
                 else:
