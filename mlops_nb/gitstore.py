@@ -6,13 +6,17 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
-import time
 import os
+import re
 import subprocess
 import tarfile
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +25,8 @@ from urllib.parse import urlsplit
 from .config import MlopsError
 
 # %% auto 0
-__all__ = ['TOKEN_ENV', 'ZERO', 'LOG_BRANCH', 'LOG_FILE', 'GitError', 'NotARepository', 'identity', 'Repo']
+__all__ = ['TOKEN_ENV', 'ZERO', 'KEY_ENV', 'LOG_BRANCH', 'LOG_FILE', 'GitError', 'NotARepository', 'identity', 'Repo',
+           'SigningError', 'Untrusted', 'SigningKey', 'has_signing_key', 'signing_key', 'line_hash', 'check_chain']
 
 # %% ../nbs/06a_gitstore.ipynb 5
 class GitError(MlopsError):
@@ -35,15 +40,17 @@ class NotARepository(GitError):
 TOKEN_ENV = 'MLOPS_NB_GIT_TOKEN'  # e.g. `${{ github.token }}` in a workflow step that pushes or reads a private repo
 ZERO = '0' * 40
 
+def _git_config(key: str, cwd: Path | None = None) -> str:
+    "git's setting `key` as seen from `cwd` ('' when unset)."
+    return subprocess.run(['git', 'config', key], cwd=cwd, capture_output=True, text=True).stdout.strip()
+
 def identity(cwd: Path | None = None, # a folder in the repository
              env=None,                # environment to read (default: os.environ)
              ) -> tuple[str, str]:
     "Name and email recorded on tags and log commits: the GitHub actor in CI, else git's own configuration."
     env = os.environ if env is None else env
     if actor := env.get('GITHUB_ACTOR'): return actor, f'{actor}@users.noreply.github.com'
-    def conf(key):
-        return subprocess.run(['git', 'config', key], cwd=cwd, capture_output=True, text=True).stdout.strip() or None
-    return conf('user.name') or 'mlops-nb', conf('user.email') or 'mlops-nb@localhost'
+    return _git_config('user.name', cwd) or 'mlops-nb', _git_config('user.email', cwd) or 'mlops-nb@localhost'
 
 def _auth_config(url: str, token: str | None, env: dict) -> dict:
     "GIT_CONFIG_* variables adding the bearer of `token` as an HTTP header for `url`'s host (https only)."
@@ -62,6 +69,8 @@ class Repo:
     git_dir: Path                   # its .git folder
     remote: str | None = None       # the remote publications go to
     url: str = ''                  # the remote's URL
+    signers: Path | None = None     # allowed-signers file tags and log commits must verify against (None: no check)
+    sign: bool = False              # sign the tags and log commits it writes (with `signing_key`)
 
     @classmethod
     def open(cls, path: str | Path, remote: str = 'origin') -> Repo:
@@ -106,21 +115,26 @@ def _write_tree(self: Repo, folder: Path) -> str:
         self.run(f'--work-tree={folder}', 'add', '--all', '--force', '.', env=env, cwd=folder)
         return self.run('write-tree', env=env)
 
-def _commit(self: Repo, tree: str, message: str, parents: tuple[str, ...] = ()) -> str:
-    "A commit of `tree` with `parents` (none: the root of its own history); returns its id."
-    return self.run('commit-tree', tree, *(a for p in parents for a in ('-p', p)), '-F', '-', input=message)
+def _commit(self: Repo, tree: str, message: str, parents: tuple[str, ...] = (), sign: bool = False) -> str:
+    "A commit of `tree` with `parents` (none: the root of its own history), signed with the release key if `sign`."
+    args = ['commit-tree', tree, *(a for p in parents for a in ('-p', p)), '-F', '-']
+    if not sign: return self.run(*args, input=message)
+    with signing_key(self.top) as key:
+        return self.run(*args[:2], '-S', *args[2:], input=message, env=_config({'gpg.format': 'ssh', **key.config()}))
 
-def _tag(self: Repo, name: str, target: str, message: str) -> str:
-    "Write an annotated tag object `name` on the commit `target` (no ref yet); returns its id."
+def _tag(self: Repo, name: str, target: str, message: str, sign: bool = False) -> str:
+    "Write an annotated tag object `name` on the commit `target` (no ref yet), signed if `sign`; returns its id."
     name_, email = self.who
-    head = f"object {target}\ntype commit\ntag {name}\ntagger {name_} <{email}> {int(time.time())} +0000\n\n"
-    return self.run('mktag', input=head + message)
+    body = f"object {target}\ntype commit\ntag {name}\ntagger {name_} <{email}> {int(time.time())} +0000\n\n{message}"
+    if sign:
+        with signing_key(self.top) as key: body += key.sign(body)
+    return self.run('mktag', input=body)
 
 def _tag_message(self: Repo, name: str) -> str:
-    "The message of the annotated tag `name` (a `GitError` for a lightweight tag)."
+    "The message of the annotated tag `name`, without its signature (a `GitError` for a lightweight tag)."
     if self.run('cat-file', '-t', f'refs/tags/{name}') != 'tag':
         raise GitError(f"tag {name} is a lightweight tag: a published version is an annotated tag with its record")
-    return self.run('cat-file', 'tag', f'refs/tags/{name}').split('\n\n', 1)[-1]
+    return self.run('cat-file', 'tag', f'refs/tags/{name}').split('\n\n', 1)[-1].split(_SIGNATURE, 1)[0].rstrip()
 
 def _files(self: Repo, rev: str) -> dict[str, str]:
     "Path -> blob id of every file in the tree of `rev`."
@@ -138,14 +152,96 @@ Repo.write_tree, Repo.commit, Repo.tag, Repo.tag_message, Repo.files, Repo.extra
     _write_tree, _commit, _tag, _tag_message, _files, _extract)
 
 # %% ../nbs/06a_gitstore.ipynb 15
+KEY_ENV = 'MLOPS_NB_SIGNING_KEY'        # the release key: a private key file, or the key itself (a CI secret)
+_SIGNATURE = '-----BEGIN SSH SIGNATURE-----'
+
+class SigningError(GitError):
+    "There is no release key to sign with, or ssh-keygen could not sign with it."
+
+class Untrusted(GitError):
+    "A signature that does not verify against the allowed signers, or a registry log that was rewritten."
+
+def _config(values: dict) -> dict:
+    "`git -c` settings as GIT_CONFIG_* variables: values stay off the command line."
+    env = {'GIT_CONFIG_COUNT': str(len(values))}
+    for i, (k, v) in enumerate(values.items()): env |= {f'GIT_CONFIG_KEY_{i}': k, f'GIT_CONFIG_VALUE_{i}': str(v)}
+    return env
+
+# %% ../nbs/06a_gitstore.ipynb 16
+@dataclass
+class SigningKey:
+    "The SSH key that signs: a private key file, or a public one whose private half ssh-agent holds (`agent`)."
+    path: Path                 # the key file
+    agent: bool = False        # `path` is the public key; ssh-agent signs
+    program: str = 'ssh-keygen'  # git's `gpg.ssh.program`
+
+    def config(self) -> dict: return {'user.signingkey': str(self.path), 'gpg.ssh.program': self.program}
+
+    def sign(self, payload: str) -> str:
+        "An SSH signature of `payload` in git's namespace: what `git tag -s` appends to a tag."
+        r = subprocess.run([self.program, '-Y', 'sign', '-n', 'git', '-f', str(self.path), *(['-U'] if self.agent else [])],
+                           input=payload, capture_output=True, text=True)
+        if r.returncode or _SIGNATURE not in r.stdout:
+            why = [ln for ln in r.stderr.splitlines() if ln.strip()] or [f'exit {r.returncode}']
+            raise SigningError(f"could not sign with the release key ({KEY_ENV} or user.signingkey): {why[-1]}")
+        return r.stdout
+
+# %% ../nbs/06a_gitstore.ipynb 17
+def has_signing_key(cwd: Path | None = None, # a folder in the repository
+                    ) -> bool:
+    "Is there a release key to sign with (see `signing_key`)?"
+    return bool(os.environ.get(KEY_ENV, '').strip()) or (
+        _git_config('gpg.format', cwd) == 'ssh' and bool(_git_config('user.signingkey', cwd)))
+
+@contextmanager
+def signing_key(cwd: Path | None = None, # a folder in the repository
+                ) -> Iterator[SigningKey]:
+    "The release key (see above) for as long as the `with` block runs; a `SigningError` when there is none."
+    value = os.environ.get(KEY_ENV, '').strip()
+    with tempfile.TemporaryDirectory(prefix='mlops-nb-key-') as d:
+        if value.startswith('-----BEGIN'):
+            (path := Path(d) / 'key').touch(0o600)
+            path.write_text(value + '\n')
+            yield SigningKey(path)
+        elif value: yield SigningKey(Path(value).expanduser())
+        elif has_signing_key(cwd):
+            key, program = _git_config('user.signingkey', cwd), _git_config('gpg.ssh.program', cwd) or 'ssh-keygen'
+            if key.startswith('key::'): (Path(d) / 'key.pub').write_text(key[5:] + '\n')
+            path = Path(d) / 'key.pub' if key.startswith('key::') else Path(key).expanduser()
+            yield SigningKey(path, agent=path.suffix == '.pub', program=program)
+        else: raise SigningError(f"no release key to sign with: set {KEY_ENV} (a private key file, or the key itself) or "
+                                 "git's user.signingkey with gpg.format=ssh")
+
+# %% ../nbs/06a_gitstore.ipynb 18
+_VERDICTS = {'no signature found': 'not signed', 'key has expired': 'signed with a key no longer valid at its date',
+             'incorrect signature': 'its signature does not match its content (changed after signing)',
+             'No principal matched': 'signed by a key that is not in the allowed signers'}
+_GOOD = re.compile(r'^Good "git" signature for (?P<who>.+) with \S+ key (?P<key>\S+)$', re.M)
+
+def _signer(self: Repo, kind: str, rev: str) -> str:
+    "The allowed signer (principal) of the tag or commit `rev` (`kind`: tag or commit); an `Untrusted` saying why not."
+    r = subprocess.run(['git', f'--git-dir={self.git_dir}', f'verify-{kind}', rev], cwd=self.top, capture_output=True,
+                       text=True, env=self.env(_config({'gpg.ssh.allowedSignersFile': self.signers})))
+    if r.returncode == 0 and (m := _GOOD.search(r.stderr)): return m['who']
+    why = next((v for k, v in _VERDICTS.items() if k in r.stderr), None)
+    key = re.search(r'key (SHA256:\S+)', r.stderr)
+    raise Untrusted(why + (f" ({key[1]})" if key and 'not in' in why else '') if why else
+                    (r.stderr.strip().splitlines() or [f'git verify-{kind}: exit {r.returncode}'])[-1])
+
+Repo.signer = _signer
+
+# %% ../nbs/06a_gitstore.ipynb 22
 def _fetch(self: Repo, *refspecs: str) -> None:
     "Fetch `refspecs` from the remote (nothing to do without one)."
     if not self.remote: return
-    r = subprocess.run(['git', f'--git-dir={self.git_dir}', 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head',
+    r = subprocess.run(['git', f'--git-dir={self.git_dir}', 'fetch', '--no-tags', '--no-write-fetch-head',  # not quiet: why
                         self.remote, *refspecs], cwd=self.top, capture_output=True, text=True, env=self.env())
     if r.returncode:
         why = [ln.strip() for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith('hint:')]
         clobber = next((ln for ln in why if 'would clobber' in ln), None)
+        if rewritten := next((m[1] for ln in why if (m := re.search(r'\]\s+(\S+) -> .*non-fast-forward', ln))), None):
+            raise Untrusted(f"registry log rewritten: the remote rewrote {rewritten} (force-pushed, not a fast-forward of "
+                            "what this clone verified); nothing was changed")
         raise GitError(f"could not fetch from {self.remote} ({self.url}): "
                        + (f"{clobber}: a local tag differs from the remote's; nothing was changed" if clobber
                           else why[-1] if why else f'exit {r.returncode}'))
@@ -192,24 +288,69 @@ def _tracking(self: Repo, ref: str) -> str:
 Repo.fetch, Repo.refs, Repo.remote_refs, Repo.remote_ref, Repo.update_ref, Repo.tracking = (
     _fetch, _refs, _remote_refs, _remote_ref, _update_ref, _tracking)
 
-# %% ../nbs/06a_gitstore.ipynb 19
+# %% ../nbs/06a_gitstore.ipynb 26
 LOG_BRANCH = 'refs/heads/mlops-nb/registry'
 LOG_FILE = 'audit.jsonl'
 _LOG_README = """# mlops_nb registry log
 
 This branch is written by `mlops-nb reconcile`: one JSON line per alias change that was applied, forced or refused
-(who, when, the commit of models.yaml that asked for it, the gate results). Published model versions are the
-annotated tags `<model>@v<N>`. `git log mlops-nb/registry` and `mlops-nb history` read it; never edit it by hand.
+(who, when, the commit of models.yaml that asked for it, the gate results), each naming the sha256 of the line
+before it (`prev`). Published model versions are the annotated tags `<model>@v<N>`. `git log mlops-nb/registry`,
+`mlops-nb history` and `mlops-nb verify` read it; never edit it by hand.
 """
 
+def line_hash(line: str, # one line of the log, without its newline
+              ) -> str:
+    "The sha256 the next entry names as its `prev`."
+    return hashlib.sha256(line.encode()).hexdigest()
+
+def check_chain(lines: list[str], # the log's lines, oldest first
+                ) -> None:
+    "An `Untrusted` naming the first entry whose `prev` is not the hash of the line before (older entries may have none)."
+    chained = False
+    for i, line in enumerate(lines):
+        prev = json.loads(line).get('prev')
+        chained = chained or prev is not None
+        if chained and prev != (line_hash(lines[i - 1]) if i else ''):
+            raise Untrusted(f"registry log entry {i + 1} does not follow entry {i}: its hash chain is broken")
+
+# %% ../nbs/06a_gitstore.ipynb 27
+def _log_state(self: Repo) -> Path: return self.git_dir / 'mlops_nb' / 'registry-log.json'
+
+def _verify_log(self: Repo, tip: str) -> list[str | None]:
+    "Check the log up to `tip` (see above); returns the signer of each line and remembers `tip` as verified."
+    from mlops_nb.config import write_json
+    state = json.loads(self.log_state().read_text()) if self.log_state().is_file() else {}
+    signers = hashlib.sha256(self.signers.read_bytes()).hexdigest() if self.signers else None
+    if tip == state.get('tip') and signers == state.get('signers'): return state['signed_by']
+    if (last := state.get('tip')) and self.run('merge-base', '--is-ancestor', last, tip, check=False) is None:
+        raise Untrusted(f"registry log rewritten: its tip {tip[:12]} does not descend from {last[:12]}, the last one this "
+                        "clone verified (the branch mlops-nb/registry was force-pushed); nothing was changed")
+    known = last if last and signers == state.get('signers') else None   # what was verified with these signers
+    signed_by, text = (state['signed_by'], self.run('cat-file', 'blob', f'{known}:{LOG_FILE}') + '\n') if known else ([], '')
+    for line in self.run('rev-list', '--reverse', '--parents', *([f'{known}..{tip}'] if known else [tip])).splitlines():
+        commit, *parents = line.split()
+        new = self.run('cat-file', 'blob', f'{commit}:{LOG_FILE}') + '\n'
+        if len(parents) > 1 or not new.startswith(text):
+            raise Untrusted(f"registry log commit {commit[:12]} changes entries written before it; nothing was changed")
+        try: who = self.signer('commit', commit) if self.signers else None
+        except Untrusted as e: raise Untrusted(f"registry log commit {commit[:12]}: {e}; nothing was changed") from None
+        signed_by += [who] * (new.count('\n') - text.count('\n'))
+        text = new
+    check_chain(text.splitlines())
+    write_json(self.log_state(), {'tip': tip, 'signers': signers, 'signed_by': signed_by})
+    return signed_by
+
+# %% ../nbs/06a_gitstore.ipynb 28
 def _read_log(self: Repo, fetch: bool = True) -> tuple[str | None, list[dict]]:
-    "The log branch's tip and its entries, oldest first (fetched from the remote first)."
-    if fetch:  # a glob refspec: no error while the branch does not exist yet
-        self.fetch(f"+{LOG_BRANCH.rsplit('/', 1)[0]}/*:{self.tracking(LOG_BRANCH).rsplit('/', 1)[0]}/*")
+    "The log branch's tip and its verified entries, oldest first, each with its `signer` (fetched from the remote first)."
+    if fetch:  # a glob refspec: no error while the branch does not exist yet; no '+': a rewritten branch is refused
+        self.fetch(f"{LOG_BRANCH.rsplit('/', 1)[0]}/*:{self.tracking(LOG_BRANCH).rsplit('/', 1)[0]}/*")
     tip = self.run('rev-parse', '--verify', '--quiet', self.tracking(LOG_BRANCH), check=False)
     if not tip: return None, []
-    text = self.run('cat-file', 'blob', f'{tip}:{LOG_FILE}')
-    return tip, [json.loads(line) for line in text.splitlines() if line.strip()]
+    signed_by = self.verify_log(tip)
+    lines = self.run('cat-file', 'blob', f'{tip}:{LOG_FILE}').splitlines()
+    return tip, [{**json.loads(line), 'signer': who} for line, who in zip(lines, signed_by, strict=True)]
 
 def _append_log(self: Repo, make, message, attempts: int = 5) -> list[dict]:
     """Append the entries `make(current_entries)` returns as one commit (its message: `message`, or `message(new)`);
@@ -218,12 +359,14 @@ def _append_log(self: Repo, make, message, attempts: int = 5) -> list[dict]:
         tip, entries = self.read_log()
         new = make(entries)
         if not new: return []
+        lines = self.run('cat-file', 'blob', f'{tip}:{LOG_FILE}').splitlines() if tip else []
+        for e in new: lines.append(json.dumps({**e, 'prev': line_hash(lines[-1]) if lines else ''}, sort_keys=True))
         with tempfile.TemporaryDirectory() as d:
             (Path(d) / 'README.md').write_text(_LOG_README)
-            (Path(d) / LOG_FILE).write_text(''.join(json.dumps(e, sort_keys=True) + '\n' for e in [*entries, *new]))
+            (Path(d) / LOG_FILE).write_text(''.join(line + '\n' for line in lines))
             msg = message(new) if callable(message) else message
-            commit = self.commit(self.write_tree(Path(d)), msg, (tip,) if tip else ())
+            commit = self.commit(self.write_tree(Path(d)), msg, (tip,) if tip else (), sign=self.sign)
         if self.update_ref(LOG_BRANCH, commit, tip): return new
     raise GitError(f"the registry log on {self.remote or 'this repository'} kept changing under us ({attempts} attempts)")
 
-Repo.read_log, Repo.append_log = _read_log, _append_log
+Repo.log_state, Repo.verify_log, Repo.read_log, Repo.append_log = _log_state, _verify_log, _read_log, _append_log
