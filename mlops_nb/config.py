@@ -149,6 +149,8 @@ class TLSConfig(_Strict):
 class RegistryConfig(_Strict):
     "Where published versions live: annotated tags `<model>@v<N>` and the registry log branch (see gitops)."
     remote: str = 'origin'                   # git remote; a repository without it keeps them locally
+    branch: str = 'main'                     # the branch versions must be built from, holding the allowed signers
+    require_signatures: bool = False         # refuse to publish or pull without .mlops-nb/allowed_signers on `branch`
 
 # %% ../nbs/00_config.ipynb 19
 class ProjectConfig(_Strict):

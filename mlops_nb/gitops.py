@@ -19,17 +19,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .config import ProjectConfig, write_text
-from .gitstore import NotARepository, Repo
+from .gitstore import KEY_ENV, GitError, NotARepository, Repo
 from .registry import RegistryError, alias_version, load_models, version_metrics, write_models
 from .masking import redact_uri
 from .tracking import Tracker, git_info, mlflow_store
+from .trust import attach, check_lineage, check_version, unauthenticated
 
 # %% auto 0
 __all__ = ['PUBLISHED_TAG', 'PUBLISHED_DIR', 'version_tag', 'VersionRecord', 'parse_record', 'file_hashes', 'run_pipeline_record',
            'model_card', 'build_bundle', 'published', 'published_models', 'read_record', 'fetch_tags', 'fetch_bundle',
-           'sync_model', 'applied_aliases', 'restore_aliases', 'Publication', 'open_registry', 'publish', 'pull',
-           'AliasChange', 'ReconcileRefused', 'plan_reconcile', 'reconcile', 'PromotionRefused', 'local_version',
-           'promotion_gates', 'promote', 'rollback', 'ModelStatus', 'model_status', 'history', 'describe']
+           'check_files', 'sync_model', 'applied_aliases', 'restore_aliases', 'Publication', 'open_registry',
+           'git_registry', 'imported', 'publish', 'stage', 'publish_staged', 'pull', 'AliasChange', 'ReconcileRefused',
+           'plan_reconcile', 'reconcile', 'PromotionRefused', 'local_version', 'promotion_gates', 'promote', 'rollback',
+           'ModelStatus', 'model_status', 'history', 'describe', 'VersionCheck', 'verify']
 
 # %% ../nbs/06b_gitops.ipynb 5
 PUBLISHED_TAG = 'mlops_nb.published'    # on a version in MLflow: the git tag it is published as
@@ -223,18 +225,24 @@ def fetch_bundle(root: Path,         # the project folder
     tmp = dest.with_name(f'.{tag}.{os.getpid()}.tmp')
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        repo.extract(f'refs/tags/{tag}', tmp)
-        have = file_hashes(tmp)
-        for path, sha in rec.files.items():
-            if path not in have: raise RegistryError(f"{tag}: bundle file {path} is missing; nothing was imported")
-            if have[path] != sha:
-                raise RegistryError(f"{tag}: bundle file {path} fails its hash (sha256 {have[path][:12]}… in the bundle, "
-                                    f"{sha[:12]}… in the tag); nothing was imported")
-        if extra := sorted(set(have) - set(rec.files)):
-            raise RegistryError(f"{tag}: bundle file {extra[0]} is not in the tag's record; nothing was imported")
+        check_files(tag, rec, repo.extract(f'refs/tags/{tag}', tmp))
         os.replace(tmp, dest)
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+def check_files(tag: str,           # a version tag
+                rec: VersionRecord, # its record
+                folder: Path,       # its bundle, extracted
+                ) -> None:
+    "A `RegistryError` naming the first file of `folder` that is missing, altered or extra against the record."
+    have = file_hashes(folder)
+    for path, sha in rec.files.items():
+        if path not in have: raise RegistryError(f"{tag}: bundle file {path} is missing; nothing was imported")
+        if have[path] != sha:
+            raise RegistryError(f"{tag}: bundle file {path} fails its hash (sha256 {have[path][:12]}… in the bundle, "
+                                f"{sha[:12]}… in the tag); nothing was imported")
+    if extra := sorted(set(have) - set(rec.files)):
+        raise RegistryError(f"{tag}: bundle file {extra[0]} is not in the tag's record; nothing was imported")
 
 # %% ../nbs/06b_gitops.ipynb 23
 class _Misnumbered(Exception): pass
@@ -270,7 +278,8 @@ def _import(tracker: Tracker, rec: VersionRecord, tag: str, folder: Path):
     from mlflow.exceptions import MlflowException
     client, n = tracker.client, rec.version
     run_id, model_id = _import_run(tracker, tag, folder)
-    tags = {**rec.tags, **{f'mlops_nb.{k}': v for k, v in rec.lineage.items()},
+    lineage = {f'mlops_nb.{k}': v for k, v in rec.lineage.items() if f'mlops_nb.{k}' not in _STORE_TAGS}
+    tags = {**{k: v for k, v in rec.tags.items() if not k.startswith(('mlops_nb.', 'metric.'))}, **lineage,
             **{f'metric.{k}': repr(v) for k, v in rec.metrics.items()},
             PUBLISHED_TAG: tag, 'mlops_nb.model_uri': f'models:/{model_id}',
             **{t: f'runs:/{run_id}/{f}' for t, f in _ARTIFACTS.items() if (folder / f).is_file()}}
@@ -312,12 +321,15 @@ def _rebuild(tracker: Tracker, model: str, records: dict[int, tuple[str, Version
              + ', '.join(f'v{a} -> v{b}' for a, b in moved.items()))
     return moved
 
-def _bundles(root: Path, repo: Repo, tags: dict[int, str]) -> dict[int, tuple[str, VersionRecord, Path]]:
-    "Number -> (tag, record, verified bundle folder) for `tags`."
+def _bundles(root: Path, repo: Repo, tags: dict[int, str], refused: list[str]) -> dict[int, tuple[str, VersionRecord, Path]]:
+    "Number -> (tag, record, verified bundle folder) for the `tags` to be believed; why the others are not: in `refused`."
     out = {}
     for n, tag in tags.items():
-        rec = read_record(repo, tag)
-        out[n] = (tag, rec, fetch_bundle(root, repo, tag, rec))
+        try:
+            rec = read_record(repo, tag)
+            check_version(repo, tag, rec.lineage)
+            out[n] = (tag, rec, fetch_bundle(root, repo, tag, rec))
+        except (RegistryError, GitError) as e: refused.append(str(e))
     return out
 
 def sync_model(root: Path,               # the project folder
@@ -327,22 +339,26 @@ def sync_model(root: Path,               # the project folder
                upto: int | None = None,  # the last version to pull (default: all)
                first: int | None = None, # the first version to pull (default: 1)
                echo=print,               # where progress lines go
+               refused: list | None = None, # collects why versions were not believed (see trust)
                ) -> list[str]:
     """Make versions 1..N of `model` in the local registry the published ones (N: the highest, or `upto`), importing
     what is missing (every bundle verified before anything changes); returns the tags imported. `first`: a local
-    candidate to renumber right after the published versions."""
+    candidate to renumber right after the published versions. A version that is not to be believed is left out,
+    one line saying why in `refused`."""
     pub = {n: t for n, t in published(repo, model).items() if upto is None or n <= upto}
     local = _local_versions(tracker.client, model)
     stale = [n for n in pub if n in local and local[n].tags.get(PUBLISHED_TAG) != pub[n]]
     missing = [n for n in pub if n not in local]
+    refused = [] if refused is None else refused
     with mlflow_store(tracker.uri):  # registering a `models:/` source resolves it through MLflow's default store
-        if stale or first: _rebuild(tracker, model, _bundles(root, repo, pub), first, echo)
+        if stale or first: _rebuild(tracker, model, todo := _bundles(root, repo, pub, refused), first, echo)
         elif missing:
-            todo = _bundles(root, repo, {n: pub[n] for n in missing})
+            todo = _bundles(root, repo, {n: pub[n] for n in missing}, refused)
             try:
                 for tag, rec, folder in todo.values(): _import(tracker, rec, tag, folder)
-            except _Misnumbered: _rebuild(tracker, model, _bundles(root, repo, pub), None, echo)
-    return [pub[n] for n in sorted({*stale, *missing})]
+            except _Misnumbered: _rebuild(tracker, model, _bundles(root, repo, pub, []), None, echo)
+        else: todo = {}
+    return [pub[n] for n in sorted({*stale, *missing}) if n in todo]
 
 # %% ../nbs/06b_gitops.ipynb 25
 def applied_aliases(log: list[dict], # the alias log, oldest first
@@ -359,8 +375,8 @@ def restore_aliases(repo: Repo,      # the git repository
                     model: str,      # the registered model
                     log: list[dict], # the alias log
                     ) -> None:
-    "Point `model`'s aliases in the local registry where git says (see above)."
-    pub = published(repo, model)
+    "Point `model`'s aliases in the local registry where git says (see above), at versions imported (believed) only."
+    pub = imported(client, model)
     if not pub: return
     managed = applied_aliases(log).get(model, {})
     def point(alias, v):
@@ -387,8 +403,19 @@ class Publication:
 # %% ../nbs/06b_gitops.ipynb 29
 def open_registry(cfg: ProjectConfig, # the project
                   ) -> tuple[Repo, Tracker]:
-    "The project's git repository (with `registry.remote`) and its MLflow store."
-    return Repo.open(cfg.root, cfg.registry.remote), Tracker(cfg)
+    "The project's git repository (see `git_registry`) and its MLflow store."
+    return git_registry(cfg), Tracker(cfg)
+
+def git_registry(cfg: ProjectConfig, # the project
+                 ) -> Repo:
+    "The project's git repository, with `registry.remote`, checking and signing as `trust.attach` sets it to."
+    return attach(Repo.open(cfg.root, cfg.registry.remote), cfg)
+
+def imported(client,     # an MlflowClient
+             model: str, # the registered model
+             ) -> dict[int, str]:
+    "Number -> tag of the published versions of `model` in the local registry (each believed when it was imported)."
+    return {n: v.tags[PUBLISHED_TAG] for n, v in sorted(_local_versions(client, model).items()) if PUBLISHED_TAG in v.tags}
 
 # %% ../nbs/06b_gitops.ipynb 30
 def _candidate(client, model: str, version: int | None = None):
@@ -401,18 +428,27 @@ def _gates_now(cfg: ProjectConfig, client, model: str, metrics: dict) -> list[di
     champ = alias_version(client, model, 'champion')
     return [g.check(metrics, version_metrics(champ) if champ else None) for g in cfg.gate_list()]
 
+def _same_as_latest(repo: Repo, model: str, pipeline: dict) -> str | None:
+    "The newest published tag of `model` if it was built from the same pipeline state (cache keys) as `pipeline`."
+    if not pipeline or not (pub := published(repo, model)): return None
+    keys = lambda p: {s: step['cache_key'] for s, step in p.items()}
+    return pub[max(pub)] if keys(read_record(repo, pub[max(pub)]).pipeline) == keys(pipeline) else None
+
+def _push_version(repo: Repo, rec: VersionRecord, folder: Path) -> bool:
+    "Tag the bundle `folder` as `rec`'s version, signed when the repository signs; False when another job took the number."
+    tag = version_tag(rec.model, rec.version)
+    if repo.signers: check_lineage(repo, tag, rec.lineage)
+    commit = repo.commit(repo.write_tree(folder), f'{tag}: bundle')
+    return repo.update_ref(f'refs/tags/{tag}', repo.tag(tag, commit, rec.message(), sign=repo.sign), None)
+
 def _publish_one(cfg, repo: Repo, tracker: Tracker, model: str, version, out, echo) -> Publication | None:
     client = tracker.client
     cand = _candidate(client, model, version)
     if cand is None: return echo(f"{model}: nothing to publish (every local version is published)")
     if PUBLISHED_TAG in cand.tags:
         return echo(f"{model} version {cand.version} is published already as {cand.tags[PUBLISHED_TAG]}")
-    if pub := published(repo, model):
-        latest = read_record(repo, pub[max(pub)])
-        keys = run_pipeline_record(cfg.root, cand.tags.get('mlops_nb.run_id', ''))
-        if keys and {s: p['cache_key'] for s, p in keys.items()} == {s: p['cache_key'] for s, p in latest.pipeline.items()}:
-            return echo(f"{model}: nothing new to publish: {version_tag(model, latest.version)} was built from the same "
-                        "notebooks, parameters and data")
+    if same := _same_as_latest(repo, model, run_pipeline_record(cfg.root, cand.tags.get('mlops_nb.run_id', ''))):
+        return echo(f"{model}: nothing new to publish: {same} was built from the same notebooks, parameters and data")
     uri = cand.tags.get('mlops_nb.model_uri', cand.source)
     for _ in range(5):
         top = max(published(repo, model), default=0)
@@ -423,8 +459,7 @@ def _publish_one(cfg, repo: Repo, tracker: Tracker, model: str, version, out, ec
         if n <= top: raise RegistryError(f"{model} version {n} in {redact_uri(tracker.uri)} is not {tag}, which is published")
         with tempfile.TemporaryDirectory() as d:
             rec = build_bundle(cfg.root, tracker.uri, cand, n, _gates_now(cfg, client, model, version_metrics(cand)), Path(d))
-            commit = repo.commit(repo.write_tree(Path(d)), f'{tag}: bundle')
-            if repo.update_ref(f'refs/tags/{tag}', repo.tag(tag, commit, rec.message()), None):
+            if _push_version(repo, rec, Path(d)):
                 client.set_model_version_tag(model, str(n), PUBLISHED_TAG, tag)
                 fetch_bundle(cfg.root, repo, tag, rec)  # as a pull would have it: the report finds the run there
                 bundle = Path(out) / tag if out else None
@@ -448,6 +483,7 @@ def publish(cfg: ProjectConfig,         # the project
             ) -> list[Publication]:
     "Publish the newest unpublished version of `model` (default: each model of `models.yaml`); see above."
     repo, tracker = open_registry(cfg)
+    _can_sign(repo, echo)
     models = [model] if model else list(load_models(cfg.root).models)
     fetch_tags(repo, models)
     _, log = repo.read_log()
@@ -462,12 +498,77 @@ def publish(cfg: ProjectConfig,         # the project
     return done
 
 # %% ../nbs/06b_gitops.ipynb 31
+def _can_sign(repo: Repo, echo) -> None:
+    "Say once that versions are unauthenticated, or refuse to publish unsigned where main names allowed signers."
+    if warning := unauthenticated(repo): echo(warning)
+    elif not repo.sign:
+        raise RegistryError(f"publishing needs the release key: main lists allowed signers, so versions are signed (set "
+                            f"{KEY_ENV} to the private key, or git's user.signingkey with gpg.format=ssh); nothing was published")
+
+def stage(cfg: ProjectConfig,         # the project
+          dest: Path,                 # the folder the publish job will read
+          model: str | None = None,   # the model (default: every model of models.yaml)
+          echo=print,                 # where progress lines go
+          ) -> list[Path]:
+    "Write each model's newest unpublished version as `dest/<model>/bundle/` with its `record.json`; push nothing."
+    repo, tracker = open_registry(cfg)
+    models = [model] if model else list(load_models(cfg.root).models)
+    fetch_tags(repo, models)
+    written = []
+    for m in models:
+        sync_model(cfg.root, repo, tracker, m, echo=echo)
+        if (cand := _candidate(tracker.client, m)) is None: continue
+        n = max(published(repo, m), default=0) + 1    # the number it would get now; `publish --from` decides
+        folder = Path(dest) / m
+        shutil.rmtree(folder, ignore_errors=True)
+        gates = _gates_now(cfg, tracker.client, m, version_metrics(cand))
+        rec = build_bundle(cfg.root, tracker.uri, cand, n, gates, folder / 'bundle')
+        write_text(folder / 'record.json', rec.model_dump_json(indent=1))
+        echo(f"staged {m} (local version {cand.version}) in {folder}: {rec.message().splitlines()[0]}")
+        written.append(folder)
+    return written
+
+# %% ../nbs/06b_gitops.ipynb 32
+def publish_staged(cfg: ProjectConfig,      # the project
+                   src: Path,               # the folder `stage` wrote
+                   out: Path | None = None, # where bundles are copied (for GitHub Releases)
+                   echo=print,              # where progress lines go
+                   ) -> list[Publication]:
+    """Publish the bundles `stage` wrote: each checked against its record's hashes, built from main, numbered after
+    the published versions, signed and pushed. Runs nothing of the project and opens no MLflow store."""
+    repo, done = git_registry(cfg), []
+    _can_sign(repo, echo)
+    for f in sorted(Path(src).glob('*/record.json')):
+        try: rec, bundle = VersionRecord.model_validate_json(f.read_text()), f.parent / 'bundle'
+        except ValidationError as e: raise RegistryError(f"{f}: not a staged version record ({e.errors()[0]['msg']})") from None
+        check_files(f'staged {rec.model}', rec, bundle)
+        fetch_tags(repo, [rec.model])
+        if same := _same_as_latest(repo, rec.model, rec.pipeline):
+            echo(f"{rec.model}: nothing new to publish: {same} was built from the same notebooks, parameters and data")
+            continue
+        for _ in range(5):
+            rec.version = max(published(repo, rec.model), default=0) + 1
+            if _push_version(repo, rec, bundle): break
+            echo(f"{version_tag(rec.model, rec.version)} was published by another job meanwhile: renumbering")
+            fetch_tags(repo, [rec.model])
+        else: raise RegistryError(f"{rec.model}: gave up publishing after 5 races for the next version number")
+        tag = version_tag(rec.model, rec.version)
+        p = Publication(tag, rec, Path(out) / tag if out else None)
+        if p.bundle: shutil.copytree(bundle, p.bundle, dirs_exist_ok=True)
+        echo(f"published {p.tag} to {repo.remote or 'this repository'}: {rec.message().splitlines()[0]}")
+        done.append(p)
+    return done
+
+# %% ../nbs/06b_gitops.ipynb 33
 def pull(cfg: ProjectConfig,               # the project
          targets: list[str] | None = None, # models or tags, e.g. weather@v3 (default: everything published)
          echo=print,                       # where progress lines go
+         strict: bool = False,             # a version refused is an error (after the rest is pulled), not a line
          ) -> list[str]:
-    "Import published versions (`model`, or `model@vN` and the ones before it; default: every model) and aliases."
-    repo, want = Repo.open(cfg.root, cfg.registry.remote), {}
+    """Import published versions (`model`, or `model@vN` and the ones before it; default: every model) and aliases;
+    a version that is not to be believed (see trust) is left out with one line saying why."""
+    repo, want = git_registry(cfg), {}
+    if warning := unauthenticated(repo): echo(warning)
     for t in targets or []:
         m = _TAG.match(t)
         if m is None and not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]*', t):
@@ -478,19 +579,21 @@ def pull(cfg: ProjectConfig,               # the project
     _, log = repo.read_log()
     if not any(published(repo, m) for m in want):
         echo(f"nothing published yet on {repo.remote or 'this repository'}"); return []
-    tracker, imported = Tracker(cfg), []
+    tracker, done, refused = Tracker(cfg), [], []
     for m, upto in want.items():
         pub = published(repo, m)
         if upto and upto not in pub:
             raise RegistryError(f"{version_tag(m, upto)} is not published ({_listing(m, pub)}); nothing was imported")
-        imported += sync_model(cfg.root, repo, tracker, m, upto, echo=echo)
+        done += sync_model(cfg.root, repo, tracker, m, upto, echo=echo, refused=refused)
         restore_aliases(repo, tracker.client, m, log)
-    echo(f"pulled {len(imported)} version(s): {', '.join(imported)}" if imported else 'local registry up to date with git')
-    return imported
+    echo(f"pulled {len(done)} version(s): {', '.join(done)}" if done else 'local registry up to date with git')
+    if refused and strict: raise RegistryError('; '.join(refused))
+    for line in refused: echo(line)
+    return done
 
 def _listing(model, pub) -> str: return f"published: {', '.join(pub.values())}" if pub else f'{model} has no published version'
 
-# %% ../nbs/06b_gitops.ipynb 35
+# %% ../nbs/06b_gitops.ipynb 37
 @dataclass
 class AliasChange:
     "One alias `models.yaml` wants moved, with the gate outcomes and what reconcile did about it."
@@ -508,7 +611,7 @@ class AliasChange:
     @property
     def failed(self) -> list[dict]: return [g for g in self.gates if not g['passed']]
 
-# %% ../nbs/06b_gitops.ipynb 36
+# %% ../nbs/06b_gitops.ipynb 38
 class ReconcileRefused(RegistryError):
     "A change `models.yaml` asks for failed a gate: recorded as refused in the registry log, not applied."
     def __init__(self,
@@ -519,7 +622,7 @@ class ReconcileRefused(RegistryError):
                                                                             for g in c.failed) for c in changes)
                          + " (recorded in the registry log; --force --reason TEXT applies it anyway)")
 
-# %% ../nbs/06b_gitops.ipynb 37
+# %% ../nbs/06b_gitops.ipynb 39
 def plan_reconcile(cfg: ProjectConfig,  # the project
                    repo: Repo,          # the git repository
                    client,              # an MlflowClient
@@ -534,6 +637,9 @@ def plan_reconcile(cfg: ProjectConfig,  # the project
             if want is not None and want not in pub:
                 raise RegistryError(f"models.yaml: {name}.{alias} -> version {want}: {version_tag(name, want)} is not "
                                     f"published ({_listing(name, pub)}); nothing was changed")
+            if want is not None and want not in imported(client, name):
+                raise RegistryError(f"models.yaml: {name}.{alias} -> version {want}: {pub[want]} is not to be believed "
+                                    f"(`mlops-nb verify {pub[want]}` says why); nothing was changed")
             have = applied.get(name, {}).get(alias)
             if have == want: continue
             held = {e['to'] for e in log
@@ -546,7 +652,7 @@ def plan_reconcile(cfg: ProjectConfig,  # the project
             changes.append(c)
     return changes
 
-# %% ../nbs/06b_gitops.ipynb 38
+# %% ../nbs/06b_gitops.ipynb 40
 def reconcile(cfg: ProjectConfig,        # the project
               dry_run: bool = False,     # say what would change, change nothing
               force: bool = False,       # apply even changes whose gates fail
@@ -579,7 +685,7 @@ def reconcile(cfg: ProjectConfig,        # the project
     if refused := [c for c in planned if c.action == 'refused']: raise ReconcileRefused(refused)
     return planned
 
-# %% ../nbs/06b_gitops.ipynb 39
+# %% ../nbs/06b_gitops.ipynb 41
 class PromotionRefused(RegistryError):
     "A gate failed; `gates` holds every gate's outcome."
     def __init__(self,
@@ -591,7 +697,7 @@ class PromotionRefused(RegistryError):
         failed = '; '.join(f"{g['gate']} {g['rule']} ({g['detail']})" for g in gates if not g['passed'])
         super().__init__(f"{name} version {version} not promoted: failed gate {failed}")
 
-# %% ../nbs/06b_gitops.ipynb 40
+# %% ../nbs/06b_gitops.ipynb 42
 def local_version(cfg: ProjectConfig,         # the project
                   model: str,                 # the registered model
                   version: int | None = None, # a version number
@@ -614,7 +720,7 @@ def local_version(cfg: ProjectConfig,         # the project
         mv = look()
     return mv
 
-# %% ../nbs/06b_gitops.ipynb 41
+# %% ../nbs/06b_gitops.ipynb 43
 def promotion_gates(cfg: ProjectConfig, # the project
                     model: str,         # the registered model
                     version: int,       # the candidate
@@ -631,7 +737,7 @@ def promotion_gates(cfg: ProjectConfig, # the project
     ref = local_version(cfg, model, champ) if champ and champ != version else None
     return [g.check(version_metrics(mv), version_metrics(ref) if ref else None) for g in cfg.gate_list()]
 
-# %% ../nbs/06b_gitops.ipynb 42
+# %% ../nbs/06b_gitops.ipynb 44
 def promote(cfg: ProjectConfig,      # the project
             model: str,              # the registered model
             version: int,            # the candidate
@@ -645,7 +751,7 @@ def promote(cfg: ProjectConfig,      # the project
     write_models(cfg.root, models)
     return gates
 
-# %% ../nbs/06b_gitops.ipynb 43
+# %% ../nbs/06b_gitops.ipynb 45
 def rollback(cfg: ProjectConfig,      # the project
              model: str,              # the registered model
              alias: str = 'champion', # the alias to move back
@@ -654,7 +760,7 @@ def rollback(cfg: ProjectConfig,      # the project
     models = load_models(cfg.root)
     current = models.models.get(model, {}).get(alias)
     if current is None: raise RegistryError(f"models.yaml: {model}.{alias} is not set: nothing to roll back")
-    repo = Repo.open(cfg.root, cfg.registry.remote)
+    repo = git_registry(cfg)
     _, log = repo.read_log()
     before = [e['from'] for e in log if e.get('action') in ('applied', 'forced') and e['from']
               and (e['model'], e['alias'], e['to']) == (model, alias, current)]
@@ -668,7 +774,7 @@ def rollback(cfg: ProjectConfig,      # the project
     write_models(cfg.root, models)
     return current, previous
 
-# %% ../nbs/06b_gitops.ipynb 45
+# %% ../nbs/06b_gitops.ipynb 47
 @dataclass
 class ModelStatus:
     "A model as `mlops-nb status` shows it."
@@ -683,13 +789,13 @@ class ModelStatus:
         "Aliases whose local version differs from `models.yaml`."
         return [AliasChange(self.model, a, self.aliases.get(a), v) for a, v in self.declared.items() if self.aliases.get(a) != v]
 
-# %% ../nbs/06b_gitops.ipynb 46
+# %% ../nbs/06b_gitops.ipynb 48
 def model_status(cfg: ProjectConfig, # the project
                  ) -> list[ModelStatus]:
     "The status of each model `models.yaml` declares (see above)."
     from mlops_nb.registry import client_for
     from mlops_nb.tracking import tracking_uri
-    try: repo = Repo.open(cfg.root, cfg.registry.remote)
+    try: repo = git_registry(cfg)
     except NotARepository: repo = None
     client, out = client_for(tracking_uri(cfg)), []
     for name, declared in load_models(cfg.root).models.items():
@@ -701,35 +807,81 @@ def model_status(cfg: ProjectConfig, # the project
         out.append(ModelStatus(name, list(pub), [n for n, v in local.items() if PUBLISHED_TAG not in v.tags], aliases, declared))
     return out
 
-# %% ../nbs/06b_gitops.ipynb 48
+# %% ../nbs/06b_gitops.ipynb 50
 def history(cfg: ProjectConfig,       # the project
             model: str | None = None, # one model (default: all)
             ) -> list[dict]:
     "Published versions and registry log entries of `model` (default: every model), oldest first."
-    repo = Repo.open(cfg.root, cfg.registry.remote)
+    repo = git_registry(cfg)
     _, log = repo.read_log()
     models = [model] if model else sorted(set(published_models(repo)) | {e['model'] for e in log})
     fetch_tags(repo, models)
     events = [{**e, 'event': e.get('action', '?')} for e in log if model is None or e['model'] == model]
     for m in models:
         for tag in published(repo, m).values():
-            rec = read_record(repo, tag)
+            try: rec, signer, refused = read_record(repo, tag), None, None
+            except (RegistryError, GitError) as e:
+                events.append({'event': 'refused-version', 'when': '', 'tag': tag, 'model': m, 'refused': str(e)}); continue
+            try: signer = check_version(repo, tag, rec.lineage)
+            except RegistryError as e: refused = e.reason
             who = repo.run('for-each-ref', '--format=%(taggername)', f'refs/tags/{tag}')
             events.append({'event': 'published', 'when': rec.created, 'who': who, 'model': m, 'to': rec.version, 'record': rec,
-                           'commit': rec.lineage.get('git_commit', '')})
+                           'commit': rec.lineage.get('git_commit', ''), 'signer': signer, 'refused': refused})
     return sorted(events, key=lambda e: e['when'])
 
-# %% ../nbs/06b_gitops.ipynb 49
+# %% ../nbs/06b_gitops.ipynb 51
 def describe(event: dict, # a history event
              ) -> str:
     "One line for a `history` event."
     head = f"{event['when']}  "
+    if event['event'] == 'refused-version': return f"{event['tag']}: NOT BELIEVED, {event['refused']}"
     if event['event'] == 'published':
-        return head + f"{event['record'].message().splitlines()[0]} published by {event['who']}"
+        trust = (f", NOT BELIEVED: {event['refused']}" if event.get('refused') else
+                 f", signed by {event['signer']}" if event.get('signer') else '')
+        return head + f"{event['record'].message().splitlines()[0]} published by {event['who']}{trust}"
     frm, to = event['from'] or '(unset)', event['to'] or '(removed)'
-    line = head + (f"{event['model']}@{event['alias']}: {frm} -> {to} {event['event'].upper()} by {event['who']} "
-                   f"at {event['commit'][:12]}")
+    line = head + (f"{event['model']}@{event['alias']}: {frm} -> {to} {event['event'].upper()} by "
+                   f"{event.get('signer') or event['who']} at {event['commit'][:12]}")
     if failed := [g for g in event.get('gates', []) if not g['passed']]:
         line += ': failed ' + ', '.join(f"{g['gate']} {g['rule']} ({g['detail']})" for g in failed)
     if event.get('rollback'): line += ' (back to a former holder: no gates)'
     return line + (f" — reason: {event['reason']}" if event.get('reason') else '')
+
+# %% ../nbs/06b_gitops.ipynb 53
+@dataclass
+class VersionCheck:
+    "What `verify` found about one published version."
+    tag: str                     # the version tag
+    signer: str | None = None    # the allowed signer whose key signed it
+    commit: str = ''             # the commit on main it was built from
+    files: int = 0               # bundle files that match the record
+    error: str | None = None     # why it failed (None: OK)
+
+    def __str__(self):
+        if self.error: return f"{self.tag}  FAILED  {self.error}"
+        return (f"{self.tag}  OK  signed by {self.signer}, built from {self.commit[:12]} on main, "
+                f"{self.files} bundle files match the record")
+
+# %% ../nbs/06b_gitops.ipynb 54
+def _check_one(repo: Repo, tag: str) -> VersionCheck:
+    try:
+        rec = read_record(repo, tag)
+        if repo.signers is None: raise RegistryError(unauthenticated(repo).removeprefix('warning: '))
+        signer = check_version(repo, tag, rec.lineage)
+        with tempfile.TemporaryDirectory() as d: check_files(tag, rec, repo.extract(f'refs/tags/{tag}', Path(d) / 'b'))
+        return VersionCheck(tag, signer, rec.lineage['git_commit'], len(rec.files))
+    except (RegistryError, GitError) as e: return VersionCheck(tag, error=str(e).removeprefix(f'{tag} refused: '))
+
+def verify(cfg: ProjectConfig,         # the project
+           target: str | None = None,  # MODEL or MODEL@vN (default: every published model)
+           ) -> tuple[list[VersionCheck], str | None]:
+    "Each published version's check (see above), and why the registry log fails its check (None: it passes)."
+    repo = git_registry(cfg)
+    m = _TAG.match(target or '')
+    models = [m['model'] if m else target] if target else published_models(repo)
+    fetch_tags(repo, models)
+    checks = [_check_one(repo, tag) for model in models for n, tag in published(repo, model).items()
+              if not m or n == int(m['n'])]
+    try: repo.read_log()
+    except GitError as e: return checks, str(e)
+    return checks, None

@@ -71,6 +71,7 @@ class Repo:
     url: str = ''                  # the remote's URL
     signers: Path | None = None     # allowed-signers file tags and log commits must verify against (None: no check)
     sign: bool = False              # sign the tags and log commits it writes (with `signing_key`)
+    main: str = ''                  # our copy of the main branch, versions must be built from (see trust)
 
     @classmethod
     def open(cls, path: str | Path, remote: str = 'origin') -> Repo:
