@@ -17,8 +17,8 @@ from .config import MlopsError, find_root, load_config
 
 # %% auto 0
 __all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'monitor', 'monitoring', 'monitoring_export', 'serve', 'runs',
-           'compare', 'status', 'pull', 'publish', 'promote', 'reconcile', 'rollback', 'history', 'init_project',
-           'init', 'ci_event', 'run_ci', 'ci']
+           'compare', 'status', 'pull', 'publish', 'promote', 'reconcile', 'rollback', 'history', 'verify',
+           'init_project', 'init', 'ci_event', 'run_ci', 'ci']
 
 # %% ../nbs/12_cli.ipynb 4
 _NO_SPACE = re.compile(r'No space left|File too large|database or disk is full|disk I/O error|Disk quota exceeded|'
@@ -297,19 +297,27 @@ def _gate_table(gates) -> str:
 def pull(ctx, targets):
     "Import published versions (git tags MODEL@vN) into the local MLflow registry, with the aliases git records."
     from mlops_nb.gitops import pull
-    pull(load_config(_root(ctx)), list(targets), echo=click.echo)
+    pull(load_config(_root(ctx)), list(targets), echo=click.echo, strict=True)
 
 # %% ../nbs/12_cli.ipynb 21
 @cli.command()
 @click.argument('model', required=False)
 @click.option('--version', type=click.IntRange(min=1), help='Local version to publish (default: the newest unpublished).')
 @click.option('--out', type=click.Path(file_okay=False, path_type=Path), help='Also copy each bundle to OUT/<tag>/.')
+@click.option('--stage', type=click.Path(file_okay=False, path_type=Path),
+              help='Only write each bundle and its record to STAGE/<model>/ (no key, no push): the pipeline job.')
+@click.option('--from', 'staged', type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help='Publish the bundles `--stage` wrote, checked against their records, signed (runs no project code).')
 @click.pass_context
-def publish(ctx, model, version, out):
+def publish(ctx, model, version, out, stage, staged):
     "Publish MODEL's newest unpublished version as the git tag MODEL@vN with its bundle (default: every model)."
     import os
-    from mlops_nb.gitops import publish
-    done = publish(load_config(_root(ctx)), model, version, out, echo=click.echo)
+    from mlops_nb import gitops
+    cfg = load_config(_root(ctx))
+    if stage and staged: raise click.UsageError('--stage writes what --from publishes: one or the other')
+    if stage: return gitops.stage(cfg, stage, model, echo=click.echo)
+    done = (gitops.publish_staged(cfg, staged, out, echo=click.echo) if staged else
+            gitops.publish(cfg, model, version, out, echo=click.echo))
     if github_output := os.environ.get('GITHUB_OUTPUT'):
         with open(github_output, 'a', encoding='utf-8') as f: f.write(f"tags={' '.join(p.tag for p in done)}\n")
 
@@ -368,6 +376,26 @@ def history(ctx, model):
     "Published versions and alias changes (applied, forced, refused), oldest first, from git alone."
     from mlops_nb.gitops import describe, history
     for event in history(load_config(_root(ctx)), model): click.echo(describe(event))
+
+@cli.command()
+@click.argument('target', required=False, metavar='[MODEL[@vN]]')
+@click.pass_context
+def verify(ctx, target):
+    """Check each published version (default: all) and the registry log: signed by a key in .mlops-nb/allowed_signers
+    as committed on main, built from a commit on main, every bundle file as its signed record says. Exit 1 on any failure.
+
+    \b
+    Setting up the release key (once per project):
+      ssh-keygen -t ed25519 -N '' -C release -f release_key
+      echo "release@PROJECT $(cat release_key.pub)" >> .mlops-nb/allowed_signers   # commit it to main in a PR
+      the private key (release_key) becomes the secret MLOPS_NB_SIGNING_KEY of the `release` environment
+    Rotating it: add the new key's line; give the old line valid-before="YYYYMMDD" (older versions keep verifying)."""
+    from mlops_nb.gitops import verify
+    checks, log_error = verify(load_config(_root(ctx)), target)
+    for c in checks: click.echo(str(c))
+    click.echo(f"registry log  FAILED  {log_error}" if log_error else 'registry log  OK')
+    if not checks: click.echo('nothing published yet')
+    ctx.exit(1 if log_error or any(c.error for c in checks) else 0)
 
 # %% ../nbs/12_cli.ipynb 27
 _TEMPLATE_FILES = ('mlops.yaml', 'models.yaml', 'requirements.txt', '.gitignore', 'notebooks/*.ipynb', 'notebooks/*.py',

@@ -23,7 +23,7 @@ from .gitstore import KEY_ENV, GitError, NotARepository, Repo
 from .registry import RegistryError, alias_version, load_models, version_metrics, write_models
 from .masking import redact_uri
 from .tracking import Tracker, git_info, mlflow_store
-from .trust import attach, check_lineage, check_version, unauthenticated
+from .trust import VersionRefused, attach, check_lineage, check_version, unauthenticated
 
 # %% auto 0
 __all__ = ['PUBLISHED_TAG', 'PUBLISHED_DIR', 'version_tag', 'VersionRecord', 'parse_record', 'file_hashes', 'run_pipeline_record',
@@ -332,6 +332,18 @@ def _bundles(root: Path, repo: Repo, tags: dict[int, str], refused: list[str]) -
         except (RegistryError, GitError) as e: refused.append(str(e))
     return out
 
+def _adopt(root: Path, repo: Repo, client, model: str, pub: dict[int, str], refused: list[str]) -> dict[int, object]:
+    """The local versions of `model`, each candidate that another job published under its own number (`publish --from`:
+    same pipeline run) marked as that published version."""
+    local = _local_versions(client, model)
+    mine = {n: t for n, t in pub.items() if n in local and PUBLISHED_TAG not in local[n].tags
+            and local[n].tags.get('mlops_nb.run_id')}
+    for n, (tag, rec, _) in _bundles(root, repo, mine, refused).items():
+        if rec.lineage.get('run_id') == local[n].tags['mlops_nb.run_id']:
+            client.set_model_version_tag(model, str(n), PUBLISHED_TAG, tag)
+            local[n] = client.get_model_version(model, str(n))
+    return local
+
 def sync_model(root: Path,               # the project folder
                repo: Repo,               # the git repository
                tracker: Tracker,         # the local MLflow store
@@ -346,10 +358,10 @@ def sync_model(root: Path,               # the project folder
     candidate to renumber right after the published versions. A version that is not to be believed is left out,
     one line saying why in `refused`."""
     pub = {n: t for n, t in published(repo, model).items() if upto is None or n <= upto}
-    local = _local_versions(tracker.client, model)
+    refused = [] if refused is None else refused
+    local = _adopt(root, repo, tracker.client, model, pub, refused)
     stale = [n for n in pub if n in local and local[n].tags.get(PUBLISHED_TAG) != pub[n]]
     missing = [n for n in pub if n not in local]
-    refused = [] if refused is None else refused
     with mlflow_store(tracker.uri):  # registering a `models:/` source resolves it through MLflow's default store
         if stale or first: _rebuild(tracker, model, todo := _bundles(root, repo, pub, refused), first, echo)
         elif missing:
@@ -499,8 +511,10 @@ def publish(cfg: ProjectConfig,         # the project
 
 # %% ../nbs/06b_gitops.ipynb 31
 def _can_sign(repo: Repo, echo) -> None:
-    "Say once that versions are unauthenticated, or refuse to publish unsigned where main names allowed signers."
-    if warning := unauthenticated(repo): echo(warning)
+    "Say once that versions are unauthenticated (refuse, where signatures are required); refuse to publish unsigned."
+    if why := unauthenticated(repo):
+        if repo.require_signed: raise RegistryError(f"mlops.yaml requires signatures, and there is {why}; nothing was published")
+        echo(f'warning: {why}')
     elif not repo.sign:
         raise RegistryError(f"publishing needs the release key: main lists allowed signers, so versions are signed (set "
                             f"{KEY_ENV} to the private key, or git's user.signingkey with gpg.format=ssh); nothing was published")
@@ -568,7 +582,7 @@ def pull(cfg: ProjectConfig,               # the project
     """Import published versions (`model`, or `model@vN` and the ones before it; default: every model) and aliases;
     a version that is not to be believed (see trust) is left out with one line saying why."""
     repo, want = git_registry(cfg), {}
-    if warning := unauthenticated(repo): echo(warning)
+    if (why := unauthenticated(repo)) and not repo.require_signed: echo(f'warning: {why}')
     for t in targets or []:
         m = _TAG.match(t)
         if m is None and not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]*', t):
@@ -822,8 +836,11 @@ def history(cfg: ProjectConfig,       # the project
             try: rec, signer, refused = read_record(repo, tag), None, None
             except (RegistryError, GitError) as e:
                 events.append({'event': 'refused-version', 'when': '', 'tag': tag, 'model': m, 'refused': str(e)}); continue
-            try: signer = check_version(repo, tag, rec.lineage)
-            except RegistryError as e: refused = e.reason
+            try:
+                signer = check_version(repo, tag, rec.lineage)
+                fetch_bundle(cfg.root, repo, tag, rec)   # its files as the record says (kept: checked once)
+            except VersionRefused as e: refused = e.reason
+            except RegistryError as e: refused = str(e).removeprefix(f'{tag}: ')
             who = repo.run('for-each-ref', '--format=%(taggername)', f'refs/tags/{tag}')
             events.append({'event': 'published', 'when': rec.created, 'who': who, 'model': m, 'to': rec.version, 'record': rec,
                            'commit': rec.lineage.get('git_commit', ''), 'signer': signer, 'refused': refused})
@@ -866,7 +883,7 @@ class VersionCheck:
 def _check_one(repo: Repo, tag: str) -> VersionCheck:
     try:
         rec = read_record(repo, tag)
-        if repo.signers is None: raise RegistryError(unauthenticated(repo).removeprefix('warning: '))
+        if repo.signers is None: raise RegistryError(unauthenticated(repo))
         signer = check_version(repo, tag, rec.lineage)
         with tempfile.TemporaryDirectory() as d: check_files(tag, rec, repo.extract(f'refs/tags/{tag}', Path(d) / 'b'))
         return VersionCheck(tag, signer, rec.lineage['git_commit'], len(rec.files))

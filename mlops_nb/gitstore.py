@@ -72,6 +72,7 @@ class Repo:
     signers: Path | None = None     # allowed-signers file tags and log commits must verify against (None: no check)
     sign: bool = False              # sign the tags and log commits it writes (with `signing_key`)
     main: str = ''                  # our copy of the main branch, versions must be built from (see trust)
+    require_signed: bool = False    # a version without allowed signers to check it against is refused (see trust)
 
     @classmethod
     def open(cls, path: str | Path, remote: str = 'origin') -> Repo:
@@ -224,7 +225,7 @@ def _signer(self: Repo, kind: str, rev: str) -> str:
     r = subprocess.run(['git', f'--git-dir={self.git_dir}', f'verify-{kind}', rev], cwd=self.top, capture_output=True,
                        text=True, env=self.env(_config({'gpg.ssh.allowedSignersFile': self.signers})))
     if r.returncode == 0 and (m := _GOOD.search(r.stderr)): return m['who']
-    why = next((v for k, v in _VERDICTS.items() if k in r.stderr), None)
+    why = next((v for k, v in _VERDICTS.items() if k in r.stderr), None if r.stderr.strip() else 'not signed')
     key = re.search(r'key (SHA256:\S+)', r.stderr)
     raise Untrusted(why + (f" ({key[1]})" if key and 'not in' in why else '') if why else
                     (r.stderr.strip().splitlines() or [f'git verify-{kind}: exit {r.returncode}'])[-1])

@@ -44,13 +44,14 @@ _TYPES = {'double': float, 'float': float, 'long': int, 'integer': int, 'boolean
 def _resolve(root: str, name: str, alias: str, runtime: str, dest: str) -> dict:
     "Run in a child process: find `name@alias` (pulled from git when missing) and download what `runtime` needs into `dest`."
     import mlflow
-    from mlops_nb.gitops import local_version
+    from mlops_nb.gitops import PUBLISHED_TAG, local_version
     from mlops_nb.masking import redact_uri
     from mlops_nb.tracking import tracking_uri
     cfg = load_config(root)
     uri = tracking_uri(cfg)
     mv = local_version(cfg, name, alias=alias)
     if mv is None: raise MlopsError(f"{name}@{alias}: no such alias in the registry at {redact_uri(uri)}, nor in git")
+    if tag := mv.tags.get(PUBLISHED_TAG): return _from_bundle(cfg, tag, runtime)
     mlflow.set_tracking_uri(uri)
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
     schema = mlflow.models.get_model_info(mv.source).signature
@@ -65,6 +66,27 @@ def _resolve(root: str, name: str, alias: str, runtime: str, dest: str) -> dict:
         return {**found, 'path': mlflow.artifacts.download_artifacts(onnx_uri, dst_path=dest)}
     local = mlflow.artifacts.download_artifacts(mv.source, dst_path=dest)
     return {**found, 'path': local, 'flavor': mlflow.models.Model.load(local).flavors.get('sklearn', {})}
+
+def _from_bundle(cfg: ProjectConfig, tag: str, runtime: str) -> dict:
+    """What `_resolve` finds for the published version `tag`: files of its bundle only, the tag checked again (signed,
+    built from main) and every file against the signed record's hashes; no URI of the registry is followed."""
+    import mlflow
+    from mlops_nb.gitops import check_files, fetch_bundle, git_registry, read_record
+    from mlops_nb.trust import check_version
+    repo = git_registry(cfg)
+    rec = read_record(repo, tag)
+    check_version(repo, tag, rec.lineage)
+    check_files(tag, rec, folder := fetch_bundle(cfg.root, repo, tag, rec))
+    if runtime == 'onnx' and not (folder / 'model.onnx').is_file():
+        raise MlopsError(f"{tag} has no ONNX export in its bundle: serve it with --runtime sklearn, which trusts only "
+                         "the types mlops.yaml lists under serve.trusted_types")
+    schema = mlflow.models.Model.load(str(folder / 'model')).signature
+    if schema is None: raise MlopsError(f"{tag} has no signature: log it with an input example")
+    found = {'version': rec.version, 'columns': [(c.name, c.type.name) for c in schema.inputs.inputs]}
+    if (folder / 'reference.whylogs').is_file(): found['reference'] = str(folder / 'reference.whylogs')
+    if runtime == 'onnx': return {**found, 'path': str(folder / 'model.onnx')}
+    flavor = mlflow.models.Model.load(str(folder / 'model')).flavors.get('sklearn', {})
+    return {**found, 'path': str(folder / 'model'), 'flavor': flavor}
 
 def _load_sklearn(cfg: ProjectConfig, what: str, local: str, flavor: dict):
     "The scikit-learn model `what` (downloaded at `local`) through skops, trusting only what `mlops.yaml` trusts."

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import ProjectConfig, write_text
-from .gitstore import Repo, Untrusted, has_signing_key
+from .gitstore import GitError, Repo, Untrusted, has_signing_key
 from .registry import RegistryError
 
 # %% auto 0
@@ -31,9 +31,10 @@ class VersionRefused(RegistryError):
 def main_ref(repo: Repo,  # the git repository
              branch: str, # the main branch's name
              ) -> str:
-    "Our up-to-date copy of the remote's `branch` (fetched first)."
+    "Our copy of the remote's `branch`, fetched first (the copy we have when the remote cannot be reached)."
     ref = repo.tracking(f'refs/heads/{branch}')
-    repo.fetch(f'+refs/heads/{branch}:{ref}')
+    try: repo.fetch(f'+refs/heads/{branch}:{ref}')
+    except GitError: pass   # offline, or no main yet: nothing newer to believe than what we had
     return ref
 
 def allowed_signers(repo: Repo,          # the git repository
@@ -51,24 +52,21 @@ def allowed_signers(repo: Repo,          # the git repository
 def attach(repo: Repo,           # the project's repository
            cfg: ProjectConfig,   # the project
            ) -> Repo:
-    """`repo` set to verify against the allowed signers on main (`repo.signers`) and to sign what it writes when a
-    release key is there (`repo.sign`); `repo.main` names main's ref. A `RegistryError` when signatures are
-    required and main has no allowed signers."""
+    """`repo` set to verify against the allowed signers on main (`repo.signers`, `repo.require_signed`) and to sign
+    what it writes when a release key is there (`repo.sign`); `repo.main` names main's ref."""
     repo.main = main_ref(repo, cfg.registry.branch)
     repo.signers = allowed_signers(repo, cfg.root, repo.main)
-    if repo.signers is None and cfg.registry.require_signatures:
-        raise RegistryError(f"mlops.yaml requires signatures but {cfg.registry.branch} has no {SIGNERS_FILE}: add the "
-                            "release key's public half there in a pull request (`mlops-nb verify --help` says how)")
-    repo.sign = has_signing_key(repo.top)
+    repo.require_signed, repo.sign = cfg.registry.require_signatures, has_signing_key(repo.top)
     return repo
 
 # %% ../nbs/06c_trust.ipynb 8
 def unauthenticated(repo: Repo, # an attached repository (see `attach`)
                     ) -> str | None:
-    "The warning `pull` and `publish` print once when versions cannot be authenticated, else None."
+    """Why published versions cannot be authenticated, else None: `pull` and `publish` say it once as a warning, or,
+    where `mlops.yaml` requires signatures, refuse (see `check_version`)."""
     if repo.signers is None:
-        return (f"warning: no {SIGNERS_FILE} on the main branch: published versions are unauthenticated (anyone who can "
-                "push a tag can publish one)")
+        return (f"no {SIGNERS_FILE} on the main branch: published versions are unauthenticated (anyone who can push a "
+                "tag can publish one); `mlops-nb verify --help` says how to add the release key")
 
 # %% ../nbs/06c_trust.ipynb 10
 def check_version(repo: Repo,    # an attached repository (see `attach`)
@@ -76,7 +74,9 @@ def check_version(repo: Repo,    # an attached repository (see `attach`)
                   lineage: dict, # its record's lineage
                   ) -> str | None:
     "The principal that signed the version `tag`; a `VersionRefused` saying why it is not to be believed."
-    if repo.signers is None: return None
+    if repo.signers is None:
+        if repo.require_signed: raise VersionRefused(tag, f"mlops.yaml requires signatures, and there is {unauthenticated(repo)}")
+        return None
     try: signer = repo.signer('tag', f'refs/tags/{tag}')
     except Untrusted as e: raise VersionRefused(tag, f"its tag is {e}") from None
     check_lineage(repo, tag, lineage)

@@ -173,8 +173,9 @@ def three_step(tmp_path) -> Path:
     return root
 
 
-def register_versions(root: Path, name: str, metrics: list[dict], alias: str | None = None):
-    "Register one tiny model per entry of `metrics` (as `metric.*` tags) in the SQLite store of `root`; returns the client."
+def register_versions(root: Path, name: str, metrics: list[dict], alias: str | None = None, tags: dict | None = None):
+    """Register one tiny model per entry of `metrics` (as `metric.*` tags, with `tags`) in the SQLite store of `root`;
+    returns the client."""
     import mlflow
     from mlflow.tracking import MlflowClient
     from sklearn.dummy import DummyClassifier
@@ -191,7 +192,8 @@ def register_versions(root: Path, name: str, metrics: list[dict], alias: str | N
         with mlflow.start_run(experiment_id=exp):
             model = DummyClassifier().fit([[0], [1]], [0, 1])
             info = mlflow.sklearn.log_model(model, name='model', pip_requirements=model_requirements(model))
-        register_version(client, name, info.model_uri, tags={f'metric.{k}': v for k, v in m.items()}, alias=alias)
+        register_version(client, name, info.model_uri, tags={**{f'metric.{k}': v for k, v in m.items()}, **(tags or {})},
+                         alias=alias)
     return client
 
 
