@@ -31,7 +31,7 @@ __all__ = ['PUBLISHED_TAG', 'PUBLISHED_DIR', 'version_tag', 'VersionRecord', 'pa
            'check_files', 'sync_model', 'applied_aliases', 'restore_aliases', 'Publication', 'open_registry',
            'git_registry', 'imported', 'publish', 'stage', 'publish_staged', 'pull', 'AliasChange', 'ReconcileRefused',
            'plan_reconcile', 'reconcile', 'PromotionRefused', 'local_version', 'promotion_gates', 'promote', 'rollback',
-           'ModelStatus', 'model_status', 'history', 'describe', 'VersionCheck', 'verify']
+           'ModelStatus', 'model_status', 'history', 'describe', 'VersionCheck', 'verify', 'signers']
 
 # %% ../nbs/06b_gitops.ipynb 5
 PUBLISHED_TAG = 'mlops_nb.published'    # on a version in MLflow: the git tag it is published as
@@ -677,6 +677,9 @@ def reconcile(cfg: ProjectConfig,        # the project
     if force and not (reason or '').strip():
         raise RegistryError("--force needs --reason TEXT: a forced change is recorded with why it was forced")
     repo, tracker = open_registry(cfg)
+    if not dry_run and repo.signers and not repo.sign:
+        raise RegistryError(f"reconcile needs the release key: main lists allowed signers, so every registry-log commit is "
+                            f"signed (set {KEY_ENV} to the private key, or git's user.signingkey with gpg.format=ssh)")
     if not dry_run and repo.run('status', '--porcelain', '--', str(cfg.root / 'models.yaml')):
         raise RegistryError("models.yaml has uncommitted changes: reconcile applies what is committed, so that every "
                             "change in the registry log names the commit that asked for it (commit it first)")
@@ -902,3 +905,17 @@ def verify(cfg: ProjectConfig,         # the project
     try: repo.read_log()
     except GitError as e: return checks, str(e)
     return checks, None
+
+# %% ../nbs/06b_gitops.ipynb 56
+def signers(cfg: ProjectConfig, # the project
+            tags: list[str],    # published version tags
+            ) -> dict[str, str]:
+    "Tag -> the allowed signer of each of `tags` that verifies (none in a project without allowed signers, or git)."
+    try: repo = git_registry(cfg)
+    except NotARepository: return {}
+    out = {}
+    for tag in tags:
+        try: who = check_version(repo, tag, read_record(repo, tag).lineage)
+        except (RegistryError, GitError): continue
+        if who: out[tag] = who
+    return out

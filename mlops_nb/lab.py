@@ -159,15 +159,17 @@ def step_history(cfg: ProjectConfig, # the project
 def models(cfg: ProjectConfig, # the project
            ) -> list[dict]:
     "Each model of `models.yaml`: published versions with their metrics, aliases, what models.yaml declares."
-    from mlops_nb.gitops import model_status
+    from mlops_nb.gitops import model_status, signers
     from mlops_nb.registry import client_for, version_metrics
     from mlops_nb.tracking import tracking_uri
     client, out = client_for(tracking_uri(cfg)), []
     for m in model_status(cfg):
         versions = []
+        signed = signers(cfg, [f'{m.model}@v{n}' for n in m.published])
         for n in m.published:
             try: versions.append({'version': n, 'metrics': version_metrics(client.get_model_version(m.model, str(n)))})
             except Exception: versions.append({'version': n, 'metrics': {}})  # published, not pulled yet
+            versions[-1]['signed_by'] = signed.get(f'{m.model}@v{n}')
         out.append({'model': m.model, 'versions': versions, 'aliases': m.aliases, 'declared': m.declared,
                     'candidates': m.candidates})
     return out

@@ -270,8 +270,12 @@ def build_site(root: str | Path = '.',        # the project folder
     keys = key_metrics(cfg, runs)
     for run in runs: write_text(out / 'runs' / run.id / 'index.html', scrub(_run_page(cfg, run, out, secrets, roles), secrets))
     champions = {f"{n}@v{by['champion']['version']}" for n, by in roles.items() if 'champion' in by}
+    from mlops_nb.gitops import signers
+    signed = signers(cfg, [r.info['published'] for r in runs if r.info.get('published')])
     rows = [[f'<a href="runs/{r.id}/index.html">{html.escape(r.id)}</a>'
              + (f" <code>{html.escape(r.info['published'])}</code>" if r.info.get('published') else '')
+             + (f' <span class="badge" title="signed by {html.escape(signed[t])}">verified</span>'
+                if (t := r.info.get('published')) in signed else '')
              + (' <span class="badge">champion</span>' if r.info.get('published') in champions else ''),
              _fmt(r.info.get('started', '')),
              f"<code>{_fmt(r.info.get('git', {}).get('commit', '')[:10])}</code>", _fmt(r.info.get('profile') or 'default'),

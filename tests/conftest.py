@@ -261,10 +261,21 @@ def hub_of(project: Path, hub: Path) -> Path:
     git(hub.parent, 'init', '-q', '--bare', '-b', 'main', str(hub))
     if not (project / '.git').exists(): git(project, 'init', '-q', '-b', 'main')
     git(project, 'add', '-A')
-    git(project, 'commit', '-qm', 'project')
+    if git(project, 'status', '--porcelain'): git(project, 'commit', '-qm', 'project')
+    git(project, 'remote', 'remove', 'origin', check=False)   # a copy of a clone: its own hub from now on
     git(project, 'remote', 'add', 'origin', str(hub))
     git(project, 'push', '-q', 'origin', 'main')
     return hub
+
+
+def release_key(project: Path, principal: str = 'release@weather') -> dict:
+    """A release key made with ssh-keygen beside `project` and trusted in its `.mlops-nb/allowed_signers` (commit it to
+    main); returns the environment of a job holding the key (`mlops-nb ci -s MLOPS_NB_SIGNING_KEY` hands it to act)."""
+    key = project.parent / f'{project.name}-release-key'
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', principal, '-f', str(key)], check=True)
+    (project / '.mlops-nb').mkdir(exist_ok=True)
+    (project / '.mlops-nb' / 'allowed_signers').write_text(f"{principal} {Path(f'{key}.pub').read_text()}")
+    return {**os.environ, 'MLOPS_NB_SIGNING_KEY': key.read_text()}
 
 
 def clone(hub: Path, dest: Path) -> Path:

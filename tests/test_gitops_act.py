@@ -2,12 +2,13 @@
 each merge's release workflow runs for real under act in a fresh clone (no tracking secret), and fresh clones pull,
 show, serve and audit what the jobs published."""
 import json
+import re
 import subprocess
 import time
 
 import pytest
 import requests
-from conftest import BIN, clean_env, clone, full_profile, git, hub_of, mlops
+from conftest import BIN, clean_env, clone, full_profile, git, hub_of, mlops, release_key
 from mlflow.tracking import MlflowClient
 from services import free_port
 
@@ -28,16 +29,21 @@ def merge(work, message, models=None, params=None):
 
 
 def act(hub, tmp, name, event='push', branch=None):
-    "The workflow for `event` under act, in a fresh clone of `hub` (on `branch`); returns (result, output folder, log)."
+    """The workflow for `event` under act, in a fresh clone of `hub` (on `branch`), a push with the release key as the
+    secret of its publish job; returns (result, output folder, log)."""
     job = clone(hub, tmp / name)
     if branch: git(job, 'checkout', '-q', branch)
     out = tmp / f'{name}-out'
-    r = mlops(job, 'ci', event, '--out', str(out))
+    key = ['-s', 'MLOPS_NB_SIGNING_KEY'] if event == 'push' else []   # a pull request's job never holds it
+    r = mlops(job, 'ci', event, '--out', str(out), *key, env=KEY if key else None)
     return r, out, (out / 'act.log').read_text()
 
 
+KEY = {}  # the environment holding the release key, set by `released`
+
+
 def record(hub, tag) -> dict:
-    return json.loads(git(hub, 'tag', '--list', '--format=%(contents)', tag).split('\n\n', 1)[1])
+    return json.loads(git(hub, 'tag', '--list', '--format=%(contents:body)', tag))   # without the signature
 
 
 def store(root):
@@ -51,14 +57,25 @@ def released(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('gitops')
     work = tmp / 'work'
     assert mlops(tmp, 'init', str(work)).returncode == 0
+    KEY.update(release_key(work))                          # main trusts the release key; the publish job holds it
     hub = hub_of(work, tmp / 'hub.git')
     jobs = []
     for i, params in enumerate(MERGES, 1):
         merge(work, f'pipeline change {i}', params=params)
         r, out, log = act(hub, tmp, f'release{i}')
-        assert r.returncode == 0 and 'Job succeeded' in log, log[-4000:]
+        assert r.returncode == 0 and log.count('Job succeeded') == 2, log[-4000:]
+        # The notebooks run in the pipeline job, which has no key; the publish job signs and runs no notebook.
+        pipeline, publish = _job_lines(log, 'pipeline'), _job_lines(log, 'publish')
+        assert 'Run Main Full pipeline' in pipeline and 'staged weather' in pipeline and 'published weather@v' not in pipeline
+        assert 'published weather@v' in publish and 'Run Main Full pipeline' not in publish
+        assert KEY['MLOPS_NB_SIGNING_KEY'].splitlines()[1] not in log   # the secret never reaches the log
         jobs.append(out)
     return tmp, hub, work, jobs
+
+
+def _job_lines(log: str, job: str) -> str:
+    "The lines of the release workflow's `job` in act's log (act pads the job names to one width)."
+    return '\n'.join(line for line in log.splitlines() if re.match(rf'\[release/{job} *\]', line))
 
 
 @pytest.mark.slow
@@ -69,6 +86,10 @@ def test_three_merges_publish_three_versions_a_fresh_clone_pulls(released, tmp_p
     fresh = clone(hub, tmp_path / 'fresh')
     r = mlops(fresh, 'pull')
     assert r.returncode == 0 and 'pulled 3 version(s): weather@v1, weather@v2, weather@v3' in r.stdout, r.stderr
+    r = mlops(fresh, 'verify')
+    assert r.returncode == 0 and [ln.split('  ')[:2] for ln in r.stdout.splitlines()] == [
+        ['weather@v1', 'OK'], ['weather@v2', 'OK'], ['weather@v3', 'OK'], ['registry log', 'OK']], r.stdout
+    assert 'signed by release@weather' in r.stdout
     client = store(fresh)
     for n, job in enumerate(jobs, 1):
         produced = job / 'published' / f'weather@v{n}'                  # what job n produced and pushed
@@ -87,7 +108,7 @@ def test_three_merges_publish_three_versions_a_fresh_clone_pulls(released, tmp_p
     for n in (1, 2, 3):
         run_id = record(hub, f'weather@v{n}')['lineage']['run_id']
         assert run_id in index and (jobs[2] / 'runs' / run_id / 'index.html').is_file()
-        assert f'weather@v{n}' in index
+        assert f'weather@v{n}</code> <span class="badge" title="signed by release@weather">verified</span>' in index
     assert len(list((jobs[2] / 'runs').glob('*/evaluate.html'))) == 3   # each merge's executed notebooks, rendered
 
 
@@ -152,6 +173,8 @@ def test_promote_reconcile_serve_refuse_force_from_fresh_clones(released, tmp_pa
 
     # Forced, with a reason: applied and audited as forced, seen by yet another fresh clone.
     r = mlops(other, 'reconcile', '--force', '--reason', 'v2 misbehaves on new data')
+    assert r.returncode == 1 and 'reconcile needs the release key' in r.stderr, r.stderr   # the log is signed
+    r = mlops(other, 'reconcile', '--force', '--reason', 'v2 misbehaves on new data', env=KEY)
     assert r.returncode == 0 and 'weather@champion: 2 -> 1 forced' in r.stdout, r.stderr
     last = clone(hub, tmp_path / 'last')
     assert 'champion=v1' in mlops(last, 'status').stdout

@@ -8,7 +8,7 @@ import time
 import nbformat
 import pytest
 import requests
-from conftest import BIN, REPO, chromium, clean_env, git, mlops
+from conftest import BIN, REPO, chromium, clean_env, git, mlops, release_key
 from services import free_port
 
 STEPS = ['ingest', 'validate', 'features', 'train', 'evaluate', 'register']
@@ -20,12 +20,14 @@ def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('lab')
     root = tmp / 'weather'
     assert mlops(tmp, 'init', str(root)).returncode == 0
+    key = release_key(root)                              # the template requires signed versions
     git(root, 'init', '-q', '-b', 'main')
     git(root, 'add', '-A')
     git(root, 'commit', '-qm', 'weather')
     r = mlops(root, 'run', '--profile', 'pr')
     assert r.returncode == 0, r.stderr
-    assert mlops(root, 'publish').returncode == 0       # weather@v1, a tag of this repository (no remote)
+    r = mlops(root, 'publish', env=key)                  # weather@v1, a tag of this repository (no remote)
+    assert r.returncode == 0, r.stderr
     token, port = secrets.token_hex(16), free_port()
     settings = tmp / 'lab-settings' / '@jupyterlab' / 'apputils-extension'   # no "news?" prompt over the screenshots
     settings.mkdir(parents=True)
@@ -155,6 +157,9 @@ def test_the_panel_in_jupyterlab(lab):
         _wait(driver, "return document.querySelector('#mlops-nb-panel .mlops-model[data-model=weather] .mlops-gate-table')",
               60, 'the gates')
         driver.execute_script("document.getElementById('mlops-nb-panel').querySelector('.mlops-models').scrollIntoView()")
+        option = driver.execute_script("return document.querySelector('#mlops-nb-panel .mlops-model[data-model=weather] "
+                                       ".mlops-version option')?.textContent")
+        assert option == 'v1 ✓ signed by release@weather', option     # verified against the allowed signers on main
         driver.save_screenshot(str(shots / 'lab_models.png'))
         _click(driver, '.mlops-model[data-model=weather] .mlops-promote')
         _wait(driver, "return document.querySelector('#mlops-nb-panel .mlops-promote-result')?.textContent", 60, 'promoted')

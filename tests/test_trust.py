@@ -80,7 +80,7 @@ def forge(hub, tmp_path, name, key=None, metrics=None, lineage=None, files=None,
     """Push a tag `name` made from m@v1's bundle and record by a second clone: other metrics, lineage or file hashes,
     signed with `key` (None: unsigned); `alter(bundle_dir)` changes the bundle after the record was written."""
     w = clone(hub, tmp_path / f'attacker-{name}')
-    record = json.loads(git(w, 'tag', '--list', '--format=%(contents)', 'm@v1').split('\n\n', 1)[1].split('-----BEGIN')[0])
+    record = json.loads(git(w, 'tag', '--list', '--format=%(contents:body)', 'm@v1'))
     record.update(version=int(name.split('@v')[1]), metrics=metrics or record['metrics'], aliases=list(aliases),
                   lineage={**record['lineage'], **(lineage or {})}, files={**record['files'], **(files or {})})
     record['files'] = {k: v for k, v in record['files'].items() if v}

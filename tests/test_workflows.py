@@ -8,7 +8,7 @@ import time
 
 import nbformat
 import pytest
-from conftest import BIN, REPO, full_profile, git, hub_of, mlops
+from conftest import BIN, REPO, full_profile, git, hub_of, mlops, release_key
 from mlflow.tracking import MlflowClient
 
 WORKFLOW_DIRS = [REPO / '.github', REPO / 'examples' / 'weather' / '.github']
@@ -73,15 +73,17 @@ def test_act_push_with_a_tracking_server_still_publishes_to_git(project, tmp_pat
     work = tmp_path / 'weather'  # the full profile on small parameters (as tests/test_gitops_act.py): where a version
     shutil.copytree(project, work)  # goes is the point here, not a model trained on all the data (46 s -> 35 s here)
     full_profile(work, {'n_estimators': 30, 'permutation_repeats': 1, 'bootstrap': 100})
-    _commit(work, 'small full profile')
-    r = mlops(work, 'ci', 'push', '--out', str(tmp_path / 'out'), '-s', f'MLFLOW_TRACKING_URI={uri}')
+    key = release_key(work)                                   # main trusts it; the publish job holds it
+    hub = hub_of(work, tmp_path / 'hub.git')                  # this test's own hub: main is what the job publishes from
+    r = mlops(work, 'ci', 'push', '--out', str(tmp_path / 'out'), '-s', f'MLFLOW_TRACKING_URI={uri}',
+              '-s', 'MLOPS_NB_SIGNING_KEY', env=key)
     assert r.returncode == 0, r.stderr[-3000:]
     log = (tmp_path / 'out' / 'act.log').read_text()
     assert 'Run Main Full pipeline' in log and 'Run Main Apply models.yaml' in log
     assert 'Run Main GitHub Release' not in log and 'pages' not in log.split('Job succeeded')[-1]  # GitHub-only: skipped
     mv = MlflowClient(uri, uri).get_model_version_by_alias('weather', 'challenger')
     assert int(mv.version) == 1 and mv.tags['mlops_nb.profile'] == 'main'
-    assert mv.tags['mlops_nb.published'] == 'weather@v1' and 'weather@v1' in git(project.parent / 'hub.git', 'tag')
+    assert mv.tags['mlops_nb.published'] == 'weather@v1' and 'weather@v1' in git(hub, 'tag')
     assert (store / 'mlartifacts').is_dir()  # artifacts beside the shared store, not in act's copy
 
 

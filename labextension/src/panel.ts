@@ -35,7 +35,7 @@ interface Gate {
 }
 interface Model {
   model: string;
-  versions: { version: number; metrics: Record<string, number> }[];
+  versions: { version: number; metrics: Record<string, number>; signed_by?: string | null }[];
   aliases: Record<string, number>;
   declared: Record<string, number | null>;
 }
@@ -334,7 +334,9 @@ export class PipelinePanel extends Widget {
       }
       const pick = el('select', { class: 'mlops-version' });
       for (const v of m.versions) {
-        pick.appendChild(el('option', { value: String(v.version) }, `v${v.version}`));
+        // who signed it, from the allowed signers on main (nothing: it could not be verified)
+        const signed = v.signed_by ? ` ✓ signed by ${v.signed_by}` : '';
+        pick.appendChild(el('option', { value: String(v.version) }, `v${v.version}${signed}`));
       }
       pick.value = String(m.versions[m.versions.length - 1].version);
       const gates = el('div', { class: 'mlops-gates' });
