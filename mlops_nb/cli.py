@@ -430,7 +430,9 @@ def init_project(dest: Path,              # the new project folder
 def init(path, name):
     "Create a project in PATH: pipeline notebooks, mlops.yaml, models.yaml and CI workflows."
     files = init_project(path, name)
-    click.echo(f"created {len(files)} files in {path}; next: cd {path} && mlops-nb run --profile pr")
+    click.echo(f"created {len(files)} files in {path}; next: cd {path} && mlops-nb run --profile pr\n"
+               "before the first merge publishes a version: make the release key and trust it in "
+               ".mlops-nb/allowed_signers (`mlops-nb verify --help` says how)")
 
 # %% ../nbs/12_cli.ipynb 30
 _WORKFLOWS = {'pull_request': 'ci.yml', 'push': 'release.yml', 'workflow_dispatch': 'release.yml', 'schedule': 'monitor.yml'}

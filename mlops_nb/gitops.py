@@ -419,9 +419,10 @@ def open_registry(cfg: ProjectConfig, # the project
     return git_registry(cfg), Tracker(cfg)
 
 def git_registry(cfg: ProjectConfig, # the project
+                 fetch: bool = True, # fetch main first (see `trust.attach`)
                  ) -> Repo:
     "The project's git repository, with `registry.remote`, checking and signing as `trust.attach` sets it to."
-    return attach(Repo.open(cfg.root, cfg.registry.remote), cfg)
+    return attach(Repo.open(cfg.root, cfg.registry.remote), cfg, fetch)
 
 def imported(client,     # an MlflowClient
              model: str, # the registered model
@@ -910,8 +911,9 @@ def verify(cfg: ProjectConfig,         # the project
 def signers(cfg: ProjectConfig, # the project
             tags: list[str],    # published version tags
             ) -> dict[str, str]:
-    "Tag -> the allowed signer of each of `tags` that verifies (none in a project without allowed signers, or git)."
-    try: repo = git_registry(cfg)
+    """Tag -> the allowed signer of each of `tags` that verifies (none in a project without allowed signers, or git),
+    against main as last fetched: the panel asks every few seconds."""
+    try: repo = git_registry(cfg, fetch=False)
     except NotARepository: return {}
     out = {}
     for tag in tags:

@@ -28,13 +28,15 @@ class VersionRefused(RegistryError):
         super().__init__(f"{tag} refused: {reason}")
 
 # %% ../nbs/06c_trust.ipynb 6
-def main_ref(repo: Repo,  # the git repository
-             branch: str, # the main branch's name
+def main_ref(repo: Repo,         # the git repository
+             branch: str,        # the main branch's name
+             fetch: bool = True, # fetch it first (the copy we have when the remote cannot be reached)
              ) -> str:
-    "Our copy of the remote's `branch`, fetched first (the copy we have when the remote cannot be reached)."
+    "Our copy of the remote's `branch`."
     ref = repo.tracking(f'refs/heads/{branch}')
-    try: repo.fetch(f'+refs/heads/{branch}:{ref}')
-    except GitError: pass   # offline, or no main yet: nothing newer to believe than what we had
+    if fetch:
+        try: repo.fetch(f'+refs/heads/{branch}:{ref}')
+        except GitError: pass   # offline, or no main yet: nothing newer to believe than what we had
     return ref
 
 def allowed_signers(repo: Repo,          # the git repository
@@ -51,10 +53,11 @@ def allowed_signers(repo: Repo,          # the git repository
 # %% ../nbs/06c_trust.ipynb 7
 def attach(repo: Repo,           # the project's repository
            cfg: ProjectConfig,   # the project
+           fetch: bool = True,   # fetch main first (off: a reader polling, content with the copy it has)
            ) -> Repo:
     """`repo` set to verify against the allowed signers on main (`repo.signers`, `repo.require_signed`) and to sign
     what it writes when a release key is there (`repo.sign`); `repo.main` names main's ref."""
-    repo.main = main_ref(repo, cfg.registry.branch)
+    repo.main = main_ref(repo, cfg.registry.branch, fetch)
     repo.signers = allowed_signers(repo, cfg.root, repo.main)
     repo.require_signed, repo.sign = cfg.registry.require_signatures, has_signing_key(repo.top)
     return repo

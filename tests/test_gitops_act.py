@@ -28,14 +28,14 @@ def merge(work, message, models=None, params=None):
     git(work, 'push', '-q', 'origin', 'main')
 
 
-def act(hub, tmp, name, event='push', branch=None):
-    """The workflow for `event` under act, in a fresh clone of `hub` (on `branch`), a push with the release key as the
-    secret of its publish job; returns (result, output folder, log)."""
+def act(hub, tmp, name, event='push', branch=None, key_env=None):
+    """The workflow for `event` under act, in a fresh clone of `hub` (on `branch`), a push with the release key (from
+    `key_env`, default `KEY`) as the secret of its publish job; returns (result, output folder, log)."""
     job = clone(hub, tmp / name)
     if branch: git(job, 'checkout', '-q', branch)
     out = tmp / f'{name}-out'
     key = ['-s', 'MLOPS_NB_SIGNING_KEY'] if event == 'push' else []   # a pull request's job never holds it
-    r = mlops(job, 'ci', event, '--out', str(out), *key, env=KEY if key else None)
+    r = mlops(job, 'ci', event, '--out', str(out), *key, env=(key_env or KEY) if key else None)
     return r, out, (out / 'act.log').read_text()
 
 
@@ -180,6 +180,25 @@ def test_promote_reconcile_serve_refuse_force_from_fresh_clones(released, tmp_pa
     assert 'champion=v1' in mlops(last, 'status').stdout
     forced = mlops(last, 'history').stdout.splitlines()[-1]
     assert 'weather@champion: 2 -> 1 FORCED by' in forced and 'reason: v2 misbehaves on new data' in forced
+
+    # The release key rotated in a pull request: the new key added, the old one valid until now. The next merge's
+    # publish job signs weather@v4 with the new key, and every earlier version keeps verifying.
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(tmp_path / 'release2')], check=True)
+    old = (work / '.mlops-nb' / 'allowed_signers').read_text().split(' ', 1)[1]
+    time.sleep(1.1)
+    until = time.strftime('%Y%m%d%H%M%SZ', time.gmtime())
+    time.sleep(1.1)
+    (work / '.mlops-nb' / 'allowed_signers').write_text(
+        f'release@weather valid-before="{until}" {old}release2@weather {(tmp_path / "release2.pub").read_text()}')
+    merge(work, 'rotate the release key; more trees', params={**FAST, 'sample_frac': 1.0, 'n_estimators': 20})
+    new_key = {**KEY, 'MLOPS_NB_SIGNING_KEY': (tmp_path / 'release2').read_text()}
+    r, out, log = act(hub, tmp_path, 'release-rotated', key_env=new_key)
+    assert r.returncode == 0 and 'published weather@v4' in log, log[-4000:]
+    verified = mlops(clone(hub, tmp_path / 'auditor'), 'verify')
+    assert verified.returncode == 0, verified.stdout
+    assert [ln.split(', built')[0] for ln in verified.stdout.splitlines()] == [
+        *(f'weather@v{n}  OK  signed by release@weather' for n in (1, 2, 3)), 'weather@v4  OK  signed by release2@weather',
+        'registry log  OK'], verified.stdout
 
 
 def _gates(root) -> dict:
