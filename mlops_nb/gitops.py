@@ -86,7 +86,8 @@ def parse_record(tag: str,     # a version tag, e.g. weather@v3
 # %% ../nbs/06b_gitops.ipynb 10
 _ARTIFACTS = {'mlops_nb.onnx': 'model.onnx', 'mlops_nb.reference_profile': 'reference.whylogs',
               'mlops_nb.model_card': 'MODEL_CARD.md'}           # version tag -> bundle file
-_STORE_TAGS = {*_ARTIFACTS, 'mlops_nb.model_uri', PUBLISHED_TAG}  # point into one store: rewritten on import
+_REGISTERED = 'mlops_nb.registered'  # when a local version was first registered (ms), kept when a rebuild renumbers it
+_STORE_TAGS = {*_ARTIFACTS, 'mlops_nb.model_uri', PUBLISHED_TAG, _REGISTERED}  # this store's own: rewritten on import
 
 def _utcnow() -> str:
     "UTC time in ISO 8601 with milliseconds: events of one second still sort in the order they happened."
@@ -175,8 +176,9 @@ def build_bundle(root: Path,        # the project folder
     if run_id: _copy_run(root, run_id, dest / 'run')
     rec = VersionRecord(
         model=mv.name, version=n, created=_utcnow(), metrics=metrics, gates=gates,
-        lineage={k.removeprefix('mlops_nb.'): v for k, v in mv.tags.items()
-                 if k.startswith('mlops_nb.') and k not in _STORE_TAGS},
+        lineage={**{k.removeprefix('mlops_nb.'): v for k, v in mv.tags.items()
+                    if k.startswith('mlops_nb.') and k not in _STORE_TAGS},
+                 'registered_from': mv.tags.get('mlops_nb.model_uri', mv.source)},  # an id to recognise it by, never followed
         pipeline=run_pipeline_record(root, run_id) if run_id else {}, aliases=sorted(mv.aliases), files={},
         tags={k: v for k, v in mv.tags.items() if not k.startswith(('mlops_nb.', 'metric.'))})
     if not (dest / 'MODEL_CARD.md').exists(): write_text(dest / 'MODEL_CARD.md', model_card(rec))
@@ -248,7 +250,20 @@ def check_files(tag: str,           # a version tag
 class _Misnumbered(Exception): pass
 
 def _local_versions(client, model: str) -> dict[int, object]:
+    _finish_rebuild(client, model)
     return {int(v.version): v for v in client.search_model_versions(f"name = '{model}'")}
+
+_REBUILT = 'mlops_nb.rebuilt'   # on `<model>.rebuilding`, once it holds every version: it replaces `<model>`
+
+def _finish_rebuild(client, model: str) -> None:
+    "After a rebuild that was stopped: its complete result replaces `model`; an incomplete one goes, `model` stays."
+    from mlflow.exceptions import MlflowException
+    try: staged = client.get_registered_model(f'{model}.rebuilding')
+    except MlflowException: return
+    if staged.tags.get(_REBUILT) != 'complete': return client.delete_registered_model(staged.name)
+    try: client.delete_registered_model(model)
+    except MlflowException: pass   # deleted already, just before the stop
+    client.rename_registered_model(staged.name, model)
 
 def _import_run(tracker: Tracker, tag: str, folder: Path) -> tuple[str, str]:
     "The run holding the published version `tag` in this store (created from `folder` once); returns (run id, model id)."
@@ -273,31 +288,33 @@ def _import_run(tracker: Tracker, tag: str, folder: Path) -> tuple[str, str]:
     client.set_terminated(run_id, 'FINISHED')
     return run_id, lm.model_id
 
-def _import(tracker: Tracker, rec: VersionRecord, tag: str, folder: Path):
-    "Register the published version `tag` as version `rec.version` of its model in this store."
+def _import(tracker: Tracker, rec: VersionRecord, tag: str, folder: Path, name: str | None = None):
+    "Register the published version `tag` as version `rec.version` of its model (or of `name`) in this store."
     from mlflow.exceptions import MlflowException
-    client, n = tracker.client, rec.version
+    client, n, name = tracker.client, rec.version, name or rec.model
     run_id, model_id = _import_run(tracker, tag, folder)
     lineage = {f'mlops_nb.{k}': v for k, v in rec.lineage.items() if f'mlops_nb.{k}' not in _STORE_TAGS}
     tags = {**{k: v for k, v in rec.tags.items() if not k.startswith(('mlops_nb.', 'metric.'))}, **lineage,
             **{f'metric.{k}': repr(v) for k, v in rec.metrics.items()},
             PUBLISHED_TAG: tag, 'mlops_nb.model_uri': f'models:/{model_id}',
             **{t: f'runs:/{run_id}/{f}' for t, f in _ARTIFACTS.items() if (folder / f).is_file()}}
-    try: client.create_registered_model(rec.model)
+    try: client.create_registered_model(name)
     except MlflowException as e:
         if 'RESOURCE_ALREADY_EXISTS' not in str(e.error_code): raise
     while True:
-        mv = client.create_model_version(rec.model, f'models:/{model_id}', run_id=run_id, tags=tags,
+        mv = client.create_model_version(name, f'models:/{model_id}', run_id=run_id, tags=tags,
                                          description=rec.message().splitlines()[0])
         if int(mv.version) == n: return mv
         if int(mv.version) > n: raise _Misnumbered
-        client.delete_model_version(rec.model, mv.version)  # a number nobody published: held by a deleted placeholder
+        client.delete_model_version(name, mv.version)  # a number nobody published: held by a deleted placeholder
 
 def _rebuildable(uri: str) -> bool: return uri.startswith(('sqlite:', 'file:')) or '://' not in uri
 
 def _rebuild(tracker: Tracker, model: str, records: dict[int, tuple[str, VersionRecord, Path]], first: int | None = None,
              echo=print) -> dict[int, int]:
-    "Recreate `model` in this (local) store: published versions first, then its local candidates renumbered."
+    """Recreate `model` in this (local) store: published versions first, then its local candidates renumbered. The new
+    model is built beside the old one (`<model>.rebuilding`) and replaces it only once complete: a rebuild stopped at
+    any point leaves every version in the registry (see `_finish_rebuild`)."""
     from mlflow.exceptions import MlflowException
     client = tracker.client
     if not _rebuildable(tracker.uri):
@@ -308,14 +325,17 @@ def _rebuild(tracker: Tracker, model: str, records: dict[int, tuple[str, Version
                    key=lambda v: (int(v.version) != first, int(v.version)))
     try: aliases = client.get_registered_model(model).aliases
     except MlflowException: aliases = {}
-    else: client.delete_registered_model(model)
-    for tag, rec, folder in records.values(): _import(tracker, rec, tag, folder)
+    new = client.create_registered_model(f'{model}.rebuilding').name
+    for tag, rec, folder in records.values(): _import(tracker, rec, tag, folder, name=new)
     moved = {}
     for v in cands:
-        moved[int(v.version)] = int(client.create_model_version(model, v.source, run_id=v.run_id, tags=v.tags,
+        tags = {**v.tags, _REGISTERED: v.tags.get(_REGISTERED, str(v.creation_timestamp))}
+        moved[int(v.version)] = int(client.create_model_version(new, v.source, run_id=v.run_id, tags=tags,
                                                                 description=v.description).version)
     for alias, v in aliases.items():
-        if int(v) in moved: client.set_registered_model_alias(model, alias, str(moved[int(v)]))
+        if int(v) in moved: client.set_registered_model_alias(new, alias, str(moved[int(v)]))
+    client.set_registered_model_tag(new, _REBUILT, 'complete')
+    _finish_rebuild(client, model)
     if any(a != b for a, b in moved.items()):
         echo(f"{model}: local versions renumbered after the published ones: "
              + ', '.join(f'v{a} -> v{b}' for a, b in moved.items()))
@@ -333,13 +353,12 @@ def _bundles(root: Path, repo: Repo, tags: dict[int, str], refused: list[str]) -
     return out
 
 def _adopt(root: Path, repo: Repo, client, model: str, pub: dict[int, str], refused: list[str]) -> dict[int, object]:
-    """The local versions of `model`, each candidate that another job published under its own number (`publish --from`:
-    same pipeline run) marked as that published version."""
+    """The local versions of `model`, each candidate that was published under its own number but not marked so (by
+    another job, `publish --from`, or by a publish stopped right after its push) marked as that published version."""
     local = _local_versions(client, model)
-    mine = {n: t for n, t in pub.items() if n in local and PUBLISHED_TAG not in local[n].tags
-            and local[n].tags.get('mlops_nb.run_id')}
+    mine = {n: t for n, t in pub.items() if n in local and PUBLISHED_TAG not in local[n].tags}
     for n, (tag, rec, _) in _bundles(root, repo, mine, refused).items():
-        if rec.lineage.get('run_id') == local[n].tags['mlops_nb.run_id']:
+        if rec.lineage.get('registered_from') == local[n].tags.get('mlops_nb.model_uri', local[n].source):
             client.set_model_version_tag(model, str(n), PUBLISHED_TAG, tag)
             local[n] = client.get_model_version(model, str(n))
     return local
@@ -434,7 +453,8 @@ def imported(client,     # an MlflowClient
 def _candidate(client, model: str, version: int | None = None):
     local = _local_versions(client, model)
     if version is not None and version not in local: raise RegistryError(f"{model} version {version}: not in the local registry")
-    n = version or next((n for n in sorted(local, reverse=True) if PUBLISHED_TAG not in local[n].tags), None)
+    newest = lambda n: int(local[n].tags.get(_REGISTERED, local[n].creation_timestamp))  # numbers change in a rebuild
+    n = version or max((n for n in local if PUBLISHED_TAG not in local[n].tags), key=newest, default=None)
     return None if n is None else client.get_model_version(model, str(n))  # with its aliases (search leaves them out)
 
 def _gates_now(cfg: ProjectConfig, client, model: str, metrics: dict) -> list[dict]:

@@ -2,11 +2,13 @@
 (The weather release loop under act is in test_gitops_act.py.)"""
 import json
 import os
+import shutil
 import subprocess
+import sys
 import threading
 
 import pytest
-from conftest import clone, git, mlops, register_versions, tiny_hub
+from conftest import clean_env, clone, git, mlops, register_versions, tiny_hub
 from mlflow.tracking import MlflowClient
 
 
@@ -201,3 +203,60 @@ def test_reconcile_refuses_a_failing_gate_and_the_log_tells_a_fresh_clone(hub, t
     assert int(store(other).get_model_version_by_alias('m', 'champion').version) == 2
     assert 'FORCED by' in mlops(other, 'history').stdout.splitlines()[-1]
     assert 'reason: v1 misbehaves in production' in mlops(other, 'history').stdout
+
+
+def _f1s(root, model='m') -> dict[int, float]:
+    return {int(v.version): float(v.tags['metric.f1']) for v in store(root).search_model_versions(f"name = '{model}'")}
+
+
+def test_publishing_after_two_local_runs_publishes_the_newest_and_keeps_the_other(hub, tmp_path):
+    a = clone(hub, tmp_path / 'a')
+    register_versions(a, 'm', [{'f1': 0.5}, {'f1': 0.6}], alias='challenger')   # two runs, nothing published yet
+    r = mlops(a, 'publish')
+    assert r.returncode == 0 and 'published m@v1' in r.stdout, r.stderr
+    assert versions(a) == {1: 'm@v1', 2: ''} and _f1s(a) == {1: 0.6, 2: 0.5}   # the newest as v1, the other a candidate
+    assert int(store(a).get_model_version_by_alias('m', 'challenger').version) == 1
+    assert tags(hub) == ['m@v1']
+
+
+KILLER = """
+import os, signal, sys
+from mlflow.tracking import MlflowClient
+calls, at = [0], int(os.environ['KILL_AT'])
+def counted(f):
+    def call(*a, **kw):
+        calls[0] += 1
+        if calls[0] == at: os.kill(os.getpid(), signal.SIGKILL)
+        return f(*a, **kw)
+    return call
+for name in ('create_registered_model', 'delete_registered_model', 'rename_registered_model', 'create_model_version',
+             'delete_model_version', 'set_registered_model_alias', 'set_registered_model_tag', 'set_model_version_tag'):
+    setattr(MlflowClient, name, counted(getattr(MlflowClient, name)))
+from mlops_nb.cli import cli
+cli()
+"""
+
+
+def test_a_publish_killed_at_any_registry_write_loses_no_version(hub, tmp_path):
+    "Killed at its 1st, 2nd, ... write to the local registry: every version is still there, and the next publish works."
+    a = clone(hub, tmp_path / 'a')
+    register_versions(a, 'm', [{'f1': 0.5}, {'f1': 0.6}], alias='challenger')
+    kills, at = 0, 0
+    while True:
+        at += 1
+        job, remote = tmp_path / f'job{at}', tmp_path / f'hub{at}.git'
+        shutil.copytree(a, job)
+        shutil.copytree(hub, remote)
+        git(job, 'remote', 'set-url', 'origin', str(remote))
+        r = subprocess.run([sys.executable, '-c', KILLER, '-C', str(job), 'publish'], capture_output=True, text=True,
+                           env=clean_env({**os.environ, 'KILL_AT': str(at)}))
+        if r.returncode == 0: break                                    # got through without reaching write `at`
+        assert r.returncode == -9, r.stderr
+        kills += 1
+        assert mlops(job, 'status').returncode == 0        # any command first completes (or undoes) a stopped rebuild
+        assert sorted(_f1s(job).values()) == [0.5, 0.6], (at, _f1s(job))  # nothing lost, nothing doubled
+        pushed = git(remote, 'tag', '--list').split() == ['m@v1']         # stopped after its push: pull finds it
+        r = mlops(job, 'pull' if pushed else 'publish')
+        assert r.returncode == 0, (at, r.stderr)
+        assert sorted(_f1s(job).items()) == [(1, 0.6), (2, 0.5)] and versions(job) == {1: 'm@v1', 2: ''}, at
+    assert kills >= 5 and versions(job) == {1: 'm@v1', 2: ''}
