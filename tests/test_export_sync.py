@@ -1,10 +1,12 @@
-"""CI refuses a package that differs from what the notebooks export, and a run without the services its tests need."""
+"""CI refuses a package that differs from what the notebooks export, notebooks committed unclean, and a run without the
+services its tests need."""
 import json
 import os
 import shutil
 import subprocess
 
-from conftest import BIN, REPO
+import nbformat
+from conftest import BIN, REPO, git
 
 
 def _copy_project(dest):
@@ -48,3 +50,31 @@ def test_a_missing_service_fails_under_ci_and_skips_elsewhere(tmp_path):
     assert results['true'].returncode == 1
     assert '(apt-get install chromium) (CI=true: a missing service fails the run)' in results['true'].stdout
     assert results[''].returncode == 0 and '1 skipped' in results[''].stdout
+
+
+def test_the_clean_check_cleans_tracked_notebooks_only(tmp_path):
+    """After `make demo`, MLflow keeps copies of the executed notebooks (untracked, with their outputs) under the example:
+    the clean check leaves them as they are (before: it stripped them, then failed `make test`); a tracked notebook
+    with an output still fails it."""
+    for d in ('nbs', 'examples', '.ci'): shutil.copytree(REPO / d, tmp_path / d)
+    shutil.copy(REPO / 'settings.ini', tmp_path)                # nbdev_clean's settings
+    git(tmp_path, 'init', '-q')
+    git(tmp_path, 'add', 'nbs', 'examples', '.ci')
+    git(tmp_path, 'commit', '-qm', 'tracked')
+    executed = tmp_path / 'examples' / 'weather' / 'mlartifacts' / '1' / 'artifacts' / 'train.ipynb'
+    executed.parent.mkdir(parents=True)
+    out = nbformat.v4.new_output('execute_result', {'text/plain': '2'}, execution_count=1)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('1 + 1', execution_count=1, outputs=[out])]),
+                   executed)
+    before = executed.read_bytes()
+    check = lambda: subprocess.run(['bash', '.ci/check-clean'], cwd=tmp_path, capture_output=True, text=True,
+                                   env={**os.environ, 'BIN': str(BIN)})
+    r = check()
+    assert r.returncode == 0 and 'tracked notebooks are clean' in r.stdout, r.stdout + r.stderr
+    assert executed.read_bytes() == before                      # the demo's executed notebook keeps its outputs
+    tracked = tmp_path / 'nbs' / '00_config.ipynb'
+    nb = nbformat.read(tracked, as_version=4)
+    next(c for c in nb.cells if c.cell_type == 'code').execution_count = 7
+    nbformat.write(nb, tracked)
+    r = check()
+    assert r.returncode == 1 and 'notebooks were not clean' in r.stderr
