@@ -27,7 +27,7 @@ class VersionRefused(RegistryError):
         self.tag, self.reason = tag, reason
         super().__init__(f"{tag} refused: {reason}")
 
-# %% ../nbs/06c_trust.ipynb 6
+# %% ../nbs/06c_trust.ipynb 8
 def main_ref(repo: Repo,         # the git repository
              branch: str,        # the main branch's name
              fetch: bool = True, # fetch it first (the copy we have when the remote cannot be reached)
@@ -50,7 +50,7 @@ def allowed_signers(repo: Repo,          # the git repository
     write_text(path := repo.git_dir / 'mlops_nb' / 'allowed_signers', text + '\n')
     return path
 
-# %% ../nbs/06c_trust.ipynb 7
+# %% ../nbs/06c_trust.ipynb 10
 def attach(repo: Repo,           # the project's repository
            cfg: ProjectConfig,   # the project
            fetch: bool = True,   # fetch main first (off: a reader polling, content with the copy it has)
@@ -62,7 +62,7 @@ def attach(repo: Repo,           # the project's repository
     repo.require_signed, repo.sign = cfg.registry.require_signatures, has_signing_key(repo.top)
     return repo
 
-# %% ../nbs/06c_trust.ipynb 8
+# %% ../nbs/06c_trust.ipynb 11
 def unauthenticated(repo: Repo, # an attached repository (see `attach`)
                     ) -> str | None:
     """Why published versions cannot be authenticated, else None: `pull` and `publish` say it once as a warning, or,
@@ -71,7 +71,7 @@ def unauthenticated(repo: Repo, # an attached repository (see `attach`)
         return (f"no {SIGNERS_FILE} on the main branch: published versions are unauthenticated (anyone who can push a "
                 "tag can publish one); `mlops-nb verify --help` says how to add the release key")
 
-# %% ../nbs/06c_trust.ipynb 10
+# %% ../nbs/06c_trust.ipynb 14
 def check_version(repo: Repo,    # an attached repository (see `attach`)
                   tag: str,      # the version tag
                   lineage: dict, # its record's lineage
