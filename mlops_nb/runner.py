@@ -191,6 +191,16 @@ def sanitize_outputs(nb_path: Path,                 # an executed notebook, rewr
     return cut
 
 # %% ../nbs/02_runner.ipynb 21
+_STDERR_ERROR = re.compile(r'^(?P<ename>[A-Za-z_][\w.]*): (?P<evalue>.+)$', re.M)
+
+def _said_on_stderr(out_nb: Path) -> tuple[str, str] | None:
+    """(name, message) of the error the failed cell printed on stderr: IPython reports a `UsageError` (an unknown
+    magic) there and not as an error output, so Papermill names it only `CellExecutionError`."""
+    cells = json.loads(out_nb.read_text())['cells'] if out_nb.exists() else []
+    failed = [c for c in cells if c.get('metadata', {}).get('papermill', {}).get('exception')]
+    text = ''.join(''.join(o.get('text', '')) for c in failed[-1:] for o in c.get('outputs', []) if o.get('name') == 'stderr')
+    return (found[-1]['ename'], found[-1]['evalue']) if (found := list(_STDERR_ERROR.finditer(text))) else None
+
 def _last_started_cell(out_nb: Path) -> int | None:
     "Index, in the executed notebook, of the last cell papermill started: where a kernel died."
     if not out_nb.exists(): return None
@@ -223,8 +233,9 @@ def execute_notebook(nb_path: Path,                    # the source notebook
         pm.execute_notebook(str(nb_path), str(out_nb), parameters=params, **kw)
     except PapermillExecutionError as e:
         tail = [scrub(line, secrets) for t in e.traceback for line in _ANSI.sub('', t).splitlines() if line.strip()]
-        return {'cell': _source_cell(nb_path, e.cell_index, bool(params)), 'ename': e.ename,
-                'evalue': scrub(e.evalue, secrets), 'tail': tail[-6:]}
+        ename, evalue = (e.ename, e.evalue) if e.evalue else _said_on_stderr(out_nb) or (e.ename, e.evalue)
+        return {'cell': _source_cell(nb_path, e.cell_index, bool(params)), 'ename': ename,
+                'evalue': scrub(evalue, secrets), 'tail': tail[-6:]}
     except DeadKernelError:
         i = _last_started_cell(out_nb)
         return {'cell': None if i is None else _source_cell(nb_path, i, bool(params)), 'ename': 'DeadKernelError',

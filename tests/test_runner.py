@@ -124,6 +124,16 @@ def test_failure_names_cell_keeps_notebook_and_resumes(three_step):
     assert 'ingest: cached' in r.stderr and executed(r.stderr) == ['prep', 'train']
 
 
+def test_an_unknown_magic_is_named_in_the_error(three_step):
+    "IPython reports an unknown magic on stderr, not as an error output: the error says what it said (was 'CellExecutionError:')."
+    write_nb(three_step / 'notebooks' / 'prep.ipynb', 'scale = 1.0', '%notamagic 1')
+    r = mlops(three_step, 'run')
+    assert r.returncode == 1
+    assert ("Error: step 'prep' failed in notebooks/prep.ipynb, cell 3: UsageError: Line magic function `%notamagic` not "
+            "found.") in r.stderr, r.stderr
+    assert steps_json(three_step)['prep']['error']['ename'] == 'UsageError'
+
+
 def test_missing_declared_output_fails_the_step(three_step):
     write_nb(three_step / 'notebooks' / 'prep.ipynb', 'scale = 1.0', 'x = 1')
     r = mlops(three_step, 'run')
