@@ -62,6 +62,14 @@ def main():
     cli(prog_name='mlops-nb')
 
 # %% ../nbs/12_cli.ipynb 7
+def _shape(cfg) -> str:
+    "The step graph in one line: a chain as `a -> b -> c`, else each step after what it needs (`a; a -> b; a, b -> c`)."
+    import itertools
+    order = cfg.order()
+    if not cfg.steps[order[0]].needs and all(cfg.steps[b].needs == [a] for a, b in itertools.pairwise(order)):
+        return ' -> '.join(order)
+    return '; '.join(f"{', '.join(cfg.steps[s].needs)} -> {s}" if cfg.steps[s].needs else s for s in order)
+
 @cli.command()
 @click.pass_context
 def validate(ctx):
@@ -69,7 +77,7 @@ def validate(ctx):
     from mlops_nb.runner import plan
     cfg = load_config(_root(ctx))
     for profile in [None, *cfg.profiles]: plan(cfg, profile=profile)
-    click.echo(f"ok: {cfg.root / 'mlops.yaml'}: {len(cfg.steps)} steps ({' -> '.join(cfg.order())}); "
+    click.echo(f"ok: {cfg.root / 'mlops.yaml'}: {len(cfg.steps)} steps ({_shape(cfg)}); "
                f"profiles: {', '.join(cfg.profiles) or 'none'}")
 
 # %% ../nbs/12_cli.ipynb 9
