@@ -479,7 +479,7 @@ def execute_step(root: Path,                     # the project folder
     (on a Dask worker) it uses the worker's own, and keeps a kernel for this notebook warm for the worker's next task
     (sweep trials are the same notebook again)."""
     with _importing:  # after the worker's background imports (`_import_soon`)
-        cfg = load_config(root)
+        cfg = _worker_config(root)
         if tracker is None and pool is None and (pool := _worker_pool(str(cfg.root))) and str(cfg.root) not in _planned_pools:
             pool.plan([notebook_imports(p.notebook, cfg.root)] * 2)  # one for this task, one warming for the next
         tracker = tracker or _worker_tracker(cfg)
@@ -487,6 +487,16 @@ def execute_step(root: Path,                     # the project folder
                     pool)
 
 # %% ../nbs/02_runner.ipynb 29
+def _worker_config(root: str | Path) -> ProjectConfig:
+    "The project at `root` as a Dask worker sees it; a clear `MlopsError` when the worker cannot see the folder at all."
+    if not (Path(root) / 'mlops.yaml').is_file():   # (the worker may have made the folder for its kernels)
+        import socket
+        raise MlopsError(f"the Dask worker on {socket.gethostname()} cannot see the project folder {root}: the workers share "
+                         "no disk with this machine. Set `shared_filesystem: false` in mlops.yaml (files then travel "
+                         "through the MLflow tracking server), or give the workers the project at the same path")
+    return load_config(root)
+
+# %% ../nbs/02_runner.ipynb 32
 def _blob_lock(sha: str):
     "The cluster-wide lock on uploading blob `sha`: two workers (or a worker and the runner) never upload it both."
     from distributed import Lock
@@ -544,7 +554,7 @@ def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, ru
         return {**out, 'outputs': _inline({sha: cfg.path(rel) for rel, sha in outputs.items()})}  # the rest: by hash
     finally: shutil.rmtree(task, ignore_errors=True)
 
-# %% ../nbs/02_runner.ipynb 30
+# %% ../nbs/02_runner.ipynb 33
 class _Shipping(Executor):
     """Runs `execute_step` tasks on Dask workers that share no disk with this machine (`_remote_step`): each task's
     files go by content hash through the tracking server, uploaded once, and the step's files come back the same way."""
@@ -603,7 +613,7 @@ class _Shipping(Executor):
         self.threads.shutdown(wait)
         for parent in self.parents: self.tracker.kill_unfinished(parent)
 
-# %% ../nbs/02_runner.ipynb 34
+# %% ../nbs/02_runner.ipynb 37
 @dataclass
 class StepResult:
     step: str                       # the step
@@ -612,7 +622,7 @@ class StepResult:
     seconds: float = 0.0            # the notebook's run time
     metrics: dict = field(default_factory=dict) # what it logged
 
-# %% ../nbs/02_runner.ipynb 35
+# %% ../nbs/02_runner.ipynb 38
 @dataclass
 class RunResult:
     run_id: str | None              # None when every step was a cache hit (nothing ran, no run folder)
@@ -620,7 +630,7 @@ class RunResult:
     dir: Path | None = None         # the run folder
     mlflow_run_id: str | None = None # the pipeline run's MLflow run
 
-# %% ../nbs/02_runner.ipynb 36
+# %% ../nbs/02_runner.ipynb 39
 def _now() -> str: return time.strftime('%Y-%m-%dT%H:%M:%S%z')
 
 def _read(path: Path) -> dict: return json.loads(path.read_text()) if path.exists() else {}
@@ -735,7 +745,7 @@ def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo,
          f"MLflow: experiment {cfg.name!r}, run {parent} at {redact_uri(tracker.uri)}")
     return RunResult(run_id, [results[p.step] for p in plans], run_dir, parent)
 
-# %% ../nbs/02_runner.ipynb 38
+# %% ../nbs/02_runner.ipynb 41
 _ENTRY_KEYS = ('step', 'run_id', 'cache_key', 'notebook', 'notebook_hash', 'inputs', 'outputs', 'metrics', 'models', 'params',
                'logged_params', 'mlflow_run_id', 'source_dir')
 
@@ -795,7 +805,7 @@ def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage
         write_json(state / 'cache' / f'{p.key}.json', {k: rec[k] for k in _ENTRY_KEYS})
         return StepResult(p.step, 'done', step_dir, rec['seconds'], metrics)
 
-# %% ../nbs/02_runner.ipynb 42
+# %% ../nbs/02_runner.ipynb 45
 def parse_grid(items, # ['n=50,100', 'depth=5']: a name and its values each
                ) -> dict[str, list[str]]:
     "`['n=50,100', 'depth=5']` -> `{'n': ['50', '100'], 'depth': ['5']}`."
@@ -807,7 +817,7 @@ def parse_grid(items, # ['n=50,100', 'depth=5']: a name and its values each
     if not grid: raise MlopsError("sweep: give at least one NAME=V1,V2,... to vary")
     return grid
 
-# %% ../nbs/02_runner.ipynb 43
+# %% ../nbs/02_runner.ipynb 46
 def sweep_trials(grid: dict[str, list],     # parameter -> values to try
                  random: int | None = None, # draw this many distinct trials (default: all)
                  seed: int = 0,             # seed of the draw
@@ -818,7 +828,7 @@ def sweep_trials(grid: dict[str, list],     # parameter -> values to try
     trials = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
     return rnd.Random(seed).sample(trials, min(random, len(trials))) if random else trials
 
-# %% ../nbs/02_runner.ipynb 44
+# %% ../nbs/02_runner.ipynb 47
 @dataclass
 class SweepResult:
     run_id: str                     # the sweep run
@@ -826,7 +836,7 @@ class SweepResult:
     trials: list[dict]              # {'params', 'metrics', 'status'} per trial
     best: dict                      # the best trial
 
-# %% ../nbs/02_runner.ipynb 45
+# %% ../nbs/02_runner.ipynb 48
 def run_sweep(root: str | Path,              # the project folder
               step: str,                     # the step to vary
               grid: dict[str, list],         # parameter -> values to try
@@ -900,7 +910,7 @@ def run_sweep(root: str | Path,              # the project folder
     echo(f"best of {len(results)} trials: {best['params']} with {metric}={best['metrics'][metric]:.4g} (sweep {run_id})")
     return SweepResult(run_id, metric, results, best)
 
-# %% ../nbs/02_runner.ipynb 49
+# %% ../nbs/02_runner.ipynb 52
 def _alive(pid) -> bool:
     try: os.kill(int(pid), 0)
     except (OSError, TypeError, ValueError): return False

@@ -71,6 +71,16 @@ def _sha(path: Path) -> str:
     return sha256_file(path)
 
 
+def test_workers_that_cannot_see_the_project_say_so(cluster):
+    "`shared_filesystem` left at its default with workers that share no disk: the error says so, and what to set."
+    root = remote_yaml(_weather(cluster['hidden'] / 'shared-by-mistake', where_step=False), cluster)
+    (root / 'mlops.yaml').write_text((root / 'mlops.yaml').read_text().replace('shared_filesystem: false', ''))
+    r = mlops(root, 'run', '--profile', 'pr', 'ingest')
+    assert r.returncode == 1, r.stderr
+    assert 'cannot see the project folder' in r.stderr and 'Set `shared_filesystem: false` in mlops.yaml' in r.stderr, r.stderr
+    assert 'mlops.yaml: not found' not in r.stderr
+
+
 def test_weather_pipeline_and_sweep_on_workers_that_cannot_see_the_project(cluster):
     from mlflow.tracking import MlflowClient
     hidden = cluster['hidden']
