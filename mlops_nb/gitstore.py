@@ -164,9 +164,10 @@ class Untrusted(GitError):
     "A signature that does not verify against the allowed signers, or a registry log that was rewritten."
 
 def _config(values: dict) -> dict:
-    "`git -c` settings as GIT_CONFIG_* variables: values stay off the command line."
-    env = {'GIT_CONFIG_COUNT': str(len(values))}
-    for i, (k, v) in enumerate(values.items()): env |= {f'GIT_CONFIG_KEY_{i}': k, f'GIT_CONFIG_VALUE_{i}': str(v)}
+    "`git -c` settings as GIT_CONFIG_* variables after any the environment has: values stay off the command line."
+    n = int(os.environ.get('GIT_CONFIG_COUNT', 0))
+    env = {'GIT_CONFIG_COUNT': str(n + len(values))}
+    for i, (k, v) in enumerate(values.items(), n): env |= {f'GIT_CONFIG_KEY_{i}': k, f'GIT_CONFIG_VALUE_{i}': str(v)}
     return env
 
 # %% ../nbs/06a_gitstore.ipynb 16
