@@ -14,8 +14,9 @@ root = Path(__file__).resolve().parent.parent
 # the reading order: tutorials first, then the modules as a course, config to scaling out
 TUTORIALS = ['getting_started', '16_gitops_on_github', '17_jupyterlab', 'monitoring_and_retraining', '15_scaling_out']
 MODULES = ['00_config', '01_params', '02_runner', '02a_kernels', '02b_shipping', '02c_fork_server', '03_tracking',
-           '03a_masking', '04_api', '05_data', '06_registry', '06a_gitstore', '06b_gitops', '07_report', '08_monitor',
-           '09_serve', '09a_canary', '09b_alerting', '09c_container', '10_jupyter', '10a_lab', '12_cli', '13_package']
+           '03a_masking', '04_api', '05_data', '06_registry', '06a_gitstore', '06b_gitops', '06c_trust', '07_report',
+           '08_monitor', '09_serve', '09a_canary', '09b_alerting', '09c_container', '10_jupyter', '10a_lab', '12_cli',
+           '13_package']
 
 
 def exported_module(nb: Path) -> str | None:
