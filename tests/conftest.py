@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 # several minutes last): the long files start first and the workers finish together. A file not listed runs after these.
 SLOWEST_FIRST = ['test_docs.py', 'test_gitops_act.py', 'test_remote_workers.py', 'reliability/test_faults.py',
                  'test_executors.py', 'test_workflows.py', 'test_weather.py', 'test_lab.py', 'test_container.py',
-                 'test_runner.py', 'test_report.py', 'test_operate.py', 'test_serve.py', 'test_gitops.py',
+                 'test_runner.py', 'test_report.py', 'test_operate.py', 'test_serve.py', 'test_gitops.py', 'test_trust.py',
                  'test_scale_out.py', 'test_registry.py', 'test_jupyter.py', 'reliability/test_security.py',
                  'reliability/test_bad_inputs.py', 'test_export_sync.py', 'test_config_cli.py',
                  'reliability/test_properties.py']
