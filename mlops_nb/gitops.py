@@ -599,10 +599,11 @@ def pull(cfg: ProjectConfig,               # the project
          targets: list[str] | None = None, # models or tags, e.g. weather@v3 (default: everything published)
          echo=print,                       # where progress lines go
          strict: bool = False,             # a version refused is an error (after the rest is pulled), not a line
+         repo: Repo | None = None,         # the project's repository, if the caller has it (see `git_registry`)
          ) -> list[str]:
     """Import published versions (`model`, or `model@vN` and the ones before it; default: every model) and aliases;
     a version that is not to be believed (see trust) is left out with one line saying why."""
-    repo, want = git_registry(cfg), {}
+    repo, want = repo or git_registry(cfg), {}
     if (why := unauthenticated(repo)) and not repo.require_signed: echo(f'warning: {why}')
     for t in targets or []:
         m = _TAG.match(t)
@@ -704,7 +705,7 @@ def reconcile(cfg: ProjectConfig,        # the project
     if not dry_run and repo.run('status', '--porcelain', '--', str(cfg.root / 'models.yaml')):
         raise RegistryError("models.yaml has uncommitted changes: reconcile applies what is committed, so that every "
                             "change in the registry log names the commit that asked for it (commit it first)")
-    pull(cfg, list(load_models(cfg.root).models), echo=lambda m: None)
+    pull(cfg, list(load_models(cfg.root).models), echo=lambda m: None, repo=repo)
     client, commit = tracker.client, git_info(cfg.root)['commit']
     if dry_run: return plan_reconcile(cfg, repo, client, repo.read_log(fetch=False)[1], force)
     planned = []
@@ -838,7 +839,7 @@ def model_status(cfg: ProjectConfig, # the project
     client, out = client_for(tracking_uri(cfg)), []
     for name, declared in load_models(cfg.root).models.items():
         here = {n for n, v in _local_versions(client, name).items() if PUBLISHED_TAG in v.tags}
-        if repo and {v for v in declared.values() if v} - here: pull(cfg, [name], echo=lambda m: None)
+        if repo and {v for v in declared.values() if v} - here: pull(cfg, [name], echo=lambda m: None, repo=repo)
         local, pub = _local_versions(client, name), published(repo, name) if repo else {}
         try: aliases = {a: int(v) for a, v in client.get_registered_model(name).aliases.items()}
         except Exception: aliases = {}
