@@ -80,13 +80,12 @@ def _from_bundle(cfg: ProjectConfig, tag: str, runtime: str) -> dict:
     if runtime == 'onnx' and not (folder / 'model.onnx').is_file():
         raise MlopsError(f"{tag} has no ONNX export in its bundle: serve it with --runtime sklearn, which trusts only "
                          "the types mlops.yaml lists under serve.trusted_types")
-    schema = mlflow.models.Model.load(str(folder / 'model')).signature
-    if schema is None: raise MlopsError(f"{tag} has no signature: log it with an input example")
+    logged = mlflow.models.Model.load(str(folder / 'model'))
+    if (schema := logged.signature) is None: raise MlopsError(f"{tag} has no signature: log it with an input example")
     found = {'version': rec.version, 'columns': [(c.name, c.type.name) for c in schema.inputs.inputs]}
     if (folder / 'reference.whylogs').is_file(): found['reference'] = str(folder / 'reference.whylogs')
     if runtime == 'onnx': return {**found, 'path': str(folder / 'model.onnx')}
-    flavor = mlflow.models.Model.load(str(folder / 'model')).flavors.get('sklearn', {})
-    return {**found, 'path': str(folder / 'model'), 'flavor': flavor}
+    return {**found, 'path': str(folder / 'model'), 'flavor': logged.flavors.get('sklearn', {})}
 
 def _load_sklearn(cfg: ProjectConfig, what: str, local: str, flavor: dict):
     "The scikit-learn model `what` (downloaded at `local`) through skops, trusting only what `mlops.yaml` trusts."
