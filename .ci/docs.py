@@ -13,10 +13,11 @@ from pathlib import Path
 root = Path(__file__).resolve().parent.parent
 # the reading order: tutorials first, then the modules as a course, config to scaling out
 TUTORIALS = ['getting_started', '16_gitops_on_github', '17_jupyterlab', 'monitoring_and_retraining', '15_scaling_out']
-MODULES = ['00_config', '01_params', '02_runner', '02a_kernels', '02b_shipping', '02c_fork_server', '03_tracking',
-           '03a_masking', '04_api', '05_data', '06_registry', '06a_gitstore', '06b_gitops', '06c_trust', '07_report',
-           '08_monitor', '09_serve', '09a_canary', '09b_alerting', '09c_container', '10_jupyter', '10a_lab', '12_cli',
-           '13_package']
+MODULES = ['00_config', '01_params', '01a_imports', '02_runner', '02a_kernels', '02b_shipping', '02c_fork_server', '02d_plan',
+           '02e_step', '02f_executors', '02g_cluster', '02h_sweep', '03_tracking', '03a_masking', '04_api',
+           '05_data', '06_registry', '06a_gitstore', '06b_gitops', '06c_trust', '06d_bundle', '06e_sync',
+           '06f_publish', '07_report', '08_monitor', '09_serve', '09a_canary', '09b_alerting', '09c_container',
+           '09d_loader', '10_jupyter', '10a_lab', '12_cli', '12a_scaffold', '12b_local_ci', '13_package']
 
 
 def exported_module(nb: Path) -> str | None:
@@ -30,6 +31,7 @@ def assemble(src: Path):
     "Copy the notebooks into `src`, add the table of contents to the home page and write one API page per module."
     if src.exists(): shutil.rmtree(src)
     shutil.copytree(root / 'nbs', src, ignore=shutil.ignore_patterns('.ipynb_checkpoints', '_*', 'runs', 'reports'))
+    shutil.copytree(root / 'nbs' / '_demo', src / '_demo')  # the demo project the runner's notebooks copy
     (src / '_build').mkdir()
     missing = [n for n in TUTORIALS + MODULES if not (src / f'{n}.ipynb').exists()]
     extra = [p.stem for p in src.glob('*.ipynb') if p.stem not in TUTORIALS + MODULES + ['index']]

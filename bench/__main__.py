@@ -118,7 +118,7 @@ def _script_steps(root: Path, profile: str, steps=None, overrides=None) -> list:
     "[step, notebook folder, code] per step: code cells in order, the parameters cell replaced by resolved values."
     from mlops_nb.config import load_config
     from mlops_nb.params import cell_source, load_notebook, parameters_cell
-    from mlops_nb.runner import plan
+    from mlops_nb.plan import plan
     cfg, out = load_config(root), []
     for p in plan(cfg, steps, profile, overrides):
         nb = load_notebook(p.notebook)
@@ -288,7 +288,7 @@ _FLOOR = """# The floor: FastAPI and uvicorn with the same request model and the
 import sys, numpy as np, uvicorn
 from fastapi import FastAPI
 from pydantic import ConfigDict, create_model
-from mlops_nb.serve import onnx_session
+from mlops_nb.loader import onnx_session
 sess, cols = onnx_session(sys.argv[1]), sys.argv[3].split(',')
 inp = sess.get_inputs()[0].name
 Record = create_model('Record', __config__=ConfigDict(extra='forbid', strict=True), **{c: (float, ...) for c in cols})

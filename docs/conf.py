@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent / '_ext'))
 project = 'mlops_nb'
 author = 'mlops_nb developers'
 extensions = ['myst_nb', 'sphinx.ext.autodoc', 'docments_fields']
-exclude_patterns = ['_build', '**.ipynb_checkpoints', 'runs', 'reports', '**/.mlops_nb']
+exclude_patterns = ['_build', '**.ipynb_checkpoints', 'runs', 'reports', '**/.mlops_nb', '_demo']  # _demo: examples' project
 html_theme = 'furo'
 html_title = 'mlops_nb'
 html_static_path = []

@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 # %% auto 0
 __all__ = ['StepName', 'GateRule', 'MlopsError', 'ConfigError', 'StepConfig', 'Gate', 'ProfileConfig', 'SweepConfig',
            'MonitorConfig', 'CanaryLimits', 'ServeConfig', 'TLSConfig', 'RegistryConfig', 'ProjectConfig', 'load_yaml',
-           'load_config', 'find_root', 'write_text', 'write_json']
+           'load_config', 'find_root', 'write_text', 'write_json', 'read_json']
 
 # %% ../nbs/00_config.ipynb 5
 class MlopsError(Exception):
@@ -322,3 +322,8 @@ def write_json(path: Path, # the file (replaced atomically)
                ) -> None:
     "Write `data` as JSON to `path` atomically."
     write_text(path, json.dumps(data, indent=1, default=str))
+
+def read_json(path: Path, # a JSON file written by `write_json`
+              ) -> dict:
+    "The JSON object in `path`, or `{}` when there is no such file."
+    return json.loads(Path(path).read_text()) if Path(path).exists() else {}

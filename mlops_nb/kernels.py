@@ -5,7 +5,6 @@
 # %% ../nbs/02a_kernels.ipynb 3
 from __future__ import annotations
 
-import ast
 import asyncio
 import atexit
 import contextlib
@@ -26,15 +25,15 @@ from functools import cache, partial
 from pathlib import Path
 from queue import Empty
 
-from .api import STEP_DIR_ENV, _absolute_imports
+from .api import STEP_DIR_ENV
 from .config import MlopsError, write_json
 from .fork_server import in_fork_server
-from .params import cell_source, load_notebook
+from .imports import installed
 from .tracking import cache_dir
 
 # %% auto 0
-__all__ = ['prompt_client_class', 'kernel_manager_class', 'step_kernel_manager', 'notebook_imports', 'local_imports',
-           'missing_imports', 'forked_kernel_manager', 'KernelPool', 'register_warm_engine', 'preamble']
+__all__ = ['prompt_client_class', 'kernel_manager_class', 'step_kernel_manager', 'forked_kernel_manager', 'KernelPool',
+           'register_warm_engine', 'preamble']
 
 # %% ../nbs/02a_kernels.ipynb 5
 async def _answer(channel, msg_id: str, timeout: float) -> dict | None:
@@ -97,55 +96,6 @@ def step_kernel_manager(env: dict[str, str], # variables the kernel gets (e.g. t
     return StepKernelManager
 
 # %% ../nbs/02a_kernels.ipynb 8
-_LAZY = {  # mlops_nb functions -> the modules they import when called
-    **dict.fromkeys(['log_model', 'load_model'], ('mlflow', 'mlflow.sklearn', 'mlflow.models', 'skops.io')),
-    **dict.fromkeys(['register_model', 'client_for', 'alias_version', 'promote'], ('mlflow',)),
-    **dict.fromkeys(['log_profile', 'profile', 'check_constraints', 'read_profile'], ('whylogs',)),
-    'log_figure': ('matplotlib.pyplot',)}
-
-def _imports(nb_path: Path) -> dict:
-    "Modules `nb_path` imports (`import a.b`, `from a.b import c` give `a.b`), and those its mlops_nb calls import lazily."
-    mods = {}
-    for c in load_notebook(nb_path)['cells']:
-        if c.get('cell_type') != 'code': continue
-        code = '\n'.join(ln for ln in cell_source(c).splitlines() if not ln.lstrip().startswith(('%', '!')))  # magics
-        try: tree = ast.parse(code)
-        except SyntaxError: continue
-        for mod, names in _absolute_imports(tree).items():
-            mods[mod] = None
-            mods.update(dict.fromkeys(m for a in names for m in _LAZY.get(a, ())))
-        mods.update(dict.fromkeys(m for n in ast.walk(tree) if isinstance(n, ast.Attribute) for m in _LAZY.get(n.attr, ())))
-    return mods
-
-def notebook_imports(nb_path: Path, # the notebook
-                     root: Path,    # the project: its own modules are not preloaded
-                     ) -> tuple[str, ...]:
-    "The modules `nb_path` imports (see `_imports`) that come from installed packages, not from the project `root`."
-    return tuple(m for m in _imports(nb_path) if _installed(m.partition('.')[0], root.resolve()))
-
-@cache
-def _installed(top: str, root: Path) -> bool:
-    try: spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError): return False
-    return spec is not None and not (spec.origin and Path(spec.origin).resolve().is_relative_to(root))
-
-# %% ../nbs/02a_kernels.ipynb 13
-def local_imports(nb_path: Path, # the notebook
-                  ) -> list[Path]:
-    "The project's own modules that `nb_path` imports: `<name>.py` files (or package folders) beside it."
-    here, tops = nb_path.parent, dict.fromkeys(m.partition('.')[0] for m in _imports(nb_path))
-    return [f for t in tops for f in (here / f'{t}.py', here / t) if f.is_file() or (f / '__init__.py').is_file()]
-
-def missing_imports(nb_path: Path, # the notebook
-                    ) -> list[str]:
-    "Top-level packages `nb_path` imports that this Python cannot import (the project's own modules excepted)."
-    local = {f.stem for f in local_imports(nb_path)}
-    def importable(top):
-        try: return importlib.util.find_spec(top) is not None
-        except (ImportError, ValueError): return False
-    return [t for t in dict.fromkeys(m.partition('.')[0] for m in _imports(nb_path)) if t not in local and not importable(t)]
-
-# %% ../nbs/02a_kernels.ipynb 16
 def _exit_with(owner: int, every: float = 0.5):
     "End this process once process `owner` is gone."
     while True:
@@ -201,7 +151,7 @@ def _preload_learnt(f: Path):
 def _learn_imports(inherited: set[str], root: Path, result=None):
     """After each cell of a forked kernel (IPython's `post_run_cell`): note, for the next fork server, the modules of
     installed packages this kernel imported that it did not inherit (`_preload_learnt`)."""
-    new = [m for m in list(sys.modules) if m not in inherited and _installed(m.partition('.')[0], root)]
+    new = [m for m in list(sys.modules) if m not in inherited and installed(m.partition('.')[0], root)]
     if not new: return
     inherited.update(new)
     f, known = _learnt
@@ -284,7 +234,7 @@ def forked_kernel_manager():
             self.cleanup_ipc_files()
     return ForkedKernelManager
 
-# %% ../nbs/02a_kernels.ipynb 21
+# %% ../nbs/02a_kernels.ipynb 13
 _PRELOAD = '''def _mlops_nb_preload(mods):
     import importlib
     for m in mods:
@@ -404,7 +354,7 @@ class KernelPool:
         self.loop.close()
         atexit.unregister(self.close)
 
-# %% ../nbs/02a_kernels.ipynb 23
+# %% ../nbs/02a_kernels.ipynb 15
 @cache
 def register_warm_engine() -> str:
     "Register the `mlops_nb_warm` Papermill engine (once); returns its name."
@@ -439,7 +389,7 @@ def register_warm_engine() -> str:
     papermill_engines.register('mlops_nb_warm', WarmEngine)
     return 'mlops_nb_warm'
 
-# %% ../nbs/02a_kernels.ipynb 24
+# %% ../nbs/02a_kernels.ipynb 16
 def _papermill_logger():
     from papermill.log import logger
     return logger

@@ -5,624 +5,105 @@
 # %% ../nbs/02_runner.ipynb 3
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib
-import json
-import os
-import re
-import shutil
 import sys
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from . import __version__
-from .api import STEP_DIR_ENV
-from .config import MlopsError, ProjectConfig, load_config, write_json, write_text
-from .data import TABULAR, profile_step_files
-from .kernels import (KernelPool, local_imports, missing_imports, notebook_imports, preamble,
-                              register_warm_engine, step_kernel_manager)
-from .params import (cell_source, check_overrides, load_notebook, notebook_params, parameters_cell, params_memoised,
-                             step_params)
-from .masking import redact_uri, scrub, scrub_outputs, secret_values
-from .shipping import BlobStore, blob_path, copy_atomic, server_blobs, sha256_file, worker_dir
+from .config import MlopsError, ProjectConfig, load_config
+from .executors import ExecOptions, dispatch, exec_options, local_executor, resolved, warm_pool
+from .kernels import KernelPool
+from .masking import redact_uri
+from .params import params_memoised
+from .plan import FileHashes, StepPlan, cache_hit, plan
+from .step import Record, StepContext, StepResult, timestamp
 
 # %% auto 0
-__all__ = ['MAX_OUTPUT_CHARS', 'INLINE', 'StepFailed', 'RunLocked', 'code_hash', 'cache_key', 'FileHashes', 'StepPlan', 'plan',
-           'project_secrets', 'sanitize_outputs', 'execute_notebook', 'ExecOptions', 'exec_options', 'execute_step',
-           'StepResult', 'RunResult', 'run_pipeline', 'parse_grid', 'sweep_trials', 'SweepResult', 'run_sweep',
-           'step_status']
-
-# %% ../nbs/02_runner.ipynb 4
-class StepFailed(MlopsError):
-    "A step's notebook raised: carries the step, notebook, cell and exception, like papermill's execution error."
-    def __init__(self,
-                 step: str,        # the step that failed
-                 notebook: str,    # its notebook, relative to the project
-                 cell: int | None, # 1-based cell of the source notebook, None if unknown
-                 ename: str,       # the exception class
-                 evalue: str,      # its message (secrets masked)
-                 tail: list[str],  # the last lines of its traceback
-                 executed: Path,   # the executed notebook, kept for reading
-                 ):
-        self.step, self.notebook, self.cell, self.ename, self.evalue = step, notebook, cell, ename, evalue
-        self.tail, self.executed = tail, executed
-        where = f"{notebook}, cell {cell}" if cell else notebook
-        super().__init__('\n'.join([f"step {step!r} failed in {where}: {ename}: {evalue}", *('  ' + t for t in tail),
-                                    f"executed notebook kept at {executed}"]))
-
-    def __reduce__(self):  # crosses process boundaries (Dask workers) intact
-        return StepFailed, (self.step, self.notebook, self.cell, self.ename, self.evalue, self.tail, self.executed)
+__all__ = ['RunLocked', 'project_lock', 'OpenRun', 'open_run', 'step_executor', 'RunResult', 'run_steps', 'run_pipeline']
 
 # %% ../nbs/02_runner.ipynb 5
 class RunLocked(MlopsError):
     "Another `mlops-nb run` holds the project's run lock."
 
-# %% ../nbs/02_runner.ipynb 7
-def code_hash(nb: dict, # a notebook as a dict (`load_notebook`)
-              ) -> str:
-    "Hash of a notebook's code cell sources, in order."
-    h = hashlib.sha256()
-    for c in nb['cells']:
-        if c.get('cell_type') == 'code': h.update(cell_source(c).encode() + b'\0')
-    return h.hexdigest()
+@contextmanager
+def project_lock(cfg: ProjectConfig):
+    "Hold the project's run lock (refusing at once if another run holds it); yields the state folder."
+    state = cfg.root / '.mlops_nb'
+    state.mkdir(exist_ok=True)
+    lock = FileLock(state / 'run.lock')
+    try: lock.acquire(timeout=0)
+    except Timeout:
+        raise RunLocked(f"{cfg.root}: another mlops-nb run is in progress (lock {state / 'run.lock'}); wait for it") from None
+    try: yield state
+    finally: lock.release()
 
 # %% ../nbs/02_runner.ipynb 8
-def cache_key(code: str,              # the notebook code hash
-              params: dict,           # resolved parameters
-              inputs: dict[str, str], # declared input path -> sha256
-              upstream: list[str],    # cache keys of the steps it needs
-              ) -> str:
-    "Content address of a step: code, resolved params, input hashes, upstream keys and the mlops_nb version."
-    blob = json.dumps({'code': code, 'params': params, 'inputs': inputs, 'upstream': upstream, 'version': __version__},
-                      sort_keys=True, default=repr)
-    return hashlib.sha256(blob.encode()).hexdigest()
+@dataclass
+class OpenRun:
+    run_id: str                     # sorts in time order
+    dir: Path                       # runs/<run_id>
+    tracker: object                 # the MLflow tracker
+    git: dict                       # commit and dirty flag of the project's repository
+    lineage: dict                   # tags of every MLflow run of this run
+    parent: str                     # the parent MLflow run
 
-# %% ../nbs/02_runner.ipynb 9
-class FileHashes:
-    "sha256 of files, memoised on disk by (size, mtime_ns)."
-    def __init__(self,
-                 memo: Path, # the JSON file memoising hashes
-                 ):
-        self.memo_file, self.changed = memo, False
-        self.memo = json.loads(memo.read_text()) if memo.exists() else {}
+    def context(self, root: Path, step_dir: str, upstream: dict, verbose: bool, name: str | None = None) -> StepContext:
+        "What a step of this run, in its folder `step_dir`, is given."
+        return StepContext(root, self.run_id, self.dir / step_dir, self.parent, self.lineage, upstream, verbose, name)
 
-    def __call__(self, path: Path) -> str:
-        st, k = path.stat(), str(path)
-        m = self.memo.get(k)
-        if m and m[:2] == [st.st_size, st.st_mtime_ns]: return m[2]
-        sha = sha256_file(path)
-        self.memo[k], self.changed = [st.st_size, st.st_mtime_ns, sha], True
-        return sha
+def open_run(cfg: ProjectConfig, profile: str | None, kind: str = 'run') -> OpenRun:
+    "A new run id and folder, the tracker, lineage tags, and the parent MLflow run."
+    from mlops_nb.tracking import Tracker, git_info
+    run_id = datetime.now().strftime('%Y%m%d-%H%M%S-%f')
+    tracker, git = Tracker(cfg), git_info(cfg.root)
+    lineage = {'run_id': run_id, 'git_commit': git['commit'], 'git_dirty': git['dirty'], 'version': __version__,
+               'profile': profile or 'default', 'kind': kind}
+    return OpenRun(run_id, cfg.root / 'runs' / run_id, tracker, git, lineage, tracker.start(run_id, lineage))
 
-    def save(self):
-        if self.changed: write_json(self.memo_file, self.memo)
+# %% ../nbs/02_runner.ipynb 10
+@contextmanager
+def step_executor(cfg: ProjectConfig,           # the project
+                  opts: ExecOptions,            # the run's options
+                  warm: list[StepPlan] = (),    # the steps to run, in order (Dask warms their kernels)
+                  pool: KernelPool | None = None, # the warm executor's kernels
+                  ):
+    "The step executor `opts` asks for, open for the block."
+    if opts.executor == 'dask':
+        from mlops_nb.cluster import dask_executor
+        with dask_executor(cfg, opts, warm) as ex: yield ex
+    else:
+        with local_executor(cfg, opts, pool) as ex: yield ex
 
 # %% ../nbs/02_runner.ipynb 12
-def _cached(cfg: ProjectConfig, state: Path, key: str, hashes: FileHashes) -> dict | None:
-    "The cache entry for `key` with its outputs in place (restored if needed), or None."
-    f = state / 'cache' / f'{key}.json'
-    if not f.exists(): return None
-    entry = json.loads(f.read_text())
-    for rel, sha in entry['outputs'].items():
-        p = cfg.path(rel)
-        if p.is_file() and hashes(p) == sha: continue
-        if not blob_path(state / 'objects', sha).is_file(): return None
-        copy_atomic(blob_path(state / 'objects', sha), p)
-    return entry
+def _descendants(cfg: ProjectConfig, step: str) -> set[str]:
+    "`step` and every step after it."
+    out, grew = {step}, True
+    while grew:
+        new = {s for s, st in cfg.steps.items() if set(st.needs) & out} - out
+        out, grew = out | new, bool(new)
+    return out
 
-# %% ../nbs/02_runner.ipynb 14
-@dataclass
-class StepPlan:
-    step: str                       # the step
-    notebook: Path                  # its notebook (absolute path)
-    params: dict                    # resolved parameters
-    code: str                       # code hash
-    inputs: dict[str, str]          # input path -> sha256
-    key: str = ''                   # the cache key
-
-# %% ../nbs/02_runner.ipynb 15
-def plan(cfg: ProjectConfig,        # the project
-         steps=None,                # steps to run, with what they need (default: all)
-         profile=None,              # a parameter profile of mlops.yaml
-         overrides=None,            # parameters over it: {'train.n_estimators': 50}
-         state: Path | None = None, # the project's state folder (default: .mlops_nb)
-         ) -> list[StepPlan]:
-    "Resolve params and cache keys of `steps` (default: all) and everything they need, in dependency order."
-    state = state or cfg.root / '.mlops_nb'
+def _sure_to_run(cfg: ProjectConfig, state: Path, steps) -> list[Path]:
+    """Notebooks of `steps` (and what they need) sure to execute, known before planning: a notebook whose parameters
+    cell planning has not seen changed (reading it imports papermill, ~1.4 s), and so did the steps after it."""
     order = cfg.order(steps or None)
-    declared = {s: notebook_params(cfg.path(st.notebook), state / 'params') for s, st in cfg.steps.items()}
-    check_overrides(cfg, declared, order, profile, overrides)
-    hashes, plans = FileHashes(state / 'hashes.json'), {}
-    for s in order:
-        st = cfg.steps[s]
-        missing = [i for i in st.inputs if not cfg.path(i).is_file()]
-        if missing: raise MlopsError(f"step {s!r}: input {missing[0]!r} not found (declared in mlops.yaml inputs)")
-        p = StepPlan(s, cfg.path(st.notebook), step_params(cfg, s, declared[s], profile, overrides),
-                     code_hash(load_notebook(cfg.path(st.notebook))), {i: hashes(cfg.path(i)) for i in st.inputs})
-        p.key = cache_key(p.code, p.params, p.inputs, [plans[d].key for d in st.needs])
-        plans[s] = p
+    changed = [s for s in order if not params_memoised(cfg.path(cfg.steps[s].notebook), state / 'params')]
+    sure = set().union(*(_descendants(cfg, s) for s in changed))
+    return [cfg.path(cfg.steps[s].notebook) for s in order if s in sure]
+
+def _hits(cfg: ProjectConfig, state: Path, plans: list[StepPlan], rerun: set[str]) -> dict[str, dict | None]:
+    "Step -> its cache entry (outputs restored), or None where it must run (`rerun`: forced)."
+    hashes = FileHashes(state / 'hashes.json')
+    hits = {p.step: None if p.step in rerun else cache_hit(cfg, state, p.key, hashes) for p in plans}
     hashes.save()
-    return list(plans.values())
+    return hits
 
-# %% ../nbs/02_runner.ipynb 19
-_ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
-
-def _source_cell(nb_path: Path, executed_index: int, injected: bool) -> int:
-    "1-based number, in the source notebook, of the cell at `executed_index` in the executed notebook."
-    cells = load_notebook(nb_path)['cells']
-    pi = next((i for i, c in enumerate(cells) if cell_source(c) == parameters_cell({'cells': [c]})), None)
-    shift = 1 if injected and (pi is None or executed_index > pi) else 0
-    return executed_index - shift + 1
-
-MAX_OUTPUT_CHARS = 200_000  # per output; a runaway print must not make the executed notebook or its report unusable
-
-def project_secrets(cfg: ProjectConfig, # the project
-                    ) -> list[str]:
-    "The environment's secrets and the passwords in the stores `mlops.yaml` configures."
-    return secret_values(uris=[cfg.tracking_uri, cfg.artifact_location, cfg.scheduler])
-
-# %% ../nbs/02_runner.ipynb 20
-def sanitize_outputs(nb_path: Path,                 # an executed notebook, rewritten in place
-                     secrets: list[str] = (),       # values to mask
-                     limit: int = MAX_OUTPUT_CHARS, # characters kept per text output
-                     ) -> int:
-    """Mask `secrets` in the executed notebook (see masking), and cut text outputs longer than `limit` with a note
-    saying so; returns how many outputs were cut."""
-    import nbformat
-    nb, cut = nbformat.read(nb_path, as_version=4), 0
-    masked = scrub_outputs(nb, list(secrets))
-    for cell in nb.cells:
-        for out in cell.get('outputs', []):
-            for holder, key in ((out, 'text'), *((out.get('data', {}), k) for k in ('text/plain', 'text/html'))):
-                text = holder.get(key)
-                if isinstance(text, list): text = ''.join(text)
-                if isinstance(text, str) and len(text) > limit:
-                    holder[key] = text[:limit] + f"\n[mlops_nb: output truncated, {len(text) - limit:,} more characters]\n"
-                    cut += 1
-    if cut or masked: write_text(nb_path, nbformat.writes(nb))
-    return cut
-
-# %% ../nbs/02_runner.ipynb 21
-_STDERR_ERROR = re.compile(r'^(?P<ename>[A-Za-z_][\w.]*): (?P<evalue>.+)$', re.M)
-
-def _said_on_stderr(out_nb: Path) -> tuple[str, str] | None:
-    """(name, message) of the error the failed cell printed on stderr: IPython reports a `UsageError` (an unknown
-    magic) there and not as an error output, so Papermill names it only `CellExecutionError`."""
-    cells = json.loads(out_nb.read_text())['cells'] if out_nb.exists() else []
-    failed = [c for c in cells if c.get('metadata', {}).get('papermill', {}).get('exception')]
-    text = ''.join(''.join(o.get('text', '')) for c in failed[-1:] for o in c.get('outputs', []) if o.get('name') == 'stderr')
-    return (found[-1]['ename'], found[-1]['evalue']) if (found := list(_STDERR_ERROR.finditer(text))) else None
-
-def _last_started_cell(out_nb: Path) -> int | None:
-    "Index, in the executed notebook, of the last cell papermill started: where a kernel died."
-    if not out_nb.exists(): return None
-    started = [i for i, c in enumerate(json.loads(out_nb.read_text())['cells'])
-               if c.get('metadata', {}).get('papermill', {}).get('start_time')]
-    return started[-1] if started else None
-
-def execute_notebook(nb_path: Path,                    # the source notebook
-                     out_nb: Path,                     # where the executed notebook goes
-                     params: dict,                     # values for the parameters cell
-                     step_dir: Path,                   # the step's folder (the kernel's context)
-                     verbose=False,                    # stream cell outputs
-                     pool: KernelPool | None = None,   # warm kernels (default: a new kernel)
-                     secrets: list[str] | None = None, # values to mask (default: the environment's)
-                     ) -> dict | None:
-    """Execute `nb_path` with Papermill into `out_nb` (on a warm kernel from `pool` if given); returns the error, if
-    any. `secrets` (default: those of the environment) never stay in the executed notebook or the error."""
-    import papermill as pm
-    from nbclient.exceptions import DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
-    kw, km = {'progress_bar': verbose or (sys.stderr.isatty() and not os.environ.get('CI')), 'log_output': verbose}, None
-    secrets = secret_values() if secrets is None else secrets
-    try:
-        if pool:
-            km = pool.take(notebook_imports(nb_path, pool.root))
-            kw.update(engine_name=register_warm_engine(), km=km, preamble=preamble(step_dir, nb_path.parent))
-        else:
-            kw.update(kernel_manager_class=step_kernel_manager({STEP_DIR_ENV: str(step_dir)}),
-                      resources={'metadata': {'path': str(nb_path.parent)}})
-        pm.execute_notebook(str(nb_path), str(out_nb), parameters=params, **kw)
-    except PapermillExecutionError as e:
-        tail = [scrub(line, secrets) for t in e.traceback for line in _ANSI.sub('', t).splitlines() if line.strip()]
-        ename, evalue = (e.ename, e.evalue) if e.evalue else _said_on_stderr(out_nb) or (e.ename, e.evalue)
-        return {'cell': _source_cell(nb_path, e.cell_index, bool(params)), 'ename': ename,
-                'evalue': scrub(evalue, secrets), 'tail': tail[-6:]}
-    except DeadKernelError:
-        i = _last_started_cell(out_nb)
-        return {'cell': None if i is None else _source_cell(nb_path, i, bool(params)), 'ename': 'DeadKernelError',
-                'evalue': 'the kernel died (killed, out of memory, or crashed in native code)', 'tail': []}
-    finally:
-        if km is not None: pool.release(km)
-        if out_nb.exists(): sanitize_outputs(out_nb, secrets)
-    return None
-
-# %% ../nbs/02_runner.ipynb 25
-@dataclass
-class ExecOptions:
-    executor: str = 'local'          # local: a new kernel per step; warm: kernels warmed ahead; dask: a Dask cluster
-    jobs: int = 1                    # steps or trials at once (dask without a scheduler: LocalCluster workers)
-    scheduler: str | None = None     # dask scheduler address, e.g. tls://10.0.0.5:8786
-    tls: tuple[str, str, str] | None = None  # dask: CA file, client certificate, key
-    ship: bool = False               # dask: the workers share no disk with us, files travel through the tracking server
-
-# %% ../nbs/02_runner.ipynb 26
-def _tls_files(cfg: ProjectConfig) -> tuple[str, str, str] | None:
-    if cfg.tls is None: return None
-    out = []
-    for what, p in (('ca_file', cfg.tls.ca_file), ('cert', cfg.tls.cert), ('key', cfg.tls.key)):
-        path = cfg.root / os.path.expanduser(os.path.expandvars(p))
-        if not path.is_file(): raise MlopsError(f"mlops.yaml tls.{what}: {path} not found")
-        out.append(str(path))
-    return tuple(out)
-
-def exec_options(cfg: ProjectConfig, # the project
-                 executor=None,      # local, warm or dask (default: mlops.yaml)
-                 jobs=None,          # steps at once (default: mlops.yaml)
-                 scheduler=None,     # a Dask scheduler address (default: mlops.yaml)
-                 ) -> ExecOptions:
-    """Command-line choices over `mlops.yaml`'s (`executor`, `jobs`, `scheduler`). A Dask scheduler must be `tls://`:
-    over plain `tcp://` anyone who reaches the port reads the data and runs code on the workers, so it is refused
-    unless `allow_insecure: true` says the network is trusted."""
-    executor = executor or cfg.executor
-    jobs = jobs or cfg.jobs or (os.cpu_count() or 1 if executor == 'dask' else 1)
-    if jobs < 1: raise MlopsError(f"--jobs {jobs}: must be at least 1")
-    scheduler = scheduler or cfg.scheduler
-    if executor == 'dask' and scheduler:
-        scheme = scheduler.split('://', 1)[0] if '://' in scheduler else 'tcp'
-        if scheme not in ('tls', 'tcp'): raise MlopsError(f"scheduler {scheduler}: expected tls://host:port")
-        if scheme == 'tcp' and not cfg.allow_insecure:
-            raise MlopsError(f"scheduler {scheduler}: plain TCP lets anyone who reaches the port read the data and run code on "
-                             "the workers; use tls:// with certificates (tls: in mlops.yaml), or allow_insecure: true on a "
-                             "network you trust")
-    ship = executor == 'dask' and bool(scheduler) and not cfg.shared_filesystem
-    if ship:
-        from mlops_nb.tracking import tracking_uri
-        server_blobs(tracking_uri(cfg), cfg.root)  # refuses a store that is not a tracking server, in one line
-    return ExecOptions(executor, jobs, scheduler, _tls_files(cfg) if executor == 'dask' else None, ship)
-
-# %% ../nbs/02_runner.ipynb 27
-class _Inline(Executor):
-    "Runs each task at once, in this thread."
-    def submit(self, fn, /, *args, **kw):
-        f = Future()
-        try: f.set_result(fn(*args, **kw))
-        except Exception as e: f.set_exception(e)
-        return f
-
-def _resolved(value) -> Future:
-    f = Future()
-    f.set_result(value)
-    return f
-
-@contextmanager
-def _executor(opts: ExecOptions, cfg: ProjectConfig, warm: list[StepPlan] = ()):
-    """An executor for step tasks: this thread, a thread pool, or a Dask cluster (its workers sharing our disk, or
-    not: `_Shipping`). On Dask, each worker's fork server preloads the imports of every notebook of `warm` (the steps
-    to run, in order; a kernel for a later step then forks ready) and warms a kernel for the first; a scheduler's
-    workers also import what executing a step needs (`_task_modules`) once connected. Our LocalCluster's workers are
-    threads of this process: none imports in the background, as Dask's start and MLflow's here import beside it
-    (see `_import_soon`). Each worker stops its kernels when the run ends, so workers exit at once."""
-    if opts.executor == 'dask':
-        where = f'remote:{_project_key(cfg)}' if opts.ship else str(cfg.root)
-        tasks = [notebook_imports(p.notebook, cfg.root) for p in warm]  # each task's, in order
-        imports = list(dict.fromkeys(tasks))
-        preload = _kernel_preload(cfg, imports)
-        if not opts.scheduler:
-            # our LocalCluster's workers are threads of this process (see above): their pool warms now, while Dask
-            # starts; no memory limit: a task holds no data (its kernel does), and a limit would pause every worker
-            # on this whole process's memory
-            try:
-                if warm:  # planned as the warm executor's: a kernel for each task, in order, `jobs + 2` ahead
-                    _warm_worker_pool(where, tasks, (), preload, size=opts.jobs + 2, every_task=True)
-                from distributed import Client, LocalCluster
-                with LocalCluster(n_workers=opts.jobs, threads_per_worker=1, processes=False, memory_limit=0,
-                                  dashboard_address=None) as cluster, Client(cluster) as client:
-                    yield client.get_executor(pure=False)
-            finally: _close_worker_pool(where)
-            return
-        from distributed import Client
-        from distributed.security import Security
-        security = Security(tls_ca_file=opts.tls[0], tls_client_cert=opts.tls[1], tls_client_key=opts.tls[2],
-                            require_encryption=True) if opts.tls else None
-        try: client = Client(opts.scheduler, security=security, timeout=20)
-        except (OSError, TypeError, ValueError) as e:
-            raise MlopsError(f"Dask scheduler {opts.scheduler} unreachable: {str(e).splitlines()[0]}") from None
-        with client:
-            if warm: client.run(_warm_worker_pool, where, imports, _task_modules(cfg), preload)
-            try:
-                if not opts.ship: yield client.get_executor(pure=False)
-                else:
-                    with _Shipping(client.get_executor(pure=False), cfg, opts.jobs) as ex: yield ex
-            finally:
-                try: client.run(_close_worker_pool, where)
-                except Exception: pass  # a worker already gone has no kernel left
-    elif opts.jobs > 1:
-        with ThreadPoolExecutor(opts.jobs, thread_name_prefix='mlops-nb-step') as ex: yield ex
-    else: yield _Inline()
-
-def _pool(cfg: ProjectConfig, opts: ExecOptions, notebooks: list[Path], pool: KernelPool | None = None) -> KernelPool | None:
-    "For the warm executor, a kernel pool (`pool`, else a new one) warming kernels for `notebooks`, in order."
-    if opts.executor != 'warm' or not notebooks: return pool
-    pool, imports = pool or KernelPool(cfg.root, size=opts.jobs + 2), [notebook_imports(nb, cfg.root) for nb in notebooks]
-    pool.plan(imports, _kernel_preload(cfg, imports))
-    return pool
-
-def _kernel_preload(cfg: ProjectConfig, imports: list[tuple[str, ...]]) -> list[str]:
-    "What kernels importing `imports` import later, for their fork server: the SQL store if they talk to MLflow."
-    from mlops_nb.tracking import store_modules
-    return store_modules(cfg) if any(m.partition('.')[0] in ('mlflow', 'mlops_nb') for i in imports for m in i) else []
-
-# held by a thread that may import: a step task, except while its kernel works, and `_import_soon`'s thread
-_importing = threading.RLock()
-
-def _import_soon(modules: list[str]):
-    """Import `modules` in a background thread: whoever needs one later waits only for what is left of its import.
-    The runner (and a Dask worker) idles while a kernel works, so an import done then costs no wall time. Two threads
-    importing one package at once can each see the other's half-imported modules (MLflow's circular imports then
-    fail), so the thread imports holding `_importing`, as a step task does whenever it may import."""
-    def imports():
-        with _importing:
-            for m in modules:
-                try: importlib.import_module(m)
-                except ImportError: pass  # whoever needs it says so
-    if modules := [m for m in modules if m not in sys.modules]:
-        threading.Thread(target=imports, name='mlops-nb-preload', daemon=True).start()
-
-@contextmanager
-def _released(lock):
-    "Let `lock`, held once by this thread, go for the block."
-    lock.release()
-    try: yield
-    finally: lock.acquire()
-
-def _profiled(cfg: ProjectConfig, step: str) -> bool:
-    "Does running `step` profile a file (a declared tabular one), which imports whylogs (about 1.4 s)?"
-    return any(Path(f).suffix in TABULAR for f in (*cfg.steps[step].inputs, *cfg.steps[step].outputs))
-
-def _task_modules(cfg: ProjectConfig) -> list[str]:
-    "What the process that executes steps imports for them: papermill, MLflow and its store (whylogs: `_execute`)."
-    from mlops_nb.tracking import store_modules
-    return ['papermill', 'mlflow.tracking', *store_modules(cfg)]
-
-def _local(opts: ExecOptions, pool, tracker) -> dict:
-    "What a task in this process shares with the runner (nothing crosses to a Dask worker)."
-    return {} if opts.executor == 'dask' else {'pool': pool, 'tracker': tracker}
-
-def _dispatch(order: list, needs: dict, submit, jobs: int, done):
-    "`submit(item)` (returning a Future) for each item of `order` once its `needs` are done, at most `jobs` at once."
-    finished, running, todo, failure = set(), {}, list(order), None
-    while todo or running:
-        for item in [i for i in todo if set(needs.get(i, ())) <= finished]:
-            if failure is not None or len(running) >= jobs: break
-            todo.remove(item)
-            running[submit(item)] = item
-        if not running: break
-        for f in wait(running, return_when=FIRST_COMPLETED).done:
-            item = running.pop(f)
-            if f.exception() is None:
-                finished.add(item)
-                done(item, f.result())
-            elif failure is None: failure = f.exception()
-    if failure is not None: raise failure
-
-_worker_pools, _worker_trackers, _worker_lock = {}, {}, threading.Lock()
-_planned_pools = set()  # roots whose pool was planned for every task (our LocalCluster's)
-
-def _worker_tracker(cfg: ProjectConfig):
-    "A Dask worker's tracker for the project's store, kept between its tasks."
-    from mlops_nb.tracking import Tracker, tracking_uri
-    with _worker_lock:
-        key = (cfg.name, tracking_uri(cfg))
-        if key not in _worker_trackers: _worker_trackers[key] = Tracker(cfg)
-        return _worker_trackers[key]
-
-def _project_key(cfg: ProjectConfig) -> str:
-    "Names a project's scratch folder on workers that share no disk with it."
-    return f"{cfg.name}-{hashlib.sha256(str(cfg.root).encode()).hexdigest()[:12]}"
-
-def _worker_root(where: str, worker=None) -> str:
-    "Where a Dask worker runs a project's steps: the project (a shared disk) or, for `remote:<key>`, a scratch folder."
-    return str(worker_dir(worker) / 'mlops-nb' / where.removeprefix('remote:')) if where.startswith('remote:') else where
-
-def _worker_pool(root: str, size: int = 1) -> KernelPool | None:
-    """The kernel pool of a Dask worker's process, kept between its tasks, warming `size` kernels ahead (the first call
-    decides); none in a daemonic worker process, which may not fork: cold kernels."""
-    import multiprocessing
-    if multiprocessing.current_process().daemon: return None
-    with _worker_lock:
-        if root not in _worker_pools:
-            Path(root).mkdir(parents=True, exist_ok=True)
-            _worker_pools[root] = KernelPool(Path(root), size=size)
-        return _worker_pools[root]
-
-def _warm_worker_pool(where: str, imports: list[tuple[str, ...]], modules: list[str] = (), preload: list[str] = (),
-                      size: int = 1, every_task: bool = False, dask_worker=None):
-    """On a Dask worker, before its first task (`client.run`): preload all of `imports` and `preload` in its process's
-    fork server, warm a kernel for the first (up to `size` ahead), and import `modules` (what a task needs,
-    `_task_modules`) in the background (`_import_soon`). `every_task`: `imports` are those of every task to come, in
-    order (our LocalCluster's workers share this pool), so a task need not plan the next one (`execute_step`)."""
-    root = _worker_root(where, dask_worker)
-    if pool := _worker_pool(root, size):
-        pool.plan([tuple(i) for i in imports], list(preload))
-        if every_task: _planned_pools.add(root)
-    _import_soon(list(modules))
-
-def _close_worker_pool(where: str, dask_worker=None):
-    "On a Dask worker, when the run ends: stop its kernels, warm ones included."
-    with _worker_lock:
-        pool = _worker_pools.pop(root := _worker_root(where, dask_worker), None)
-        _planned_pools.discard(root)
-    if pool: pool.close()
-
-def execute_step(root: Path,                     # the project folder
-                 p: StepPlan,                    # the planned step
-                 run_id: str,                    # the pipeline run's id
-                 step_dir: Path,                 # the step's folder in the run
-                 parent: str,                    # the pipeline run's MLflow run
-                 lineage: dict,                  # tags every MLflow run of the pipeline run gets
-                 upstream: dict,                 # needed step -> its step folder
-                 verbose=False,                  # stream cell outputs
-                 name: str | None = None,        # the MLflow run name (default: the step)
-                 pool: KernelPool | None = None, # the runner's warm kernels (none on a Dask worker)
-                 tracker=None,                   # the runner's tracker (none on a Dask worker)
-                 ) -> StepResult:
-    """Execute one planned step into `step_dir`: the task every executor runs. Without the runner's tracker and pool
-    (on a Dask worker) it uses the worker's own, and keeps a kernel for this notebook warm for the worker's next task
-    (sweep trials are the same notebook again)."""
-    with _importing:  # after the worker's background imports (`_import_soon`)
-        cfg = _worker_config(root)
-        if tracker is None and pool is None and (pool := _worker_pool(str(cfg.root))) and str(cfg.root) not in _planned_pools:
-            pool.plan([notebook_imports(p.notebook, cfg.root)] * 2)  # one for this task, one warming for the next
-        tracker = tracker or _worker_tracker(cfg)
-    return _execute(cfg, cfg.root / '.mlops_nb', p, run_id, step_dir, tracker, parent, lineage, upstream, verbose, name,
-                    pool)
-
-# %% ../nbs/02_runner.ipynb 29
-def _worker_config(root: str | Path) -> ProjectConfig:
-    "The project at `root` as a Dask worker sees it; a clear `MlopsError` when the worker cannot see the folder at all."
-    if not (Path(root) / 'mlops.yaml').is_file():   # (the worker may have made the folder for its kernels)
-        import socket
-        raise MlopsError(f"the Dask worker on {socket.gethostname()} cannot see the project folder {root}: the workers share "
-                         "no disk with this machine. Set `shared_filesystem: false` in mlops.yaml (files then travel "
-                         "through the MLflow tracking server), or give the workers the project at the same path")
-    return load_config(root)
-
-# %% ../nbs/02_runner.ipynb 32
-def _blob_lock(sha: str):
-    "The cluster-wide lock on uploading blob `sha`: two workers (or a worker and the runner) never upload it both."
-    from distributed import Lock
-    return Lock(f'mlops-nb-blob-{sha}')
-
-INLINE = 1 << 20  # files up to this size come back in a task's result; bigger ones as blobs
-
-@functools.lru_cache(maxsize=4)
-def _worker_store(uri: str, cache: Path, parent: str) -> BlobStore:
-    "A worker's blob store for the tasks of one run (`parent`): what it learnt the server holds serves the next task."
-    return server_blobs(uri, cache, _blob_lock)
-
-def _inline(files: dict) -> dict:
-    "The contents of `files` (key -> path) up to `INLINE` bytes each: what a task's result carries itself."
-    return {k: f.read_bytes() for k, f in files.items() if f.stat().st_size <= INLINE}
-
-def _returned(store: BlobStore, files: dict) -> dict:
-    "Small `files` (name -> path) by content (`_inline`), the rest as blobs: what a task sends back."
-    inline = _inline(files)
-    return {'inline': inline, 'blobs': {k: store.put(f) for k, f in files.items() if k not in inline}}
-
-def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, run_id: str, step_rel: str, parent: str,
-                 lineage: dict, verbose: bool, name: str | None) -> dict:
-    """A Dask task on a worker that shares no disk with the runner: fetch the step's `files` (path -> sha256) into a
-    scratch project, execute the step there, upload its declared outputs, send back its step folder's files
-    (`_returned`), its outputs up to `INLINE` (`_inline`, by sha256) and the error, if its notebook failed. The scratch
-    project is deleted whatever happens."""
-    import dataclasses
-    import tempfile
-    from distributed import get_worker
-    base = Path(_worker_root(f'remote:{key}'))
-    base.mkdir(parents=True, exist_ok=True)
-    task = Path(tempfile.mkdtemp(prefix='task-', dir=base))
-    try:
-        with _importing:  # after the worker's background imports (`_import_soon`)
-            store = _worker_store(uri, worker_dir() / 'mlops-nb' / 'objects', parent)  # every project's blobs
-            for rel, sha in files.items(): store.get(sha, task / rel)
-            for s, rec in records.items(): write_json(task / '.upstream' / s / 'step.json', rec)
-            p = dataclasses.replace(p, notebook=task / p.notebook)
-            if missing := missing_imports(p.notebook):
-                raise MlopsError(f"step {p.step!r}: Dask worker {get_worker().address} cannot import {', '.join(missing)} "
-                                 f"({p.notebook.relative_to(task)} imports it): install the project's Python environment "
-                                 "on every worker")
-            cfg, step_dir, error = load_config(task), task / step_rel, None
-            if pool := _worker_pool(str(base)): pool.plan([notebook_imports(p.notebook, base)] * 2)  # this task, the next
-            tracker = _worker_tracker(cfg)
-        try: execute_step(task, p, run_id, step_dir, parent, lineage, {s: str(task / '.upstream' / s) for s in records},
-                          verbose, name, pool, tracker)
-        except StepFailed as e: error = (e.cell, e.ename, e.evalue, e.tail)
-        out = {'worker': get_worker().address,
-               'files': _returned(store, {str(f.relative_to(step_dir)): f for f in step_dir.rglob('*') if f.is_file()})}
-        if error: return {**out, 'error': error}
-        outputs = json.loads((step_dir / 'step.json').read_text())['outputs']
-        for rel, sha in outputs.items(): store.put(cfg.path(rel), sha, keep=True)  # this worker's next task has it
-        return {**out, 'outputs': _inline({sha: cfg.path(rel) for rel, sha in outputs.items()})}  # the rest: by hash
-    finally: shutil.rmtree(task, ignore_errors=True)
-
-# %% ../nbs/02_runner.ipynb 33
-class _Shipping(Executor):
-    """Runs `execute_step` tasks on Dask workers that share no disk with this machine (`_remote_step`): each task's
-    files go by content hash through the tracking server, uploaded once, and the step's files come back the same way."""
-    def __init__(self, dask: Executor, cfg: ProjectConfig, jobs: int):
-        from mlops_nb.tracking import Tracker
-        self.tracker = Tracker(cfg)  # an unreachable tracking server is refused here, in one line
-        self.dask, self.cfg, self.uri, self.parents = dask, cfg, self.tracker.uri, set()
-        self.store = server_blobs(self.uri, cfg.root / '.mlops_nb' / 'objects', _blob_lock)
-        self.store.has('0' * 64)  # a server that does not serve artifacts fails here, in one line
-        self.hashes = FileHashes(cfg.root / '.mlops_nb' / 'hashes.json')  # mlops.yaml and notebooks: a stat per task
-        self.threads, self.lock = ThreadPoolExecutor(jobs, thread_name_prefix='mlops-nb-ship'), threading.Lock()
-
-    def submit(self, fn, root, p: StepPlan, run_id, step_dir: Path, parent, lineage, upstream, verbose=False, name=None):
-        "Like `ex.submit(execute_step, ...)`: hash what the step needs here, ship and wait in a thread."
-        import dataclasses
-        records = {s: _read(Path(d) / 'step.json') for s, d in upstream.items()}
-        known = {**{o: sha for r in records.values() for o, sha in r.get('outputs', {}).items()}, **p.inputs}
-        if undeclared := [f for f in local_imports(p.notebook) if str(f.relative_to(self.cfg.root)) not in known]:
-            rel = undeclared[0].relative_to(self.cfg.root)
-            raise MlopsError(f"step {p.step!r}: {p.notebook.relative_to(self.cfg.root)} imports the project's {rel}, which "
-                             f"workers that share no disk only get as a declared input: add it to the step's inputs in "
-                             "mlops.yaml (the cache then also sees its changes)")
-        rels = ['mlops.yaml', *(st.notebook for st in self.cfg.steps.values()), *known]
-        files = {rel: known.get(rel) or self.hashes(self.cfg.path(rel)) for rel in dict.fromkeys(rels)}
-        self.parents.add(parent)
-        return self.threads.submit(self._ship, files, records, dataclasses.replace(p, notebook=p.notebook.relative_to(
-            self.cfg.root)), run_id, step_dir, parent, lineage, verbose, name)
-
-    def _ship(self, files, records, p: StepPlan, run_id, step_dir: Path, parent, lineage, verbose, name) -> StepResult:
-        t0 = time.perf_counter()
-        with self.lock:  # one upload per content, however many tasks need it at once
-            for rel, sha in files.items(): self.store.put(self.cfg.path(rel), sha)
-        out = self.dask.submit(_remote_step, self.uri, _project_key(self.cfg), files, records, p, run_id,
-                               str(step_dir.relative_to(self.cfg.root)), parent, lineage, verbose, name).result()
-        self._land(out['files'], step_dir)
-        rec = {**_read(step_dir / 'step.json'), 'source_dir': str(step_dir), 'worker': out['worker']}
-        if 'error' in out:
-            write_json(step_dir / 'step.json', rec)
-            raise StepFailed(p.step, rec['notebook'], *out['error'], step_dir / p.notebook.name)
-        for sha, data in out['outputs'].items(): self.store.add(sha, data)  # a step that failed lands none
-        for rel, sha in rec['outputs'].items(): self.store.get(sha, self.cfg.path(rel))
-        rec['shipping_seconds'] = time.perf_counter() - t0 - rec['seconds']  # all but the notebook's run, queue included
-        write_json(step_dir / 'step.json', rec)
-        write_json(self.cfg.root / '.mlops_nb' / 'cache' / f'{p.key}.json', {k: rec[k] for k in _ENTRY_KEYS})
-        return StepResult(p.step, 'done', step_dir, rec['seconds'], rec['metrics'])
-
-    def _land(self, files: dict, step_dir: Path):
-        "Write a task's step-folder `files` (as `_returned` sent them) into `step_dir`."
-        for rel, data in files['inline'].items():
-            (step_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            (step_dir / rel).write_bytes(data)
-        for rel, sha in files['blobs'].items(): self.store.get(sha, step_dir / rel)
-
-    def shutdown(self, wait=True, **kw):
-        "Wait for the shipping threads; then end the MLflow runs that lost workers left RUNNING as KILLED."
-        self.threads.shutdown(wait)
-        for parent in self.parents: self.tracker.kill_unfinished(parent)
-
-# %% ../nbs/02_runner.ipynb 37
-@dataclass
-class StepResult:
-    step: str                       # the step
-    status: str                     # done, cached or failed
-    dir: Path                       # the step folder holding step.json
-    seconds: float = 0.0            # the notebook's run time
-    metrics: dict = field(default_factory=dict) # what it logged
-
-# %% ../nbs/02_runner.ipynb 38
+# %% ../nbs/02_runner.ipynb 13
 @dataclass
 class RunResult:
     run_id: str | None              # None when every step was a cache hit (nothing ran, no run folder)
@@ -630,11 +111,79 @@ class RunResult:
     dir: Path | None = None         # the run folder
     mlflow_run_id: str | None = None # the pipeline run's MLflow run
 
-# %% ../nbs/02_runner.ipynb 39
-def _now() -> str: return time.strftime('%Y-%m-%dT%H:%M:%S%z')
+def _cached(step: str, entry: dict) -> StepResult: return StepResult(step, 'cached', Path(entry['source_dir']), 0.0,
+                                                                      entry['metrics'])
 
-def _read(path: Path) -> dict: return json.loads(path.read_text()) if path.exists() else {}
+# %% ../nbs/02_runner.ipynb 14
+def _dispatch_steps(cfg: ProjectConfig, ex, jobs: int, run: OpenRun, plans: list[StepPlan], hits: dict,
+                    verbose: bool, echo) -> dict[str, StepResult]:
+    "Each planned step, in dependency order: recorded as cached, or submitted to `ex` once what it needs is done."
+    by_step, results = {p.step: (i, p) for i, p in enumerate(plans, 1)}, {}
+    def submit(s):
+        i, p = by_step[s]
+        if entry := hits[s]:
+            Record(run.dir / s / 'step.json', **entry).save(status='cached', run_id=run.run_id)
+            echo(f"[{i}/{len(plans)}] {s}: cached (from run {entry['run_id']})")
+            return resolved(_cached(s, entry))
+        echo(f"[{i}/{len(plans)}] {s}: running {p.notebook.relative_to(cfg.root)}")
+        return ex.submit(run.context(cfg.root, s, {d: str(r.dir) for d, r in results.items()}, verbose), p,
+                         run.tracker)
+    def done(s, r: StepResult):
+        results[s] = r
+        if r.status == 'done': echo(f"[{by_step[s][0]}/{len(plans)}] {s}: done in {r.seconds:.1f}s")
+    dispatch(list(by_step), {s: cfg.steps[s].needs for s in by_step}, submit, jobs, done)
+    return results
 
+# %% ../nbs/02_runner.ipynb 15
+def run_steps(cfg: ProjectConfig,              # the project
+              state: Path,                     # its state folder, locked (`project_lock`)
+              opts: ExecOptions,               # what runs the steps
+              steps: list[str] | None = None,  # steps to run, with what they need (default: all)
+              *,
+              from_step: str | None = None,    # re-run this step and everything after it
+              profile: str | None = None,      # a parameter profile of mlops.yaml
+              overrides: dict | None = None,   # parameters over the profile
+              force: bool = False,             # ignore the cache
+              verbose: bool = False,           # stream cell outputs
+              echo=print,                      # where progress lines go
+              ) -> RunResult:
+    "Plan `steps`, reuse what the cache holds, and execute the rest as one run (`run.json`, a parent MLflow run)."
+    # kernels for the steps sure to run warm up while planning imports papermill
+    pool = warm_pool(cfg, opts, _sure_to_run(cfg, state, steps) if opts.executor == 'warm' else [])
+    try:
+        plans = plan(cfg, steps, profile, overrides, state)
+        if from_step and from_step not in {p.step for p in plans}:
+            raise MlopsError(f"--from {from_step!r}: not a step of this run ({', '.join(p.step for p in plans)})")
+        hits = _hits(cfg, state, plans, {p.step for p in plans} if force else
+                     _descendants(cfg, from_step) if from_step else set())
+        if all(hits.values()):
+            echo(f"nothing to run: all {len(plans)} steps are up to date")
+            return RunResult(None, [_cached(s, e) for s, e in hits.items()])
+        todo = [p for p in plans if not hits[p.step]]
+        pool = warm_pool(cfg, opts, [p.notebook for p in todo], pool)  # kernels warm up while MLflow opens
+        with step_executor(cfg, opts, todo, pool) as ex:  # and so do a Dask cluster's workers
+            run, t0 = open_run(cfg, profile), time.perf_counter()
+            rec = Record(run.dir / 'run.json', run_id=run.run_id, started=timestamp(), status='running',
+                         profile=profile, overrides=overrides, steps=[p.step for p in plans], git=run.git,
+                         mlflow_run_id=run.parent, tracking_uri=redact_uri(run.tracker.uri), executor=opts.executor,
+                         jobs=opts.jobs).save()
+            echo(f"run {run.run_id}: {len(plans)} steps, {len(todo)} to execute"
+                 + (f" ({opts.executor} executor, {opts.jobs} at a time)" if opts.executor != 'local' or opts.jobs > 1
+                    else ''))
+            try: results = _dispatch_steps(cfg, ex, opts.jobs, run, plans, hits, verbose, echo)
+            except BaseException as e:
+                rec.save(status='failed', finished=timestamp(), error=str(e).splitlines()[0])
+                run.tracker.finish(run.parent, 'FAILED' if isinstance(e, Exception) else 'KILLED')
+                raise
+    finally:
+        if pool: pool.close()
+    rec.save(status='done', finished=timestamp(), seconds=time.perf_counter() - t0)
+    run.tracker.finish(run.parent, 'FINISHED')
+    echo(f"run {run.run_id} done in {time.perf_counter() - t0:.1f}s: {run.dir}\n"
+         f"MLflow: experiment {cfg.name!r}, run {run.parent} at {redact_uri(run.tracker.uri)}")
+    return RunResult(run.run_id, [results[p.step] for p in plans], run.dir, run.parent)
+
+# %% ../nbs/02_runner.ipynb 16
 def run_pipeline(root: str | Path = '.',         # the project folder (holding mlops.yaml)
                  steps: list[str] | None = None, # steps to run, with what they need (default: all)
                  *,
@@ -652,303 +201,6 @@ def run_pipeline(root: str | Path = '.',         # the project folder (holding m
     echo = echo or (lambda msg: print(msg, file=sys.stderr))
     cfg = load_config(root)
     opts = exec_options(cfg, executor, jobs, scheduler)
-    with _locked(cfg) as state:
-        return _run(cfg, state, steps, from_step, profile, overrides or {}, force, verbose, echo, opts)
-
-@contextmanager
-def _locked(cfg: ProjectConfig):
-    "Hold the project's run lock (refusing at once if another run holds it); yields the state folder."
-    state = cfg.root / '.mlops_nb'
-    state.mkdir(exist_ok=True)
-    lock = FileLock(state / 'run.lock')
-    try: lock.acquire(timeout=0)
-    except Timeout:
-        raise RunLocked(f"{cfg.root}: another mlops-nb run is in progress (lock {state / 'run.lock'}); wait for it") from None
-    try: yield state
-    finally: lock.release()
-
-def _open_run(cfg: ProjectConfig, profile, kind: str = 'run'):
-    "A new run id and folder, the tracker, lineage tags, and the parent MLflow run."
-    from mlops_nb.tracking import Tracker, git_info
-    run_id = datetime.now().strftime('%Y%m%d-%H%M%S-%f')  # sorts in time order
-    tracker, git = Tracker(cfg), git_info(cfg.root)
-    lineage = {'run_id': run_id, 'git_commit': git['commit'], 'git_dirty': git['dirty'], 'version': __version__,
-               'profile': profile or 'default', 'kind': kind}
-    return run_id, cfg.root / 'runs' / run_id, tracker, git, lineage, tracker.start(run_id, lineage)
-
-def _descendants(cfg: ProjectConfig, step: str) -> set[str]:
-    out, grew = {step}, True
-    while grew:
-        new = {s for s, st in cfg.steps.items() if set(st.needs) & out} - out
-        out, grew = out | new, bool(new)
-    return out
-
-def _sure_to_run(cfg: ProjectConfig, state: Path, steps) -> list[Path]:
-    """Notebooks of `steps` (and what they need) sure to execute, known before planning: a notebook whose parameters
-    cell planning has not seen changed (reading it imports papermill, ~1.4 s), and so did the steps after it."""
-    order = cfg.order(steps or None)
-    changed = [s for s in order if not params_memoised(cfg.path(cfg.steps[s].notebook), state / 'params')]
-    sure = set().union(*(_descendants(cfg, s) for s in changed))
-    return [cfg.path(cfg.steps[s].notebook) for s in order if s in sure]
-
-def _run(cfg, state, steps, from_step, profile, overrides, force, verbose, echo, opts: ExecOptions) -> RunResult:
-    # kernels for the steps sure to run warm up while planning imports papermill
-    pool = _pool(cfg, opts, _sure_to_run(cfg, state, steps) if opts.executor == 'warm' else [])
-    try:
-        plans = plan(cfg, steps, profile, overrides, state)
-        if from_step and from_step not in {p.step for p in plans}:
-            raise MlopsError(f"--from {from_step!r}: not a step of this run ({', '.join(p.step for p in plans)})")
-        rerun = _descendants(cfg, from_step) if from_step else set()
-        hashes = FileHashes(state / 'hashes.json')
-        hits = {p.step: None if force or p.step in rerun else _cached(cfg, state, p.key, hashes) for p in plans}
-        hashes.save()
-        if all(hits.values()):
-            echo(f"nothing to run: all {len(plans)} steps are up to date")
-            return RunResult(None, [StepResult(s, 'cached', Path(e['source_dir']), 0.0, e['metrics']) for s, e in hits.items()])
-
-        todo = [p for p in plans if not hits[p.step]]
-        pool = _pool(cfg, opts, [p.notebook for p in todo], pool)  # kernels warm up while MLflow opens
-        with _executor(opts, cfg, todo) as ex:  # and so do a Dask cluster's workers
-            run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile)
-            run = {'run_id': run_id, 'started': _now(), 'status': 'running', 'profile': profile, 'overrides': overrides,
-                   'steps': [p.step for p in plans], 'git': git, 'mlflow_run_id': parent, 'tracking_uri': redact_uri(tracker.uri),
-                   'executor': opts.executor, 'jobs': opts.jobs}
-            write_json(run_dir / 'run.json', run)
-            echo(f"run {run_id}: {len(plans)} steps, {sum(1 for e in hits.values() if not e)} to execute"
-                 + (f" ({opts.executor} executor, {opts.jobs} at a time)" if opts.executor != 'local' or opts.jobs > 1 else ''))
-            by_step, results, t0 = {p.step: (i, p) for i, p in enumerate(plans, 1)}, {}, time.perf_counter()
-            try:
-                def submit(s):
-                    i, p = by_step[s]
-                    if entry := hits[s]:
-                        write_json(run_dir / s / 'step.json', {**entry, 'status': 'cached', 'run_id': run_id})
-                        echo(f"[{i}/{len(plans)}] {s}: cached (from run {entry['run_id']})")
-                        return _resolved(StepResult(s, 'cached', Path(entry['source_dir']), 0.0, entry['metrics']))
-                    echo(f"[{i}/{len(plans)}] {s}: running {p.notebook.relative_to(cfg.root)}")
-                    upstream = {d: str(r.dir) for d, r in results.items()}
-                    return ex.submit(execute_step, cfg.root, p, run_id, run_dir / s, parent, lineage, upstream, verbose,
-                                     **_local(opts, pool, tracker))
-
-                def done(s, r: StepResult):
-                    results[s] = r
-                    if r.status == 'done': echo(f"[{by_step[s][0]}/{len(plans)}] {s}: done in {r.seconds:.1f}s")
-                _dispatch(list(by_step), {s: cfg.steps[s].needs for s in by_step}, submit, opts.jobs, done)
-            except BaseException as e:
-                write_json(run_dir / 'run.json', {**run, 'status': 'failed', 'finished': _now(), 'error': str(e).splitlines()[0]})
-                tracker.finish(parent, 'FAILED' if isinstance(e, Exception) else 'KILLED')
-                raise
-    finally:
-        if pool: pool.close()
-    write_json(run_dir / 'run.json', {**run, 'status': 'done', 'finished': _now(), 'seconds': time.perf_counter() - t0})
-    tracker.finish(parent, 'FINISHED')
-    echo(f"run {run_id} done in {time.perf_counter() - t0:.1f}s: {run_dir}\n"
-         f"MLflow: experiment {cfg.name!r}, run {parent} at {redact_uri(tracker.uri)}")
-    return RunResult(run_id, [results[p.step] for p in plans], run_dir, parent)
-
-# %% ../nbs/02_runner.ipynb 41
-_ENTRY_KEYS = ('step', 'run_id', 'cache_key', 'notebook', 'notebook_hash', 'inputs', 'outputs', 'metrics', 'models', 'params',
-               'logged_params', 'mlflow_run_id', 'source_dir')
-
-def _execute(cfg, state, p: StepPlan, run_id, step_dir, tracker, parent, lineage, upstream, verbose,
-             name: str | None = None, pool: KernelPool | None = None) -> StepResult:
-    with _importing:  # this thread may import, except while the kernel works (see `_import_soon`)
-        st = cfg.steps[p.step]
-        out_nb = step_dir / p.notebook.name
-        if (prev := _read(step_dir / 'step.json')).get('status') == 'running':  # a Dask retry: the first worker died
-            tracker.finish(prev['mlflow_run_id'], 'KILLED')
-        data_hash = hashlib.sha256(json.dumps(p.inputs, sort_keys=True).encode()).hexdigest()
-        mlflow_id = tracker.start(name or p.step, {**lineage, 'step': p.step, 'notebook': st.notebook, 'notebook_hash': p.code,
-                                                   'data_hash': data_hash, 'cache_key': p.key}, parent=parent)
-        # no store URI here (it may hold a password): the kernel derives it from the project and its environment
-        write_json(step_dir / 'context.json', {'root': str(cfg.root), 'experiment': cfg.name, 'step': p.step,
-                                               'run_id': run_id, 'mlflow_run_id': mlflow_id, 'upstream': upstream,
-                                               'lineage': lineage})
-        rec = {'step': p.step, 'status': 'running', 'run_id': run_id, 'notebook': st.notebook, 'params': p.params,
-               'cache_key': p.key, 'notebook_hash': p.code, 'inputs': p.inputs, 'mlflow_run_id': mlflow_id,
-               'pid': os.getpid(), 'started': _now(), 'source_dir': str(step_dir)}
-        write_json(step_dir / 'step.json', rec)
-        t0 = time.perf_counter()
-        try:
-            if pool:  # a warm kernel: running the notebook imports nothing here, once Papermill is imported
-                import papermill  # noqa: F401
-                if _profiled(cfg, p.step): _import_soon(['whylogs'])  # for profiling the step's files, after its notebook
-            with _released(_importing): error = execute_notebook(p.notebook, out_nb, p.params, step_dir, verbose, pool,
-                                                                 project_secrets(cfg))
-            missing = [o for o in st.outputs if not cfg.path(o).is_file()]
-            if error is None and missing:
-                error = {'cell': None, 'ename': 'MissingOutput', 'evalue': f"declared output {missing[0]!r} not written",
-                         'tail': []}
-        except BaseException as e:  # interrupted, or the kernel could not start
-            error = {'cell': None, 'ename': type(e).__name__, 'evalue': str(e), 'tail': []}
-            rec.update(status='failed', error=error, seconds=time.perf_counter() - t0, finished=_now())
-            write_json(step_dir / 'step.json', rec)
-            tracker.finish(mlflow_id, 'FAILED' if isinstance(e, Exception) else 'KILLED')
-            raise
-        metrics, logged = _read(step_dir / 'metrics.json'), _read(step_dir / 'params.json')
-        artifacts = [out_nb, *sorted((step_dir / 'artifacts').glob('*'))] if out_nb.exists() else []
-        rec.update(seconds=time.perf_counter() - t0, finished=_now(), metrics=metrics, logged_params=logged,
-                   models=_read(step_dir / 'models.json'))
-        if error:
-            rec.update(status='failed', error=error)
-            write_json(step_dir / 'step.json', rec)
-            tracker.finish(mlflow_id, 'FAILED', {**p.params, **logged}, metrics, artifacts)
-            raise StepFailed(p.step, st.notebook, error['cell'], error['ename'], error['evalue'], error['tail'], out_nb)
-        hashes = FileHashes(state / 'hashes.json')
-        outputs = {o: hashes(cfg.path(o)) for o in st.outputs}
-        for o, sha in outputs.items():
-            if not (blob := blob_path(state / 'objects', sha)).exists(): copy_atomic(cfg.path(o), blob)
-        hashes.save()
-        artifacts += profile_step_files(cfg.root, [*st.inputs, *st.outputs], step_dir / 'artifacts')
-        tracker.finish(mlflow_id, 'FINISHED', {**p.params, **logged}, metrics, artifacts)
-        rec.update(status='done', outputs=outputs)
-        write_json(step_dir / 'step.json', rec)
-        write_json(state / 'cache' / f'{p.key}.json', {k: rec[k] for k in _ENTRY_KEYS})
-        return StepResult(p.step, 'done', step_dir, rec['seconds'], metrics)
-
-# %% ../nbs/02_runner.ipynb 45
-def parse_grid(items, # ['n=50,100', 'depth=5']: a name and its values each
-               ) -> dict[str, list[str]]:
-    "`['n=50,100', 'depth=5']` -> `{'n': ['50', '100'], 'depth': ['5']}`."
-    grid = {}
-    for it in items:
-        k, eq, v = it.partition('=')
-        if not eq or not k or not v: raise MlopsError(f"sweep space {it!r}: expected NAME=V1,V2,...")
-        grid[k] = v.split(',')
-    if not grid: raise MlopsError("sweep: give at least one NAME=V1,V2,... to vary")
-    return grid
-
-# %% ../nbs/02_runner.ipynb 46
-def sweep_trials(grid: dict[str, list],     # parameter -> values to try
-                 random: int | None = None, # draw this many distinct trials (default: all)
-                 seed: int = 0,             # seed of the draw
-                 ) -> list[dict]:
-    "Every combination of `grid`, or `random` distinct ones drawn with `seed`."
-    import itertools
-    import random as rnd
-    trials = [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
-    return rnd.Random(seed).sample(trials, min(random, len(trials))) if random else trials
-
-# %% ../nbs/02_runner.ipynb 47
-@dataclass
-class SweepResult:
-    run_id: str                     # the sweep run
-    metric: str                     # the metric optimised
-    trials: list[dict]              # {'params', 'metrics', 'status'} per trial
-    best: dict                      # the best trial
-
-# %% ../nbs/02_runner.ipynb 48
-def run_sweep(root: str | Path,              # the project folder
-              step: str,                     # the step to vary
-              grid: dict[str, list],         # parameter -> values to try
-              *,
-              random: int | None = None,     # draw this many trials of the grid (default: every combination)
-              seed: int = 0,                 # seed of the draw
-              metric: str | None = None,     # the metric to optimise (default: sweep.metric)
-              goal: str | None = None,       # max or min (default: sweep.goal)
-              profile: str | None = None,    # a parameter profile of mlops.yaml
-              overrides: dict | None = None, # parameters over the profile
-              verbose: bool = False,         # stream cell outputs
-              echo=None,                     # where progress lines go (default: stderr)
-              executor: str | None = None,   # local, warm or dask (default: mlops.yaml)
-              jobs: int | None = None,       # trials at once (default: mlops.yaml)
-              scheduler: str | None = None,  # a Dask scheduler address (default: mlops.yaml)
-              ) -> SweepResult:
-    "Run `step` once per trial of `grid` (after what it needs); report the best trial by `metric`."
-    echo = echo or (lambda msg: print(msg, file=sys.stderr))
-    cfg, overrides = load_config(root), overrides or {}
-    opts = exec_options(cfg, executor, jobs, scheduler)
-    metric, goal = metric or cfg.sweep.metric, goal or cfg.sweep.goal
-    if not metric: raise MlopsError("sweep: no metric to optimise (set sweep.metric in mlops.yaml or pass --metric)")
-    if step not in cfg.steps: raise MlopsError(f"unknown step {step!r} (steps: {', '.join(cfg.steps)})")
-    trials = sweep_trials(grid, random, seed)
-    plans = [plan(cfg, [step], profile, {**overrides, **{f'{step}.{k}': v for k, v in t.items()}})[-1] for t in trials]
-    typed = [{k: p.params[k] for k in t} for t, p in zip(trials, plans, strict=True)]  # as the parameters cell types them
-    with _locked(cfg) as state:
-        before = [s for s in cfg.order([step]) if s != step]
-        declared = set().union(*(notebook_params(cfg.path(cfg.steps[s].notebook), state / 'params') for s in before))
-        pre = {k: v for k, v in overrides.items() if (k.split('.', 1)[0] in before if '.' in k else k in declared)}
-        upstream = {r.step: str(r.dir) for r in _run(cfg, state, before, None, profile, pre, False, verbose, echo,
-                                                      opts).steps} if before else {}
-        hashes = FileHashes(state / 'hashes.json')
-        hits = [_cached(cfg, state, p.key, hashes) for p in plans]
-        todo = [p for p, h in zip(plans, hits, strict=True) if not h]
-        pool = _pool(cfg, opts, [p.notebook for p in todo])
-        try:
-            with _executor(opts, cfg, todo) as ex:  # a Dask cluster's workers warm up while MLflow opens
-                run_id, run_dir, tracker, git, lineage, parent = _open_run(cfg, profile, kind='sweep')
-                write_json(run_dir / 'run.json', {'run_id': run_id, 'kind': 'sweep', 'step': step, 'grid': grid,
-                                                  'started': _now(), 'status': 'running', 'mlflow_run_id': parent, 'git': git,
-                                                  'jobs': opts.jobs, 'executor': opts.executor})
-                results = [None] * len(trials)
-                try:
-                    def submit(i):
-                        if e := hits[i]: return _resolved(StepResult(step, 'cached', Path(e['source_dir']), 0.0, e['metrics']))
-                        name = f"{step} {' '.join(f'{k}={v}' for k, v in typed[i].items())}"
-                        return ex.submit(execute_step, cfg.root, plans[i], run_id, run_dir / f'{step}-{i + 1:03d}', parent,
-                                         lineage, upstream, verbose, name, **_local(opts, pool, tracker))
-
-                    def done(i, r: StepResult):
-                        results[i] = {'params': typed[i], 'metrics': r.metrics, 'status': r.status}
-                        value = f"{r.metrics[metric]:.4g}" if metric in r.metrics else 'missing'
-                        echo(f"[{i + 1}/{len(trials)}] {step} {typed[i]}: {metric}={value} ({r.status})")
-                    _dispatch(list(range(len(trials))), {}, submit, opts.jobs, done)
-                    if missing := [r for r in results if metric not in r['metrics']]:
-                        raise MlopsError(f"sweep: step {step!r} did not log metric {metric!r} "
-                                         f"(logged: {', '.join(missing[0]['metrics'])})")
-                except BaseException:
-                    tracker.finish(parent, 'FAILED')
-                    write_json(run_dir / 'run.json', {**json.loads((run_dir / 'run.json').read_text()), 'status': 'failed'})
-                    raise
-        finally:
-            if pool: pool.close()
-        pick = max if goal == 'max' else min
-        best = pick(results, key=lambda r: r['metrics'][metric])
-        tracker.finish(parent, 'FINISHED', params={f'best.{k}': v for k, v in best['params'].items()},
-                       metrics={f'best_{metric}': best['metrics'][metric]})
-        write_json(run_dir / 'run.json', {**json.loads((run_dir / 'run.json').read_text()), 'status': 'done',
-                                          'finished': _now(), 'metric': metric, 'goal': goal, 'trials': results, 'best': best})
-    echo(f"best of {len(results)} trials: {best['params']} with {metric}={best['metrics'][metric]:.4g} (sweep {run_id})")
-    return SweepResult(run_id, metric, results, best)
-
-# %% ../nbs/02_runner.ipynb 52
-def _alive(pid) -> bool:
-    try: os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError): return False
-    return True
-
-def _stale_reasons(p: StepPlan, rec: dict) -> list[str]:
-    "What changed since `rec` ran, against the plan `p`: code, params, input, upstream (or mlops_nb itself)."
-    reasons = [what for what, now, then in (('code', p.code, rec.get('notebook_hash')), ('params', p.params, rec.get('params')),
-                                            ('input', p.inputs, rec.get('inputs'))) if now != then]
-    return reasons or (['upstream'] if p.key != rec.get('cache_key') else [])
-
-def step_status(root: str | Path = '.',     # the project folder
-                profile: str | None = None, # judge staleness against this profile (default: as each ran)
-                ) -> list[dict]:
-    """Latest record of each step, `status` refined to interrupted or stale (with `reason`: code, params, input or
-    upstream changed), against the parameters of `profile` (default: the profile and overrides it last ran with)."""
-    cfg = load_config(root)
-    latest = {}
-    for d in sorted((cfg.root / 'runs').glob('*/'), reverse=True):  # newest run first
-        for s in cfg.steps:
-            if s not in latest and (f := d / s / 'step.json').is_file(): latest[s] = json.loads(f.read_text())
-        if len(latest) == len(cfg.steps): break  # older runs cannot change the answer
-    plans = {}
-    def planned(prof, overrides):
-        key = json.dumps([prof, overrides], sort_keys=True)
-        if key not in plans:
-            try: plans[key] = {p.step: p for p in plan(cfg, profile=prof, overrides=overrides)}
-            except MlopsError as e: plans[key] = f'cannot plan: {str(e).splitlines()[0]}'
-        return plans[key]
-    out = []
-    for s in cfg.order():
-        if (rec := latest.get(s)) is None:
-            out.append({'step': s, 'status': 'never run'}); continue
-        if rec['status'] == 'running' and not _alive(rec.get('pid')): rec['status'] = 'interrupted'
-        if rec['status'] in ('done', 'cached'):
-            run = _read(cfg.root / 'runs' / rec['run_id'] / 'run.json')  # as that run asked: its profile and overrides
-            p = planned(profile, {}) if profile else planned(run.get('profile'), run.get('overrides') or {})
-            reason = p if isinstance(p, str) else ' and '.join(_stale_reasons(p[s], rec)) + ' changed'
-            if reason != ' changed': rec.update(status='stale', reason=reason)
-        out.append(rec)
-    return out
+    with project_lock(cfg) as state:
+        return run_steps(cfg, state, opts, steps, from_step=from_step, profile=profile, overrides=overrides or {},
+                         force=force, verbose=verbose, echo=echo)

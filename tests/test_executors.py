@@ -296,14 +296,16 @@ from pathlib import Path
 import import_spy
 import_spy.install()
 from mlops_nb.config import load_config
-from mlops_nb.runner import _close_worker_pool, _task_modules, _warm_worker_pool, execute_step, plan
+from mlops_nb.cluster import close_worker, warm_worker, worker_step
+from mlops_nb.plan import plan
+from mlops_nb.step import StepContext, task_modules
 root, parent = Path(sys.argv[1]), sys.argv[2]
 cfg = load_config(root)
-_warm_worker_pool(str(root), [], _task_modules(cfg))  # as `client.run` does on a worker
+warm_worker(str(root), [], task_modules(cfg))  # as `client.run` does on a worker
 try:
-    p = plan(cfg, ['a'])[-1]                             # and its first task arrives at once
-    status = execute_step(root, p, 'w', root / 'runs' / 'w' / 'a', parent, {'run_id': 'w'}, {}).status
-finally: _close_worker_pool(str(root))                  # as the run's end does
+    p = plan(cfg, ['a'])[-1]                    # and its first task arrives at once
+    status = worker_step(StepContext(root, 'w', root / 'runs' / 'w' / 'a', parent, {'run_id': 'w'}, {}), p).status
+finally: close_worker(str(root))               # as the run's end does
 print(json.dumps({'status': status, 'overlaps': import_spy.overlaps()}))
 """
 

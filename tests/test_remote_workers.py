@@ -35,7 +35,7 @@ def _weather(root: Path, where_step: bool) -> Path:
     r = subprocess.run([str(BIN / 'mlops-nb'), 'init', str(root), '--name', 'weather'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     if where_step:  # a step that logs whether it can see the project folder it was started from; and writes files
-        # bigger than a task's result carries (`runner.INLINE`): an output and a file in its step folder
+        # bigger than a task's result carries (`cluster.RESULT_INLINE`): an output and a file in its step folder
         write_nb(root / 'notebooks' / 'where.ipynb', None, 'import os, mlops_nb as mn\n'
                  f'mn.log_metrics({{"sees_project": int(os.path.exists({str(root / "mlops.yaml")!r}))}})\n'
                  "mn.output_path('data/noise.bin').write_bytes(os.urandom(3 << 20))\n"

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from mlops_nb.config import Gate
 from mlops_nb.params import Param, ParamError, coerce
-from mlops_nb.runner import cache_key
+from mlops_nb.plan import cache_key
 
 text = st.text(max_size=40)
 
