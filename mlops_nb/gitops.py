@@ -5,631 +5,25 @@
 # %% ../nbs/06b_gitops.ipynb 3
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
-import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
-from .config import ProjectConfig, write_text
+from .bundle import (PUBLISHED_TAG, TAG_PATTERN, believed, check_files, fetch_tags, git_registry, open_registry,
+                             published, published_models, read_record, utcnow, version_tag)
+from .config import ProjectConfig
 from .gitstore import KEY_ENV, GitError, NotARepository, Repo
 from .registry import RegistryError, alias_version, load_models, version_metrics, write_models
-from .masking import redact_uri
-from .tracking import Tracker, git_info, mlflow_store
-from .trust import VersionRefused, attach, check_lineage, check_version, unauthenticated
+from .sync import applied_aliases, imported, listing, local_versions, pull
+from .tracking import Tracker, git_info
+from .trust import VersionRefused, check_version, unauthenticated
 
 # %% auto 0
-__all__ = ['PUBLISHED_TAG', 'PUBLISHED_DIR', 'version_tag', 'VersionRecord', 'parse_record', 'file_hashes', 'run_pipeline_record',
-           'model_card', 'build_bundle', 'published', 'published_models', 'read_record', 'fetch_tags', 'fetch_bundle',
-           'check_files', 'sync_model', 'applied_aliases', 'restore_aliases', 'Publication', 'open_registry',
-           'git_registry', 'imported', 'publish', 'stage', 'publish_staged', 'pull', 'AliasChange', 'ReconcileRefused',
-           'plan_reconcile', 'reconcile', 'PromotionRefused', 'local_version', 'promotion_gates', 'promote', 'rollback',
-           'ModelStatus', 'model_status', 'history', 'describe', 'VersionCheck', 'verify', 'signers']
+__all__ = ['AliasChange', 'ReconcileRefused', 'plan_reconcile', 'reconcile', 'PromotionRefused', 'local_version',
+           'promotion_gates', 'promote', 'rollback', 'ModelStatus', 'model_status', 'history', 'describe',
+           'VersionCheck', 'verify', 'signers']
 
 # %% ../nbs/06b_gitops.ipynb 5
-PUBLISHED_TAG = 'mlops_nb.published'    # on a version in MLflow: the git tag it is published as
-PUBLISHED_DIR = '.mlops_nb/published'   # verified, extracted bundles, one folder per tag (immutable, like the tags)
-_TAG = re.compile(r'^(?P<model>[A-Za-z0-9][A-Za-z0-9_.-]*)@v(?P<n>[1-9][0-9]*)$')
-
-def version_tag(model: str, # the registered model
-                n: int,     # its version number
-                ) -> str:
-    "The git tag of version `n` of `model`: `weather@v3`."
-    return f'{model}@v{n}'
-
-# %% ../nbs/06b_gitops.ipynb 6
-class VersionRecord(BaseModel):
-    "What the tag of a published version says about it (`git show weather@v3`)."
-    model_config = ConfigDict(extra='forbid')
-    format: Literal[1] = 1
-    model: str
-    version: int
-    created: str                                   # UTC, ISO 8601
-    metrics: dict[str, float] = {}
-    gates: list[dict] = []                         # gate outcomes against the champion of the time
-    lineage: dict[str, str] = {}                   # git commit, dirty flag, pipeline run, profile, data hash, MLflow runs
-    pipeline: dict[str, dict[str, str]] = {}       # step -> notebook, notebook hash, cache key
-    tags: dict[str, str] = {}                      # the version's other registry tags
-    aliases: list[str] = []                        # aliases it had when published (the pipeline's `challenger`)
-    files: dict[str, str]                          # bundle path -> sha256
-
-    def message(self) -> str:
-        "The tag message: a readable first line, then the record as JSON."
-        shown = ', '.join(f'{k}={v:.4g}' for k, v in list(self.metrics.items())[:4])
-        commit, run = self.lineage.get('git_commit', '')[:12], self.lineage.get('run_id', '')
-        return (f"{version_tag(self.model, self.version)}: {shown or 'no metrics'} (commit {commit or '?'}, run {run or '?'})"
-                f"\n\n{self.model_dump_json(indent=1)}\n")
-
-# %% ../nbs/06b_gitops.ipynb 7
-def parse_record(tag: str,     # a version tag, e.g. weather@v3
-                 message: str, # the annotated tag message
-                 ) -> VersionRecord:
-    "The record in the message of `tag`; a `RegistryError` naming the tag when it is not one."
-    m = _TAG.match(tag)
-    try: rec = VersionRecord.model_validate_json(message.partition('\n\n')[2])
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = '.'.join(map(str, err['loc']))
-        raise RegistryError(f"tag {tag}: malformed message, not an mlops_nb version record "
-                            f"({f'{where}: ' if where else ''}{err['msg']}); nothing was imported") from None
-    if m is None or (rec.model, rec.version) != (m['model'], int(m['n'])):
-        raise RegistryError(f"tag {tag}: its record describes {version_tag(rec.model, rec.version)}; nothing was imported")
-    return rec
-
-# %% ../nbs/06b_gitops.ipynb 10
-_ARTIFACTS = {'mlops_nb.onnx': 'model.onnx', 'mlops_nb.reference_profile': 'reference.whylogs',
-              'mlops_nb.model_card': 'MODEL_CARD.md'}           # version tag -> bundle file
-_REGISTERED = 'mlops_nb.registered'  # when a local version was first registered (ms), kept when a rebuild renumbers it
-_STORE_TAGS = {*_ARTIFACTS, 'mlops_nb.model_uri', PUBLISHED_TAG, _REGISTERED}  # this store's own: rewritten on import
-
-def _utcnow() -> str:
-    "UTC time in ISO 8601 with milliseconds: events of one second still sort in the order they happened."
-    t = time.time()
-    return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(t)) + f'.{int(t * 1000) % 1000:03d}Z'
-
-def file_hashes(folder: Path, # the bundle folder
-                ) -> dict[str, str]:
-    "Relative path -> sha256 of every file under `folder`."
-    out = {}
-    for p in sorted(Path(folder).rglob('*')):
-        if p.is_file():
-            with open(p, 'rb') as f: out[p.relative_to(folder).as_posix()] = hashlib.file_digest(f, 'sha256').hexdigest()
-    return out
-
-# %% ../nbs/06b_gitops.ipynb 11
-def run_pipeline_record(root: Path,  # the project folder
-                        run_id: str, # the pipeline run
-                        ) -> dict[str, dict[str, str]]:
-    "Step -> notebook, notebook hash and cache key of the pipeline run `run_id` (empty if it is not here)."
-    out, d = {}, Path(root) / 'runs' / run_id
-    if not (d / 'run.json').is_file(): return out
-    for step in json.loads((d / 'run.json').read_text())['steps']:
-        if (f := d / step / 'step.json').is_file():
-            st = json.loads(f.read_text())
-            out[step] = {'notebook': st['notebook'], 'notebook_hash': st.get('notebook_hash', ''),
-                         'cache_key': st.get('cache_key', '')}
-    return out
-
-# %% ../nbs/06b_gitops.ipynb 12
-def _copy_run(root: Path, run_id: str, dest: Path) -> None:
-    "Copy run `run_id`'s record (run.json; each step's step.json, executed notebook, figures, output profiles) to `dest`."
-    src = Path(root) / 'runs' / run_id
-    if not (src / 'run.json').is_file(): return
-    (dest / run_id).mkdir(parents=True)
-    shutil.copyfile(src / 'run.json', dest / run_id / 'run.json')
-    for step in json.loads((src / 'run.json').read_text())['steps']:
-        if not (f := src / step / 'step.json').is_file(): continue
-        st, out = json.loads(f.read_text()), dest / run_id / step
-        made = Path(st.get('source_dir', f.parent))  # a cached step's files are in the run that executed it
-        (out / 'artifacts').mkdir(parents=True)
-        shutil.copyfile(f, out / 'step.json')
-        if (nb := made / Path(st['notebook']).name).is_file(): shutil.copyfile(nb, out / nb.name)
-        for f in sorted((made / 'artifacts').glob('*')):  # what the report shows: figures, output profiles, model card
-            if f.suffix == '.png' or f.name.startswith('data__') or f.name == 'MODEL_CARD.md':
-                shutil.copyfile(f, out / 'artifacts' / f.name)
-
-def model_card(rec: VersionRecord, # the version's record
-               ) -> str:
-    "A model card written from the record, for versions whose pipeline did not log its own."
-    lin = rec.lineage
-    rows = lambda d: [f'| {k} | {v:.4g} |' if isinstance(v, float) else f'| {k} | `{v}` |' for k, v in d.items()]
-    gates = [f"| {g['gate']} `{g['rule']}` | {g['detail']} | {'pass' if g['passed'] else 'FAIL'} |" for g in rec.gates]
-    return '\n'.join([
-        f"# {rec.model} v{rec.version}", '',
-        f"Published {rec.created} from commit `{lin.get('git_commit', '?')[:12]}`, pipeline run `{lin.get('run_id', '?')}` "
-        f"(profile `{lin.get('profile', 'default')}`).", '',
-        '## Metrics', '', '| metric | value |', '|---|---|', *rows(rec.metrics), '',
-        *(['## Gates at publication', '', '| gate | value | result |', '|---|---|---|', *gates, ''] if gates else []),
-        '## Lineage', '', '| what | value |', '|---|---|', *rows(lin), '',
-        *(['## Notebooks', '', '| step | notebook | hash |', '|---|---|---|',
-           *(f"| {s} | {p['notebook']} | `{p['notebook_hash'][:12]}` |" for s, p in rec.pipeline.items()), '']
-          if rec.pipeline else [])]) + '\n'
-
-# %% ../nbs/06b_gitops.ipynb 13
-def build_bundle(root: Path,        # the project folder
-                 uri: str,          # the logged model
-                 mv,                # the MLflow model version
-                 n: int,            # the version number published
-                 gates: list[dict], # gate results at publication
-                 dest: Path,        # the bundle folder to write
-                 ) -> VersionRecord:
-    "Write the bundle of the local version `mv` (to be published as number `n`) into `dest`; returns its record."
-    import mlflow
-    os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')
-    with mlflow_store(uri):
-        mlflow.artifacts.download_artifacts(mv.source, dst_path=str(dest / 'model'))
-        for tag, name in _ARTIFACTS.items():
-            if src := mv.tags.get(tag):
-                with tempfile.TemporaryDirectory() as d:
-                    shutil.move(mlflow.artifacts.download_artifacts(src, dst_path=d), dest / name)
-    (dest / 'model' / 'registered_model_meta').unlink(missing_ok=True)  # the source registry's note about itself
-    metrics = version_metrics(mv)
-    write_text(dest / 'metrics.json', json.dumps(metrics, indent=1, sort_keys=True) + '\n')
-    run_id = mv.tags.get('mlops_nb.run_id', '')
-    if run_id: _copy_run(root, run_id, dest / 'run')
-    rec = VersionRecord(
-        model=mv.name, version=n, created=_utcnow(), metrics=metrics, gates=gates,
-        lineage={**{k.removeprefix('mlops_nb.'): v for k, v in mv.tags.items()
-                    if k.startswith('mlops_nb.') and k not in _STORE_TAGS},
-                 'registered_from': mv.tags.get('mlops_nb.model_uri', mv.source)},  # an id to recognise it by, never followed
-        pipeline=run_pipeline_record(root, run_id) if run_id else {}, aliases=sorted(mv.aliases), files={},
-        tags={k: v for k, v in mv.tags.items() if not k.startswith(('mlops_nb.', 'metric.'))})
-    if not (dest / 'MODEL_CARD.md').exists(): write_text(dest / 'MODEL_CARD.md', model_card(rec))
-    rec.files = file_hashes(dest)
-    return rec
-
-# %% ../nbs/06b_gitops.ipynb 17
-def published(repo: Repo, # the git repository
-              model: str, # the registered model
-              ) -> dict[int, str]:
-    "Version number -> tag, for every published version of `model` we have fetched."
-    out = {}
-    for ref in repo.refs(f'refs/tags/{model}@v*'):
-        if (m := _TAG.match(ref.removeprefix('refs/tags/'))) and m['model'] == model: out[int(m['n'])] = m[0]
-    return dict(sorted(out.items()))
-
-# %% ../nbs/06b_gitops.ipynb 18
-def published_models(repo: Repo, # the git repository
-                     ) -> list[str]:
-    "Models with at least one version tag on the remote (or in this repository, without one)."
-    return sorted({m['model'] for ref in repo.remote_refs('refs/tags/*') if (m := _TAG.match(ref.removeprefix('refs/tags/')))})
-
-# %% ../nbs/06b_gitops.ipynb 19
-def read_record(repo: Repo, # the git repository
-                tag: str,   # a version tag
-                ) -> VersionRecord:
-    "The record of the published version `tag`."
-    return parse_record(tag, repo.tag_message(tag))
-
-# %% ../nbs/06b_gitops.ipynb 20
-def fetch_tags(repo: Repo,        # the git repository
-               models: list[str], # whose version tags to fetch
-               ) -> None:
-    "Bring the remote's version tags of `models` into our repository (a differing local tag is an error, never replaced)."
-    repo.fetch(*(f'refs/tags/{m}@v*:refs/tags/{m}@v*' for m in models))
-
-# %% ../nbs/06b_gitops.ipynb 21
-def fetch_bundle(root: Path,         # the project folder
-                 repo: Repo,         # the git repository
-                 tag: str,           # a version tag
-                 rec: VersionRecord, # its record
-                 ) -> Path:
-    "The verified, extracted bundle of `tag` (in `.mlops_nb/published/<tag>/`)."
-    dest = Path(root) / PUBLISHED_DIR / tag
-    if dest.is_dir(): return dest
-    tmp = dest.with_name(f'.{tag}.{os.getpid()}.tmp')
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        check_files(tag, rec, repo.extract(f'refs/tags/{tag}', tmp))
-        os.replace(tmp, dest)
-    finally: shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-def check_files(tag: str,           # a version tag
-                rec: VersionRecord, # its record
-                folder: Path,       # its bundle, extracted
-                ) -> None:
-    "A `RegistryError` naming the first file of `folder` that is missing, altered or extra against the record."
-    have = file_hashes(folder)
-    for path, sha in rec.files.items():
-        if path not in have: raise RegistryError(f"{tag}: bundle file {path} is missing; nothing was imported")
-        if have[path] != sha:
-            raise RegistryError(f"{tag}: bundle file {path} fails its hash (sha256 {have[path][:12]}… in the bundle, "
-                                f"{sha[:12]}… in the tag); nothing was imported")
-    if extra := sorted(set(have) - set(rec.files)):
-        raise RegistryError(f"{tag}: bundle file {extra[0]} is not in the tag's record; nothing was imported")
-
-# %% ../nbs/06b_gitops.ipynb 23
-class _Misnumbered(Exception): pass
-
-def _local_versions(client, model: str) -> dict[int, object]:
-    _finish_rebuild(client, model)
-    return {int(v.version): v for v in client.search_model_versions(f"name = '{model}'")}
-
-_REBUILT = 'mlops_nb.rebuilt'   # on `<model>.rebuilding`, once it holds every version: it replaces `<model>`
-
-def _finish_rebuild(client, model: str) -> None:
-    "After a rebuild that was stopped: its complete result replaces `model`; an incomplete one goes, `model` stays."
-    from mlflow.exceptions import MlflowException
-    try: staged = client.get_registered_model(f'{model}.rebuilding')
-    except MlflowException: return
-    if staged.tags.get(_REBUILT) != 'complete': return client.delete_registered_model(staged.name)
-    try: client.delete_registered_model(model)
-    except MlflowException: pass   # deleted already, just before the stop
-    client.rename_registered_model(staged.name, model)
-
-def _import_run(tracker: Tracker, tag: str, folder: Path) -> tuple[str, str]:
-    "The run holding the published version `tag` in this store (created from `folder` once); returns (run id, model id)."
-    import yaml
-    from mlflow.entities import LoggedModelStatus
-    client = tracker.client
-    for r in client.search_runs([tracker.experiment_id], f"tags.`{PUBLISHED_TAG}` = '{tag}' and status = 'FINISHED'"):
-        if mid := r.data.tags.get('mlops_nb.logged_model'): return r.info.run_id, mid
-    run_id = tracker.start(tag, {'kind': 'published', 'published': tag})
-    for f in _ARTIFACTS.values():
-        if (folder / f).is_file(): client.log_artifact(run_id, str(folder / f))
-    client.log_artifact(run_id, str(folder / 'metrics.json'))
-    lm = client.create_logged_model(tracker.experiment_id, name='model', source_run_id=run_id)
-    with tempfile.TemporaryDirectory() as d:
-        shutil.copytree(folder / 'model', d, dirs_exist_ok=True)
-        mlmodel = yaml.safe_load((Path(d) / 'MLmodel').read_text())  # MLflow's own ids: this store's, not the source's
-        mlmodel.update(model_id=lm.model_id, model_uuid=lm.model_id, run_id=run_id, artifact_path=lm.artifact_location)
-        (Path(d) / 'MLmodel').write_text(yaml.safe_dump(mlmodel, sort_keys=False))
-        client.log_model_artifacts(lm.model_id, d)
-    client.finalize_logged_model(lm.model_id, LoggedModelStatus.READY)
-    client.set_tag(run_id, 'mlops_nb.logged_model', lm.model_id)
-    client.set_terminated(run_id, 'FINISHED')
-    return run_id, lm.model_id
-
-def _import(tracker: Tracker, rec: VersionRecord, tag: str, folder: Path, name: str | None = None):
-    "Register the published version `tag` as version `rec.version` of its model (or of `name`) in this store."
-    from mlflow.exceptions import MlflowException
-    client, n, name = tracker.client, rec.version, name or rec.model
-    run_id, model_id = _import_run(tracker, tag, folder)
-    lineage = {f'mlops_nb.{k}': v for k, v in rec.lineage.items() if f'mlops_nb.{k}' not in _STORE_TAGS}
-    tags = {**{k: v for k, v in rec.tags.items() if not k.startswith(('mlops_nb.', 'metric.'))}, **lineage,
-            **{f'metric.{k}': repr(v) for k, v in rec.metrics.items()},
-            PUBLISHED_TAG: tag, 'mlops_nb.model_uri': f'models:/{model_id}',
-            **{t: f'runs:/{run_id}/{f}' for t, f in _ARTIFACTS.items() if (folder / f).is_file()}}
-    try: client.create_registered_model(name)
-    except MlflowException as e:
-        if 'RESOURCE_ALREADY_EXISTS' not in str(e.error_code): raise
-    while True:
-        mv = client.create_model_version(name, f'models:/{model_id}', run_id=run_id, tags=tags,
-                                         description=rec.message().splitlines()[0])
-        if int(mv.version) == n: return mv
-        if int(mv.version) > n: raise _Misnumbered
-        client.delete_model_version(name, mv.version)  # a number nobody published: held by a deleted placeholder
-
-def _rebuildable(uri: str) -> bool: return uri.startswith(('sqlite:', 'file:')) or '://' not in uri
-
-def _rebuild(tracker: Tracker, model: str, records: dict[int, tuple[str, VersionRecord, Path]], first: int | None = None,
-             echo=print) -> dict[int, int]:
-    """Recreate `model` in this (local) store: published versions first, then its local candidates renumbered. The new
-    model is built beside the old one (`<model>.rebuilding`) and replaces it only once complete: a rebuild stopped at
-    any point leaves every version in the registry (see `_finish_rebuild`)."""
-    from mlflow.exceptions import MlflowException
-    client = tracker.client
-    if not _rebuildable(tracker.uri):
-        raise RegistryError(f"the registry at {redact_uri(tracker.uri)} numbers {model} differently from its published "
-                            f"versions in git and is shared, so it is not renumbered automatically; nothing was changed")
-    local = _local_versions(client, model)
-    cands = sorted((v for v in local.values() if PUBLISHED_TAG not in v.tags),
-                   key=lambda v: (int(v.version) != first, int(v.version)))
-    try: aliases = client.get_registered_model(model).aliases
-    except MlflowException: aliases = {}
-    new = client.create_registered_model(f'{model}.rebuilding').name
-    for tag, rec, folder in records.values(): _import(tracker, rec, tag, folder, name=new)
-    moved = {}
-    for v in cands:
-        tags = {**v.tags, _REGISTERED: v.tags.get(_REGISTERED, str(v.creation_timestamp))}
-        moved[int(v.version)] = int(client.create_model_version(new, v.source, run_id=v.run_id, tags=tags,
-                                                                description=v.description).version)
-    for alias, v in aliases.items():
-        if int(v) in moved: client.set_registered_model_alias(new, alias, str(moved[int(v)]))
-    client.set_registered_model_tag(new, _REBUILT, 'complete')
-    _finish_rebuild(client, model)
-    if any(a != b for a, b in moved.items()):
-        echo(f"{model}: local versions renumbered after the published ones: "
-             + ', '.join(f'v{a} -> v{b}' for a, b in moved.items()))
-    return moved
-
-def _bundles(root: Path, repo: Repo, tags: dict[int, str], refused: list[str]) -> dict[int, tuple[str, VersionRecord, Path]]:
-    "Number -> (tag, record, verified bundle folder) for the `tags` to be believed; why the others are not: in `refused`."
-    out = {}
-    for n, tag in tags.items():
-        try:
-            rec = read_record(repo, tag)
-            check_version(repo, tag, rec.lineage)
-            out[n] = (tag, rec, fetch_bundle(root, repo, tag, rec))
-        except (RegistryError, GitError) as e: refused.append(str(e))
-    return out
-
-def _adopt(root: Path, repo: Repo, client, model: str, pub: dict[int, str], refused: list[str]) -> dict[int, object]:
-    """The local versions of `model`, each candidate that was published under its own number but not marked so (by
-    another job, `publish --from`, or by a publish stopped right after its push) marked as that published version."""
-    local = _local_versions(client, model)
-    mine = {n: t for n, t in pub.items() if n in local and PUBLISHED_TAG not in local[n].tags}
-    for n, (tag, rec, _) in _bundles(root, repo, mine, refused).items():
-        if rec.lineage.get('registered_from') == local[n].tags.get('mlops_nb.model_uri', local[n].source):
-            client.set_model_version_tag(model, str(n), PUBLISHED_TAG, tag)
-            local[n] = client.get_model_version(model, str(n))
-    return local
-
-def sync_model(root: Path,               # the project folder
-               repo: Repo,               # the git repository
-               tracker: Tracker,         # the local MLflow store
-               model: str,               # the registered model
-               upto: int | None = None,  # the last version to pull (default: all)
-               first: int | None = None, # the first version to pull (default: 1)
-               echo=print,               # where progress lines go
-               refused: list | None = None, # collects why versions were not believed (see trust)
-               ) -> list[str]:
-    """Make versions 1..N of `model` in the local registry the published ones (N: the highest, or `upto`), importing
-    what is missing (every bundle verified before anything changes); returns the tags imported. `first`: a local
-    candidate to renumber right after the published versions. A version that is not to be believed is left out,
-    one line saying why in `refused`."""
-    pub = {n: t for n, t in published(repo, model).items() if upto is None or n <= upto}
-    refused = [] if refused is None else refused
-    local = _adopt(root, repo, tracker.client, model, pub, refused)
-    stale = [n for n in pub if n in local and local[n].tags.get(PUBLISHED_TAG) != pub[n]]
-    missing = [n for n in pub if n not in local]
-    with mlflow_store(tracker.uri):  # registering a `models:/` source resolves it through MLflow's default store
-        if stale or first: _rebuild(tracker, model, todo := _bundles(root, repo, pub, refused), first, echo)
-        elif missing:
-            todo = _bundles(root, repo, {n: pub[n] for n in missing}, refused)
-            try:
-                for tag, rec, folder in todo.values(): _import(tracker, rec, tag, folder)
-            except _Misnumbered: _rebuild(tracker, model, _bundles(root, repo, pub, []), None, echo)
-        else: todo = {}
-    return [pub[n] for n in sorted({*stale, *missing}) if n in todo]
-
-# %% ../nbs/06b_gitops.ipynb 25
-def applied_aliases(log: list[dict], # the alias log, oldest first
-                    ) -> dict[str, dict[str, int | None]]:
-    "Model -> alias -> version, as the registry log's applied and forced changes last set them."
-    out = {}
-    for e in log:
-        if e.get('action') in ('applied', 'forced'): out.setdefault(e['model'], {})[e['alias']] = e['to']
-    return out
-
-# %% ../nbs/06b_gitops.ipynb 26
-def restore_aliases(repo: Repo,      # the git repository
-                    client,          # an MlflowClient
-                    model: str,      # the registered model
-                    log: list[dict], # the alias log
-                    ) -> None:
-    "Point `model`'s aliases in the local registry where git says (see above), at versions imported (believed) only."
-    pub = imported(client, model)
-    if not pub: return
-    managed = applied_aliases(log).get(model, {})
-    def point(alias, v):
-        cur = alias_version(client, model, alias)
-        if v is None and cur is not None: client.delete_registered_model_alias(model, alias)
-        elif v is not None and v in pub and (cur is None or int(cur.version) != v):
-            client.set_registered_model_alias(model, alias, str(v))
-    for alias, v in managed.items(): point(alias, v)
-    had = {}
-    for n, tag in pub.items():
-        for alias in read_record(repo, tag).aliases: had[alias] = n
-    for alias, n in had.items():
-        cur = alias_version(client, model, alias)
-        if alias not in managed and (cur is None or (PUBLISHED_TAG in cur.tags and int(cur.version) < n)): point(alias, n)
-
-# %% ../nbs/06b_gitops.ipynb 28
-@dataclass
-class Publication:
-    "One version published by `publish`."
-    tag: str                        # the version tag
-    record: VersionRecord           # the version's record
-    bundle: Path | None = None   # copy of the bundle in `out`, if asked
-
-# %% ../nbs/06b_gitops.ipynb 29
-def open_registry(cfg: ProjectConfig, # the project
-                  ) -> tuple[Repo, Tracker]:
-    "The project's git repository (see `git_registry`) and its MLflow store."
-    return git_registry(cfg), Tracker(cfg)
-
-def git_registry(cfg: ProjectConfig, # the project
-                 fetch: bool = True, # fetch main first (see `trust.attach`)
-                 ) -> Repo:
-    "The project's git repository, with `registry.remote`, checking and signing as `trust.attach` sets it to."
-    return attach(Repo.open(cfg.root, cfg.registry.remote), cfg, fetch)
-
-def imported(client,     # an MlflowClient
-             model: str, # the registered model
-             ) -> dict[int, str]:
-    "Number -> tag of the published versions of `model` in the local registry (each believed when it was imported)."
-    return {n: v.tags[PUBLISHED_TAG] for n, v in sorted(_local_versions(client, model).items()) if PUBLISHED_TAG in v.tags}
-
-# %% ../nbs/06b_gitops.ipynb 30
-def _candidate(client, model: str, version: int | None = None):
-    local = _local_versions(client, model)
-    if version is not None and version not in local: raise RegistryError(f"{model} version {version}: not in the local registry")
-    newest = lambda n: int(local[n].tags.get(_REGISTERED, local[n].creation_timestamp))  # numbers change in a rebuild
-    n = version or max((n for n in local if PUBLISHED_TAG not in local[n].tags), key=newest, default=None)
-    return None if n is None else client.get_model_version(model, str(n))  # with its aliases (search leaves them out)
-
-def _gates_now(cfg: ProjectConfig, client, model: str, metrics: dict) -> list[dict]:
-    champ = alias_version(client, model, 'champion')
-    return [g.check(metrics, version_metrics(champ) if champ else None) for g in cfg.gate_list()]
-
-def _same_as_latest(repo: Repo, model: str, pipeline: dict) -> str | None:
-    "The newest published tag of `model` if it was built from the same pipeline state (cache keys) as `pipeline`."
-    if not pipeline or not (pub := published(repo, model)): return None
-    keys = lambda p: {s: step['cache_key'] for s, step in p.items()}
-    return pub[max(pub)] if keys(read_record(repo, pub[max(pub)]).pipeline) == keys(pipeline) else None
-
-def _push_version(repo: Repo, rec: VersionRecord, folder: Path) -> bool:
-    "Tag the bundle `folder` as `rec`'s version, signed when the repository signs; False when another job took the number."
-    tag = version_tag(rec.model, rec.version)
-    if repo.signers: check_lineage(repo, tag, rec.lineage)
-    commit = repo.commit(repo.write_tree(folder), f'{tag}: bundle')
-    return repo.update_ref(f'refs/tags/{tag}', repo.tag(tag, commit, rec.message(), sign=repo.sign), None)
-
-def _publish_one(cfg, repo: Repo, tracker: Tracker, model: str, version, out, echo) -> Publication | None:
-    client = tracker.client
-    cand = _candidate(client, model, version)
-    if cand is None: return echo(f"{model}: nothing to publish (every local version is published)")
-    if PUBLISHED_TAG in cand.tags:
-        return echo(f"{model} version {cand.version} is published already as {cand.tags[PUBLISHED_TAG]}")
-    if same := _same_as_latest(repo, model, run_pipeline_record(cfg.root, cand.tags.get('mlops_nb.run_id', ''))):
-        return echo(f"{model}: nothing new to publish: {same} was built from the same notebooks, parameters and data")
-    uri = cand.tags.get('mlops_nb.model_uri', cand.source)
-    for _ in range(5):
-        top = max(published(repo, model), default=0)
-        if int(cand.version) != top + 1 and _rebuildable(tracker.uri):  # the candidate goes right after the published
-            sync_model(cfg.root, repo, tracker, model, first=int(cand.version), echo=echo)
-            cand = _find_by_uri(client, model, uri)
-        n, tag = int(cand.version), version_tag(model, int(cand.version))
-        if n <= top: raise RegistryError(f"{model} version {n} in {redact_uri(tracker.uri)} is not {tag}, which is published")
-        with tempfile.TemporaryDirectory() as d:
-            rec = build_bundle(cfg.root, tracker.uri, cand, n, _gates_now(cfg, client, model, version_metrics(cand)), Path(d))
-            if _push_version(repo, rec, Path(d)):
-                client.set_model_version_tag(model, str(n), PUBLISHED_TAG, tag)
-                fetch_bundle(cfg.root, repo, tag, rec)  # as a pull would have it: the report finds the run there
-                bundle = Path(out) / tag if out else None
-                if bundle: shutil.copytree(d, bundle, dirs_exist_ok=True)
-                return Publication(tag, rec, bundle)
-        echo(f"{tag} was published by another job meanwhile: renumbering")
-        fetch_tags(repo, [model])
-        sync_model(cfg.root, repo, tracker, model, echo=echo)
-        cand = _find_by_uri(client, model, uri)
-    raise RegistryError(f"{model}: gave up publishing after 5 races for the next version number")
-
-def _find_by_uri(client, model: str, uri: str):
-    n = next(n for n, v in _local_versions(client, model).items() if v.tags.get('mlops_nb.model_uri', v.source) == uri)
-    return client.get_model_version(model, str(n))
-
-def publish(cfg: ProjectConfig,         # the project
-            model: str | None = None,   # the model to publish (default: every model of models.yaml)
-            version: int | None = None, # the version (default: the newest unpublished)
-            out: Path | None = None,    # where bundles go (default: a temporary folder)
-            echo=print,                 # where progress lines go
-            ) -> list[Publication]:
-    "Publish the newest unpublished version of `model` (default: each model of `models.yaml`); see above."
-    repo, tracker = open_registry(cfg)
-    _can_sign(repo, echo)
-    models = [model] if model else list(load_models(cfg.root).models)
-    fetch_tags(repo, models)
-    _, log = repo.read_log()
-    done = []
-    for m in models:
-        sync_model(cfg.root, repo, tracker, m, echo=echo)
-        restore_aliases(repo, tracker.client, m, log)
-        if p := _publish_one(cfg, repo, tracker, m, version, out, echo):
-            done.append(p)
-            where = f"{repo.remote} ({repo.url})" if repo.remote else 'this repository (no remote)'
-            echo(f"published {p.tag} to {where}: {p.record.message().splitlines()[0]}")
-    return done
-
-# %% ../nbs/06b_gitops.ipynb 31
-def _can_sign(repo: Repo, echo) -> None:
-    "Say once that versions are unauthenticated (refuse, where signatures are required); refuse to publish unsigned."
-    if why := unauthenticated(repo):
-        if repo.require_signed: raise RegistryError(f"mlops.yaml requires signatures, and there is {why}; nothing was published")
-        echo(f'warning: {why}')
-    elif not repo.sign:
-        raise RegistryError(f"publishing needs the release key: main lists allowed signers, so versions are signed (set "
-                            f"{KEY_ENV} to the private key, or git's user.signingkey with gpg.format=ssh); nothing was published")
-
-def stage(cfg: ProjectConfig,         # the project
-          dest: Path,                 # the folder the publish job will read
-          model: str | None = None,   # the model (default: every model of models.yaml)
-          echo=print,                 # where progress lines go
-          ) -> list[Path]:
-    "Write each model's newest unpublished version as `dest/<model>/bundle/` with its `record.json`; push nothing."
-    repo, tracker = open_registry(cfg)
-    models = [model] if model else list(load_models(cfg.root).models)
-    fetch_tags(repo, models)
-    written = []
-    for m in models:
-        sync_model(cfg.root, repo, tracker, m, echo=echo)
-        if (cand := _candidate(tracker.client, m)) is None: continue
-        n = max(published(repo, m), default=0) + 1    # the number it would get now; `publish --from` decides
-        folder = Path(dest) / m
-        shutil.rmtree(folder, ignore_errors=True)
-        gates = _gates_now(cfg, tracker.client, m, version_metrics(cand))
-        rec = build_bundle(cfg.root, tracker.uri, cand, n, gates, folder / 'bundle')
-        write_text(folder / 'record.json', rec.model_dump_json(indent=1))
-        echo(f"staged {m} (local version {cand.version}) in {folder}: {rec.message().splitlines()[0]}")
-        written.append(folder)
-    return written
-
-# %% ../nbs/06b_gitops.ipynb 32
-def publish_staged(cfg: ProjectConfig,      # the project
-                   src: Path,               # the folder `stage` wrote
-                   out: Path | None = None, # where bundles are copied (for GitHub Releases)
-                   echo=print,              # where progress lines go
-                   ) -> list[Publication]:
-    """Publish the bundles `stage` wrote: each checked against its record's hashes, built from main, numbered after
-    the published versions, signed and pushed. Runs nothing of the project and opens no MLflow store."""
-    repo, done = git_registry(cfg), []
-    _can_sign(repo, echo)
-    for f in sorted(Path(src).glob('*/record.json')):
-        try: rec, bundle = VersionRecord.model_validate_json(f.read_text()), f.parent / 'bundle'
-        except ValidationError as e: raise RegistryError(f"{f}: not a staged version record ({e.errors()[0]['msg']})") from None
-        check_files(f'staged {rec.model}', rec, bundle)
-        fetch_tags(repo, [rec.model])
-        if same := _same_as_latest(repo, rec.model, rec.pipeline):
-            echo(f"{rec.model}: nothing new to publish: {same} was built from the same notebooks, parameters and data")
-            continue
-        for _ in range(5):
-            rec.version = max(published(repo, rec.model), default=0) + 1
-            if _push_version(repo, rec, bundle): break
-            echo(f"{version_tag(rec.model, rec.version)} was published by another job meanwhile: renumbering")
-            fetch_tags(repo, [rec.model])
-        else: raise RegistryError(f"{rec.model}: gave up publishing after 5 races for the next version number")
-        tag = version_tag(rec.model, rec.version)
-        p = Publication(tag, rec, Path(out) / tag if out else None)
-        if p.bundle: shutil.copytree(bundle, p.bundle, dirs_exist_ok=True)
-        echo(f"published {p.tag} to {repo.remote or 'this repository'}: {rec.message().splitlines()[0]}")
-        done.append(p)
-    return done
-
-# %% ../nbs/06b_gitops.ipynb 33
-def pull(cfg: ProjectConfig,               # the project
-         targets: list[str] | None = None, # models or tags, e.g. weather@v3 (default: everything published)
-         echo=print,                       # where progress lines go
-         strict: bool = False,             # a version refused is an error (after the rest is pulled), not a line
-         repo: Repo | None = None,         # the project's repository, if the caller has it (see `git_registry`)
-         ) -> list[str]:
-    """Import published versions (`model`, or `model@vN` and the ones before it; default: every model) and aliases;
-    a version that is not to be believed (see trust) is left out with one line saying why."""
-    repo, want = repo or git_registry(cfg), {}
-    if (why := unauthenticated(repo)) and not repo.require_signed: echo(f'warning: {why}')
-    for t in targets or []:
-        m = _TAG.match(t)
-        if m is None and not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]*', t):
-            raise RegistryError(f"pull {t!r}: expected MODEL or MODEL@vN")
-        want[m['model'] if m else t] = int(m['n']) if m else None
-    if not want: want = dict.fromkeys(published_models(repo))
-    fetch_tags(repo, list(want))
-    _, log = repo.read_log()
-    if not any(published(repo, m) for m in want):
-        echo(f"nothing published yet on {repo.remote or 'this repository'}"); return []
-    tracker, done, refused = Tracker(cfg), [], []
-    for m, upto in want.items():
-        pub = published(repo, m)
-        if upto and upto not in pub:
-            raise RegistryError(f"{version_tag(m, upto)} is not published ({_listing(m, pub)}); nothing was imported")
-        done += sync_model(cfg.root, repo, tracker, m, upto, echo=echo, refused=refused)
-        restore_aliases(repo, tracker.client, m, log)
-    echo(f"pulled {len(done)} version(s): {', '.join(done)}" if done else 'local registry up to date with git')
-    if refused and strict: raise RegistryError('; '.join(refused))
-    for line in refused: echo(line)
-    return done
-
-def _listing(model, pub) -> str: return f"published: {', '.join(pub.values())}" if pub else f'{model} has no published version'
-
-# %% ../nbs/06b_gitops.ipynb 37
 @dataclass
 class AliasChange:
     "One alias `models.yaml` wants moved, with the gate outcomes and what reconcile did about it."
@@ -647,7 +41,7 @@ class AliasChange:
     @property
     def failed(self) -> list[dict]: return [g for g in self.gates if not g['passed']]
 
-# %% ../nbs/06b_gitops.ipynb 38
+# %% ../nbs/06b_gitops.ipynb 6
 class ReconcileRefused(RegistryError):
     "A change `models.yaml` asks for failed a gate: recorded as refused in the registry log, not applied."
     def __init__(self,
@@ -658,7 +52,7 @@ class ReconcileRefused(RegistryError):
                                                                             for g in c.failed) for c in changes)
                          + " (recorded in the registry log; --force --reason TEXT applies it anyway)")
 
-# %% ../nbs/06b_gitops.ipynb 39
+# %% ../nbs/06b_gitops.ipynb 7
 def plan_reconcile(cfg: ProjectConfig,  # the project
                    repo: Repo,          # the git repository
                    client,              # an MlflowClient
@@ -672,7 +66,7 @@ def plan_reconcile(cfg: ProjectConfig,  # the project
         for alias, want in aliases.items():
             if want is not None and want not in pub:
                 raise RegistryError(f"models.yaml: {name}.{alias} -> version {want}: {version_tag(name, want)} is not "
-                                    f"published ({_listing(name, pub)}); nothing was changed")
+                                    f"published ({listing(name, pub)}); nothing was changed")
             if want is not None and want not in imported(client, name):
                 raise RegistryError(f"models.yaml: {name}.{alias} -> version {want}: {pub[want]} is not to be believed "
                                     f"(`mlops-nb verify {pub[want]}` says why); nothing was changed")
@@ -688,7 +82,15 @@ def plan_reconcile(cfg: ProjectConfig,  # the project
             changes.append(c)
     return changes
 
-# %% ../nbs/06b_gitops.ipynb 40
+# %% ../nbs/06b_gitops.ipynb 8
+def _log_entries(changes: list[AliasChange], who: str, commit: str, reason: str | None) -> list[dict]:
+    "The registry-log entries recording `changes`, asked for by `commit`."
+    when = utcnow()
+    return [{'when': when, 'who': who, 'commit': commit, 'model': c.model, 'alias': c.alias, 'from': c.current,
+             'to': c.desired, 'action': c.action, 'gates': c.gates,
+             **({'reason': reason} if c.action == 'forced' else {}), **({'rollback': True} if c.rollback else {})}
+            for c in changes]
+
 def reconcile(cfg: ProjectConfig,        # the project
               dry_run: bool = False,     # say what would change, change nothing
               force: bool = False,       # apply even changes whose gates fail
@@ -711,11 +113,7 @@ def reconcile(cfg: ProjectConfig,        # the project
     planned = []
     def entries(log):
         planned[:] = plan_reconcile(cfg, repo, client, log, force)
-        when = _utcnow()
-        return [{'when': when, 'who': repo.who[0], 'commit': commit, 'model': c.model, 'alias': c.alias, 'from': c.current,
-                 'to': c.desired, 'action': c.action, 'gates': c.gates, **({'reason': reason} if c.action == 'forced' else {}),
-                 **({'rollback': True} if c.rollback else {})}
-                for c in planned]
+        return _log_entries(planned, repo.who[0], commit, reason)
     repo.append_log(entries, lambda new: f"reconcile {commit[:12]}: " + '; '.join(f'{c} {c.action}' for c in planned))
     for c in planned:
         if c.action == 'refused': continue
@@ -724,7 +122,7 @@ def reconcile(cfg: ProjectConfig,        # the project
     if refused := [c for c in planned if c.action == 'refused']: raise ReconcileRefused(refused)
     return planned
 
-# %% ../nbs/06b_gitops.ipynb 41
+# %% ../nbs/06b_gitops.ipynb 10
 class PromotionRefused(RegistryError):
     "A gate failed; `gates` holds every gate's outcome."
     def __init__(self,
@@ -736,7 +134,7 @@ class PromotionRefused(RegistryError):
         failed = '; '.join(f"{g['gate']} {g['rule']} ({g['detail']})" for g in gates if not g['passed'])
         super().__init__(f"{name} version {version} not promoted: failed gate {failed}")
 
-# %% ../nbs/06b_gitops.ipynb 42
+# %% ../nbs/06b_gitops.ipynb 11
 def local_version(cfg: ProjectConfig,         # the project
                   model: str,                 # the registered model
                   version: int | None = None, # a version number
@@ -759,7 +157,7 @@ def local_version(cfg: ProjectConfig,         # the project
         mv = look()
     return mv
 
-# %% ../nbs/06b_gitops.ipynb 43
+# %% ../nbs/06b_gitops.ipynb 12
 def promotion_gates(cfg: ProjectConfig, # the project
                     model: str,         # the registered model
                     version: int,       # the candidate
@@ -776,7 +174,7 @@ def promotion_gates(cfg: ProjectConfig, # the project
     ref = local_version(cfg, model, champ) if champ and champ != version else None
     return [g.check(version_metrics(mv), version_metrics(ref) if ref else None) for g in cfg.gate_list()]
 
-# %% ../nbs/06b_gitops.ipynb 44
+# %% ../nbs/06b_gitops.ipynb 13
 def promote(cfg: ProjectConfig,      # the project
             model: str,              # the registered model
             version: int,            # the candidate
@@ -790,7 +188,7 @@ def promote(cfg: ProjectConfig,      # the project
     write_models(cfg.root, models)
     return gates
 
-# %% ../nbs/06b_gitops.ipynb 45
+# %% ../nbs/06b_gitops.ipynb 14
 def rollback(cfg: ProjectConfig,      # the project
              model: str,              # the registered model
              alias: str = 'champion', # the alias to move back
@@ -813,7 +211,7 @@ def rollback(cfg: ProjectConfig,      # the project
     write_models(cfg.root, models)
     return current, previous
 
-# %% ../nbs/06b_gitops.ipynb 47
+# %% ../nbs/06b_gitops.ipynb 16
 @dataclass
 class ModelStatus:
     "A model as `mlops-nb status` shows it."
@@ -828,7 +226,7 @@ class ModelStatus:
         "Aliases whose local version differs from `models.yaml`."
         return [AliasChange(self.model, a, self.aliases.get(a), v) for a, v in self.declared.items() if self.aliases.get(a) != v]
 
-# %% ../nbs/06b_gitops.ipynb 48
+# %% ../nbs/06b_gitops.ipynb 17
 def model_status(cfg: ProjectConfig, # the project
                  ) -> list[ModelStatus]:
     "The status of each model `models.yaml` declares (see above)."
@@ -838,15 +236,27 @@ def model_status(cfg: ProjectConfig, # the project
     except NotARepository: repo = None
     client, out = client_for(tracking_uri(cfg)), []
     for name, declared in load_models(cfg.root).models.items():
-        here = {n for n, v in _local_versions(client, name).items() if PUBLISHED_TAG in v.tags}
+        here = {n for n, v in local_versions(client, name).items() if PUBLISHED_TAG in v.tags}
         if repo and {v for v in declared.values() if v} - here: pull(cfg, [name], echo=lambda m: None, repo=repo)
-        local, pub = _local_versions(client, name), published(repo, name) if repo else {}
+        local, pub = local_versions(client, name), published(repo, name) if repo else {}
         try: aliases = {a: int(v) for a, v in client.get_registered_model(name).aliases.items()}
         except Exception: aliases = {}
         out.append(ModelStatus(name, list(pub), [n for n, v in local.items() if PUBLISHED_TAG not in v.tags], aliases, declared))
     return out
 
-# %% ../nbs/06b_gitops.ipynb 50
+# %% ../nbs/06b_gitops.ipynb 19
+def _published_event(root: Path, repo: Repo, model: str, tag: str) -> dict:
+    "The `history` event of the published `tag`: who tagged it, who signed it, or why it is not to be believed."
+    try: rec, signer, refused = read_record(repo, tag), None, None
+    except (RegistryError, GitError) as e:
+        return {'event': 'refused-version', 'when': '', 'tag': tag, 'model': model, 'refused': str(e)}
+    try: _, signer, _ = believed(root, repo, tag)   # its files as the record says (kept: checked once)
+    except VersionRefused as e: refused = e.reason
+    except RegistryError as e: refused = str(e).removeprefix(f'{tag}: ')
+    who = repo.run('for-each-ref', '--format=%(taggername)', f'refs/tags/{tag}')
+    return {'event': 'published', 'when': rec.created, 'who': who, 'model': model, 'to': rec.version, 'record': rec,
+            'commit': rec.lineage.get('git_commit', ''), 'signer': signer, 'refused': refused}
+
 def history(cfg: ProjectConfig,       # the project
             model: str | None = None, # one model (default: all)
             ) -> list[dict]:
@@ -856,22 +266,10 @@ def history(cfg: ProjectConfig,       # the project
     models = [model] if model else sorted(set(published_models(repo)) | {e['model'] for e in log})
     fetch_tags(repo, models)
     events = [{**e, 'event': e.get('action', '?')} for e in log if model is None or e['model'] == model]
-    for m in models:
-        for tag in published(repo, m).values():
-            try: rec, signer, refused = read_record(repo, tag), None, None
-            except (RegistryError, GitError) as e:
-                events.append({'event': 'refused-version', 'when': '', 'tag': tag, 'model': m, 'refused': str(e)}); continue
-            try:
-                signer = check_version(repo, tag, rec.lineage)
-                fetch_bundle(cfg.root, repo, tag, rec)   # its files as the record says (kept: checked once)
-            except VersionRefused as e: refused = e.reason
-            except RegistryError as e: refused = str(e).removeprefix(f'{tag}: ')
-            who = repo.run('for-each-ref', '--format=%(taggername)', f'refs/tags/{tag}')
-            events.append({'event': 'published', 'when': rec.created, 'who': who, 'model': m, 'to': rec.version, 'record': rec,
-                           'commit': rec.lineage.get('git_commit', ''), 'signer': signer, 'refused': refused})
+    events += [_published_event(cfg.root, repo, m, tag) for m in models for tag in published(repo, m).values()]
     return sorted(events, key=lambda e: e['when'])
 
-# %% ../nbs/06b_gitops.ipynb 51
+# %% ../nbs/06b_gitops.ipynb 20
 def describe(event: dict, # a history event
              ) -> str:
     "One line for a `history` event."
@@ -889,7 +287,7 @@ def describe(event: dict, # a history event
     if event.get('rollback'): line += ' (back to a former holder: no gates)'
     return line + (f" — reason: {event['reason']}" if event.get('reason') else '')
 
-# %% ../nbs/06b_gitops.ipynb 53
+# %% ../nbs/06b_gitops.ipynb 22
 @dataclass
 class VersionCheck:
     "What `verify` found about one published version."
@@ -904,7 +302,7 @@ class VersionCheck:
         return (f"{self.tag}  OK  signed by {self.signer}, built from {self.commit[:12]} on main, "
                 f"{self.files} bundle files match the record")
 
-# %% ../nbs/06b_gitops.ipynb 54
+# %% ../nbs/06b_gitops.ipynb 23
 def _check_one(repo: Repo, tag: str) -> VersionCheck:
     try:
         rec = read_record(repo, tag)
@@ -919,7 +317,7 @@ def verify(cfg: ProjectConfig,         # the project
            ) -> tuple[list[VersionCheck], str | None]:
     "Each published version's check (see above), and why the registry log fails its check (None: it passes)."
     repo = git_registry(cfg)
-    m = _TAG.match(target or '')
+    m = TAG_PATTERN.match(target or '')
     models = [m['model'] if m else target] if target else published_models(repo)
     fetch_tags(repo, models)
     checks = [_check_one(repo, tag) for model in models for n, tag in published(repo, model).items()
@@ -928,7 +326,7 @@ def verify(cfg: ProjectConfig,         # the project
     except GitError as e: return checks, str(e)
     return checks, None
 
-# %% ../nbs/06b_gitops.ipynb 56
+# %% ../nbs/06b_gitops.ipynb 25
 def signers(cfg: ProjectConfig, # the project
             tags: list[str],    # published version tags
             ) -> dict[str, str]:

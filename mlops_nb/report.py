@@ -78,7 +78,7 @@ class RunRecord:
 # %% ../nbs/07_report.ipynb 8
 def _published_runs(root: Path) -> dict[str, tuple[str, Path]]:
     "Run id -> (tag, run folder) for the pipeline runs inside the bundles of published versions that were pulled."
-    from mlops_nb.gitops import PUBLISHED_DIR
+    from mlops_nb.bundle import PUBLISHED_DIR
     return {f.parent.name: (f.parents[2].name, f.parent) for f in sorted((Path(root) / PUBLISHED_DIR).glob('*/run/*/run.json'))}
 
 def load_runs(root: Path, # the project folder

@@ -5,7 +5,7 @@ from conftest import clone, git, mlops, register_versions, tiny_hub, write_nb
 from mlflow.tracking import MlflowClient
 
 from mlops_nb.config import load_config
-from mlops_nb.gitops import publish
+from mlops_nb.publish import publish
 
 
 @pytest.fixture
