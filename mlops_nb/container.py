@@ -14,7 +14,7 @@ from importlib.metadata import version as installed
 from pathlib import Path
 
 from .config import MlopsError, ProjectConfig
-from .serve import fetch_version
+from .loader import fetch_version
 
 # %% auto 0
 __all__ = ['SERVER_PACKAGES', 'DOCKERFILE', 'write_bundle', 'requirements', 'write_context']

@@ -144,7 +144,7 @@ def test_a_record_cannot_point_the_registry_at_a_file_of_its_choosing(hub, tmp_p
     assert evil.as_uri() not in tags.values() and 'mlops_nb.onnx' not in tags, tags
     assert tags['mlops_nb.model_uri'].startswith('models:/m-')
     from mlops_nb.config import load_config
-    from mlops_nb.serve import fetch_version
+    from mlops_nb.loader import fetch_version
     with pytest.raises(Exception, match='m@v2 has no ONNX export in its bundle'):
         fetch_version(load_config(fresh), 'm', 'challenger', 'onnx', tmp_path / 'dest')
 
