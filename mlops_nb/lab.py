@@ -16,11 +16,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+
 from .config import MlopsError, ProjectConfig, find_root, load_config
 
 # %% auto 0
-__all__ = ['JOBS', 'ROUTE', 'project_of', 'cell_progress', 'pipeline_state', 'Job', 'run_args', 'start_job', 'step_of',
-           'step_params', 'step_history', 'models']
+__all__ = ['JOBS', 'ROUTE', 'HANDLERS', 'project_of', 'cell_progress', 'pipeline_state', 'Job', 'run_args', 'start_job',
+           'step_of', 'step_params', 'step_history', 'models', 'ApiHandler', 'StateHandler', 'RunHandler', 'JobHandler',
+           'ParamsHandler', 'HistoryHandler', 'ModelsHandler', 'GatesHandler', 'PromoteHandler', 'ReportHandler']
 
 # %% ../nbs/10a_lab.ipynb 5
 def project_of(root_dir: Path, # the Jupyter server's root folder
@@ -53,7 +57,7 @@ def pipeline_state(root_dir: Path,             # the Jupyter server's root folde
                    profile: str | None = None, # judge staleness against this profile
                    ) -> dict:
     "The project's steps as the panel draws them, and the runs started from the panel."
-    from mlops_nb.runner import step_status
+    from mlops_nb.plan import step_status
     steps = []
     for r in step_status(cfg.root, profile or None):
         st = cfg.steps[r['step']]
@@ -100,7 +104,7 @@ def run_args(cfg: ProjectConfig,     # the project
              params: dict[str, str], # NAME -> VALUE over the profile
              ) -> list[str]:
     "The `mlops-nb run` arguments for a panel action, after the runner's own checks (a `MlopsError` names the problem)."
-    from mlops_nb.runner import plan
+    from mlops_nb.plan import plan
     if action not in ('step', 'from', 'all'): raise MlopsError(f"unknown action {action!r}")
     if action != 'all' and step not in cfg.steps: raise MlopsError(f"unknown step {step!r} (steps: {', '.join(cfg.steps)})")
     overrides = {f'{step}.{k}' if step else k: str(v) for k, v in params.items()}
@@ -139,7 +143,7 @@ def step_params(cfg: ProjectConfig,         # the project
                 ) -> list[dict]:
     "The step's notebook parameters: name, type, and the value the step gets with `profile`."
     from mlops_nb.params import notebook_params
-    from mlops_nb.runner import plan
+    from mlops_nb.plan import plan
     if step not in cfg.steps: raise MlopsError(f"unknown step {step!r}")
     declared = notebook_params(cfg.path(cfg.steps[step].notebook), cfg.root / '.mlops_nb' / 'params')
     values = plan(cfg, [step], profile or None)[-1].params
@@ -177,96 +181,109 @@ def models(cfg: ProjectConfig, # the project
 # %% ../nbs/10a_lab.ipynb 19
 ROUTE = 'mlops-nb/api'
 
-def _handlers():
-    import tornado.web
-    from jupyter_server.base.handlers import APIHandler
+class ApiHandler(APIHandler):
+    "The project a request names, answers as JSON, and errors a person can act on as a 400 with one line."
+    def initialize(self, root_dir: Path): self.root_dir = root_dir
+    def arg(self, name, default=''): return self.get_query_argument(name, default)
+    def project(self, body=None): return project_of(self.root_dir, (body or {}).get('path', self.arg('path')))
 
-    class Base(APIHandler):
-        def initialize(self, root_dir: Path): self.root_dir = root_dir
-        def arg(self, name, default=''): return self.get_query_argument(name, default)
-        def project(self, body=None): return project_of(self.root_dir, (body or {}).get('path', self.arg('path')))
+    async def answer(self, fn, *args):
+        try: data = await asyncio.to_thread(fn, *args)
+        except MlopsError as e:
+            self.set_status(400)
+            return self.finish(json.dumps({'error': str(e).splitlines()[0]}))
+        self.finish(json.dumps(data, default=str))
 
-        async def answer(self, fn, *args):
-            try: data = await asyncio.to_thread(fn, *args)
-            except MlopsError as e:
-                self.set_status(400)
-                return self.finish(json.dumps({'error': str(e).splitlines()[0]}))
-            self.finish(json.dumps(data, default=str))
+    def body(self) -> dict:
+        try: return json.loads(self.request.body or b'{}')
+        except ValueError: raise MlopsError('the request body is not JSON') from None
 
-        def body(self) -> dict:
-            try: return json.loads(self.request.body or b'{}')
-            except ValueError: raise MlopsError('the request body is not JSON') from None
+# %% ../nbs/10a_lab.ipynb 21
+class StateHandler(ApiHandler):
+    "GET: each step's state (`pipeline_state`)."
+    @tornado.web.authenticated
+    async def get(self): await self.answer(lambda: pipeline_state(self.root_dir, self.project(), self.arg('profile')))
 
-    class State(Base):
-        @tornado.web.authenticated
-        async def get(self): await self.answer(lambda: pipeline_state(self.root_dir, self.project(), self.arg('profile')))
+# %% ../nbs/10a_lab.ipynb 23
+class RunHandler(ApiHandler):
+    "POST: start a run (`run_args`, `start_job`); the job's summary."
+    @tornado.web.authenticated
+    async def post(self):
+        def go():
+            b = self.body()
+            cfg = self.project(b)
+            step = step_of(self.root_dir, cfg, b['notebook']) if b.get('notebook') else b.get('step')
+            return start_job(cfg, run_args(cfg, b.get('action', 'step'), step, b.get('profile'), b.get('executor'),
+                                           b.get('params') or {})).summary()
+        await self.answer(go)
 
-    class Run(Base):
-        @tornado.web.authenticated
-        async def post(self):
-            def go():
-                b = self.body()
-                cfg = self.project(b)
-                step = step_of(self.root_dir, cfg, b['notebook']) if b.get('notebook') else b.get('step')
-                return start_job(cfg, run_args(cfg, b.get('action', 'step'), step, b.get('profile'), b.get('executor'),
-                                               b.get('params') or {})).summary()
-            await self.answer(go)
+class JobHandler(ApiHandler):
+    "GET jobs/<id>: a job's progress and its output so far."
+    @tornado.web.authenticated
+    async def get(self, job_id):
+        if job_id not in JOBS: raise tornado.web.HTTPError(404, f'no job {job_id}')
+        self.finish(json.dumps(JOBS[job_id].summary()))
 
-    class Jobs(Base):
-        @tornado.web.authenticated
-        async def get(self, job_id):
-            if job_id not in JOBS: raise tornado.web.HTTPError(404, f'no job {job_id}')
-            self.finish(json.dumps(JOBS[job_id].summary()))
+# %% ../nbs/10a_lab.ipynb 25
+class ParamsHandler(ApiHandler):
+    "GET: a step's parameters under a profile; POST: check values, start nothing."
+    @tornado.web.authenticated
+    async def get(self): await self.answer(lambda: step_params(self.project(), self.arg('step'), self.arg('profile')))
 
-    class Params(Base):
-        @tornado.web.authenticated
-        async def get(self): await self.answer(lambda: step_params(self.project(), self.arg('step'), self.arg('profile')))
+    @tornado.web.authenticated
+    async def post(self):
+        def check():
+            b = self.body()
+            cfg = self.project(b)
+            run_args(cfg, 'step', b.get('step'), b.get('profile'), None, b.get('params') or {})
+            return {'ok': True}
+        await self.answer(check)
 
-        @tornado.web.authenticated
-        async def post(self):  # validate values with the runner's rules, start nothing
-            def check():
-                b = self.body()
-                cfg = self.project(b)
-                run_args(cfg, 'step', b.get('step'), b.get('profile'), None, b.get('params') or {})
-                return {'ok': True}
-            await self.answer(check)
+class HistoryHandler(ApiHandler):
+    "GET: a step's runs, newest first (`step_history`)."
+    @tornado.web.authenticated
+    async def get(self): await self.answer(lambda: step_history(self.project(), self.arg('step')))
 
-    class History(Base):
-        @tornado.web.authenticated
-        async def get(self): await self.answer(lambda: step_history(self.project(), self.arg('step')))
+# %% ../nbs/10a_lab.ipynb 27
+class ModelsHandler(ApiHandler):
+    "GET: each model of `models.yaml` with its versions, aliases and signers (`models`)."
+    @tornado.web.authenticated
+    async def get(self): await self.answer(lambda: models(self.project()))
 
-    class Models(Base):
-        @tornado.web.authenticated
-        async def get(self): await self.answer(lambda: models(self.project()))
+class GatesHandler(ApiHandler):
+    "GET: the gates of a published version against the champion."
+    @tornado.web.authenticated
+    async def get(self):
+        from mlops_nb.gitops import promotion_gates
+        await self.answer(lambda: promotion_gates(self.project(), self.arg('model'), int(self.arg('version', '0'))))
 
-    class Gates(Base):
-        @tornado.web.authenticated
-        async def get(self):
-            from mlops_nb.gitops import promotion_gates
-            await self.answer(lambda: promotion_gates(self.project(), self.arg('model'), int(self.arg('version', '0'))))
+class PromoteHandler(ApiHandler):
+    "POST: promote a version in `models.yaml` if its gates pass; else the refusal with every gate."
+    @tornado.web.authenticated
+    async def post(self):
+        from mlops_nb.gitops import PromotionRefused, promote
+        def go():
+            b = self.body()
+            try: return {'gates': promote(self.project(b), b['model'], int(b['version']), b.get('alias', 'champion'))}
+            except PromotionRefused as e: return {'refused': str(e), 'gates': e.gates}
+        await self.answer(go)
 
-    class Promote(Base):
-        @tornado.web.authenticated
-        async def post(self):
-            from mlops_nb.gitops import PromotionRefused, promote
-            def go():
-                b = self.body()
-                try: return {'gates': promote(self.project(b), b['model'], int(b['version']), b.get('alias', 'champion'))}
-                except PromotionRefused as e: return {'refused': str(e), 'gates': e.gates}
-            await self.answer(go)
+# %% ../nbs/10a_lab.ipynb 29
+class ReportHandler(ApiHandler):
+    "POST: build the report site (`report.build_site`); where its pages are."
+    @tornado.web.authenticated
+    async def post(self):
+        from mlops_nb.report import build_site
+        def go():
+            cfg = self.project(self.body())
+            index = build_site(cfg.root)
+            return {'index': _rel(self.root_dir, index), 'runs': _rel(self.root_dir, index.parent / 'runs')}
+        await self.answer(go)
 
-    class Report(Base):
-        @tornado.web.authenticated
-        async def post(self):
-            from mlops_nb.report import build_site
-            def go():
-                cfg = self.project(self.body())
-                index = build_site(cfg.root)
-                return {'index': _rel(self.root_dir, index), 'runs': _rel(self.root_dir, index.parent / 'runs')}
-            await self.answer(go)
-
-    return [('state', State), ('run', Run), (r'jobs/(\w+)', Jobs), ('params', Params), ('history', History),
-            ('models', Models), ('gates', Gates), ('promote', Promote), ('report', Report)]
+# %% ../nbs/10a_lab.ipynb 30
+HANDLERS = [('state', StateHandler), ('run', RunHandler), (r'jobs/(\w+)', JobHandler), ('params', ParamsHandler),
+            ('history', HistoryHandler), ('models', ModelsHandler), ('gates', GatesHandler),
+            ('promote', PromoteHandler), ('report', ReportHandler)]  # path under ROUTE -> handler
 
 def _load_jupyter_server_extension(server_app):
     "Jupyter Server calls this (see `mlops_nb._jupyter_server_extension_points`): register the handlers."
@@ -274,5 +291,5 @@ def _load_jupyter_server_extension(server_app):
     web_app = server_app.web_app
     base = url_path_join(web_app.settings['base_url'], ROUTE)
     root = Path(server_app.root_dir).expanduser()
-    web_app.add_handlers('.*$', [(url_path_join(base, path), handler, {'root_dir': root}) for path, handler in _handlers()])
+    web_app.add_handlers('.*$', [(url_path_join(base, path), handler, {'root_dir': root}) for path, handler in HANDLERS])
     server_app.log.info(f"mlops_nb: JupyterLab extension API at {base}")
