@@ -8,7 +8,7 @@ import time
 import nbformat
 import pytest
 import requests
-from conftest import BIN, REPO, chromium, clean_env, git, mlops, release_key
+from conftest import BIN, REPO, chromium, clean_env, git, mlops, release_key, write_nb
 from services import free_port
 
 STEPS = ['ingest', 'validate', 'features', 'train', 'evaluate', 'register']
@@ -180,6 +180,80 @@ def test_the_panel_in_jupyterlab(lab):
                                "w.context.path.startsWith('runs/') && w.content.activeCell && "
                                "w.content.activeCell.model.sharedModel.getSource()", 60, 'the failed cell')
         assert 'the forest caught fire' in active
+
+
+# the panel's colours, read in the browser: text against its background, as WCAG measures contrast
+CONTRAST = """
+const rgb = c => c.match(/[\\d.]+/g).slice(0, 3).map(Number).map(v => v / 255)
+  .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+const lum = c => { const [r, g, b] = rgb(c); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+const panel = document.getElementById('mlops-nb-panel');
+const bg = getComputedStyle(panel).backgroundColor, fg = getComputedStyle(panel.querySelector(arguments[0])).color;
+const [hi, lo] = [lum(bg), lum(fg)].sort((a, b) => b - a);
+return {background: lum(bg), contrast: (hi + 0.05) / (lo + 0.05)};
+"""
+
+
+def _theme(driver, name: str, light: bool):
+    driver.execute_script(f"window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{name}'}})")
+    _wait(driver, f"return document.body.dataset.jpThemeLight === '{str(light).lower()}'", 60, name)
+    time.sleep(1)  # the theme's stylesheet applied
+
+
+def test_the_panel_on_a_diamond_in_both_themes_and_from_the_keyboard(lab):
+    """A diamond-shaped project (b and c both need a; d needs both) laid out in layers; the panel readable in the light
+    and the dark theme (WCAG contrast of its text); every step reachable and selectable from the keyboard."""
+    from selenium.webdriver.common.keys import Keys
+    root, shots = lab['root'], REPO / 'reports' / 'test-output'
+    shots.mkdir(parents=True, exist_ok=True)
+    diamond = root / 'diamond'
+    for name in 'abcd': write_nb(diamond / f'{name}.ipynb', 'n = 1', 'print(n)')
+    (diamond / 'mlops.yaml').write_text('name: diamond\nsteps:\n  a: {notebook: a.ipynb}\n  b: {notebook: b.ipynb, needs: [a]}\n'
+                                        '  c: {notebook: c.ipynb, needs: [a]}\n  d: {notebook: d.ipynb, needs: [b, c]}\n')
+    with chromium(lab['tmp'] / '.chrome-themes', width=1400, height=1000) as driver:
+        driver.get(f"{lab['url']}/lab?token={lab['token']}")
+        _wait(driver, "return !!(window.jupyterapp && document.getElementById('mlops-nb-panel'))", what='the panel')
+        driver.execute_script("window.jupyterapp.shell.activateById('mlops-nb-panel')")
+        driver.execute_script("window.jupyterapp.commands.execute('docmanager:open', {path: 'diamond/d.ipynb'})")
+        at = _wait(driver, "const n = [...document.querySelectorAll('#mlops-nb-panel g.mlops-node')]; "
+                           "return n.length === 4 && n.map(g => [g.getAttribute('data-step'), "
+                           "g.getAttribute('transform').match(/[\\d.]+/g).map(Number)])", 60, 'the diamond')
+        xy = dict(at)
+        assert xy['a'][1] < xy['b'][1] == xy['c'][1] < xy['d'][1] and xy['b'][0] != xy['c'][0], xy   # three layers
+        _wait(driver, "return document.querySelector('#mlops-nb-panel g[data-step=d] rect.mlops-active') && "
+                      "document.querySelector('#mlops-nb-panel .mlops-step[data-step=d]')", 30, 'd active and shown')
+
+        # the keyboard: Tab from the toolbar reaches the graph at the selected step (one tab stop for the graph);
+        # arrows move between steps; Enter selects; Tab leaves the graph for the step's own toolbar
+        focused = "return document.activeElement.getAttribute('data-step')"
+        driver.execute_script("document.querySelector('#mlops-nb-panel .mlops-profile').focus()")
+        for _ in range(8):
+            if driver.execute_script(focused): break
+            driver.switch_to.active_element.send_keys(Keys.TAB)
+        assert driver.execute_script(focused) == 'd'
+        for key, step in ((Keys.ARROW_UP, 'b'), (Keys.ARROW_RIGHT, 'c'), (Keys.ARROW_UP, 'a'), (Keys.ARROW_DOWN, 'b'),
+                          (Keys.ARROW_RIGHT, 'c')):
+            driver.switch_to.active_element.send_keys(key)
+            assert driver.execute_script(focused) == step, (key, step)
+        driver.switch_to.active_element.send_keys(Keys.ENTER)
+        _wait(driver, "return document.querySelector('#mlops-nb-panel .mlops-step[data-step=c]')", 30, 'c selected')
+        driver.switch_to.active_element.send_keys(Keys.TAB)                   # on into the step's own toolbar
+        assert 'mlops-run-step' in driver.execute_script("return document.activeElement.className")
+
+        for theme, light, suffix in (('JupyterLab Light', True, 'light'), ('JupyterLab Dark', False, 'dark')):
+            _theme(driver, theme, light)
+            colours = driver.execute_script(CONTRAST, '.mlops-step h3')
+            assert (colours['background'] > 0.5) == light and colours['contrast'] >= 4.5, (theme, colours)
+            driver.save_screenshot(str(shots / f'lab_panel_diamond_{suffix}.png'))
+        driver.execute_script("window.jupyterapp.commands.execute('docmanager:open', {path: 'notebooks/train.ipynb'})")
+        _wait(driver, "return document.querySelectorAll('#mlops-nb-panel g.mlops-node').length === 6", 60, 'the weather DAG')
+        _wait(driver, "return document.querySelector('#mlops-nb-panel .mlops-model[data-model=weather] .mlops-gate-table')",
+              60, 'the gates')
+        colours = driver.execute_script(CONTRAST, '.mlops-model h4')
+        assert colours['background'] < 0.5 and colours['contrast'] >= 4.5, colours
+        driver.save_screenshot(str(shots / 'lab_panel_weather_dark.png'))
+        _theme(driver, 'JupyterLab Light', True)
+        driver.save_screenshot(str(shots / 'lab_panel_weather_light.png'))
 
 
 def test_the_same_extension_in_notebook_7(lab):

@@ -129,3 +129,24 @@ export function sparkline(values: number[], width: number, height: number, pad =
 export function busy(steps: Step[], jobs: { status: string }[]): boolean {
   return steps.some(s => s.state === 'running') || jobs.some(j => j.status === 'running');
 }
+
+/**
+ * The step an arrow key moves the keyboard to from `name` in a layout: beside it in its layer (ArrowLeft,
+ * ArrowRight), or the nearest step of the layer above or below (ArrowUp, ArrowDown); undefined at an edge.
+ */
+export function neighbour(placed: Placed[], name: string, key: string): string | undefined {
+  const from = placed.find(p => p.name === name);
+  if (!from) {
+    return undefined;
+  }
+  if (key === 'ArrowLeft' || key === 'ArrowRight') {
+    const column = from.column + (key === 'ArrowLeft' ? -1 : 1);
+    return placed.find(p => p.layer === from.layer && p.column === column)?.name;
+  }
+  if (key === 'ArrowUp' || key === 'ArrowDown') {
+    const layer = from.layer + (key === 'ArrowUp' ? -1 : 1);
+    const row = placed.filter(p => p.layer === layer).sort((a, b) => Math.abs(a.x - from.x) - Math.abs(b.x - from.x));
+    return row[0]?.name;
+  }
+  return undefined;
+}

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { busy, describe, layoutDag, sparkline, stateColour, stepForPath, Step } from '../logic';
+import { busy, describe, layoutDag, neighbour, sparkline, stateColour, stepForPath, Step } from '../logic';
 
 const step = (name: string, needs: string[] = [], extra: Partial<Step> = {}): Step => ({
   name,
@@ -68,4 +68,16 @@ test('the panel polls fast only while something runs', () => {
   assert.equal(busy([step('a')], [{ status: 'done' }]), false);
   assert.equal(busy([step('a', [], { state: 'running' })], []), true);
   assert.equal(busy([step('a')], [{ status: 'running' }]), true);
+});
+
+test('arrow keys move between the steps of a diamond', () => {
+  const placed = layoutDag([step('a'), step('b', ['a']), step('c', ['a']), step('d', ['b', 'c'])]);
+  assert.equal(neighbour(placed, 'a', 'ArrowDown'), 'b');
+  assert.equal(neighbour(placed, 'b', 'ArrowRight'), 'c');
+  assert.equal(neighbour(placed, 'c', 'ArrowLeft'), 'b');
+  assert.equal(neighbour(placed, 'c', 'ArrowDown'), 'd');
+  assert.equal(neighbour(placed, 'd', 'ArrowUp'), 'b');
+  assert.equal(neighbour(placed, 'a', 'ArrowUp'), undefined);
+  assert.equal(neighbour(placed, 'b', 'ArrowLeft'), undefined);
+  assert.equal(neighbour(placed, 'a', 'Tab'), undefined);
 });
