@@ -57,6 +57,7 @@ def _render(text: str, labels: dict) -> str:
     for k, v in labels.items(): text = text.replace(f'{{{{ $labels.{k} }}}}', v)
     return text
 
+# %% ../nbs/09b_alerting.ipynb 9
 def rule_tests(rules_file: str, # the rules file the tests load
                model: str,      # the served model
                job: str,        # the Prometheus job
@@ -96,7 +97,7 @@ def rule_tests(rules_file: str, # the rules file the tests load
               case('MlopsNbInputDrift', [(drifted, '0x5')], {}, False, '5m')]
     return {'rule_files': [rules_file], 'evaluation_interval': '1m', 'tests': tests}
 
-# %% ../nbs/09b_alerting.ipynb 12
+# %% ../nbs/09b_alerting.ipynb 13
 def dashboard(model: str, # the served model
               job: str,   # the Prometheus job
               ) -> dict:
@@ -129,7 +130,7 @@ def dashboard(model: str, # the served model
             'tags': ['mlops-nb'], 'time': {'from': 'now-1h', 'to': 'now'}, 'refresh': '30s', 'panels': panels,
             'templating': {'list': [{'name': 'datasource', 'type': 'datasource', 'query': 'prometheus', 'label': 'Prometheus'}]}}
 
-# %% ../nbs/09b_alerting.ipynb 15
+# %% ../nbs/09b_alerting.ipynb 16
 def scrape_config(job: str,              # the Prometheus job
                   target: str,           # host:port of the server
                   token_file: str,       # the file holding the bearer token
@@ -140,7 +141,7 @@ def scrape_config(job: str,              # the Prometheus job
             'scrape_configs': [{'job_name': job, 'static_configs': [{'targets': [target]}],
                                 'authorization': {'type': 'Bearer', 'credentials_file': token_file}}]}
 
-# %% ../nbs/09b_alerting.ipynb 16
+# %% ../nbs/09b_alerting.ipynb 17
 def export(cfg: ProjectConfig,                                 # the project
            model: str,                                         # the served model
            out: str | Path,                                    # the folder to write

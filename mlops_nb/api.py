@@ -189,6 +189,7 @@ def _absolute_imports(tree: ast.AST,           # parsed source
             mods.setdefault(n.module, []).extend(a.name for a in n.names)
     return mods
 
+# %% ../nbs/04_api.ipynb 22
 class _Referenced(pickle.Pickler):
     "Pickles into nothing, noting the module of every class and function the object refers to."
     def __init__(self):
@@ -200,9 +201,11 @@ class _Referenced(pickle.Pickler):
         if module := getattr(kind, '__module__', None): self.modules.add(module)
         return NotImplemented
 
+# %% ../nbs/04_api.ipynb 23
 class _Discard:
     def write(self, data): pass
 
+# %% ../nbs/04_api.ipynb 24
 @cache
 def _distributions(top: str) -> tuple[str, ...]:
     """The installed distributions providing the top-level module `top`: their top_level.txt names it, or their RECORD
@@ -217,6 +220,7 @@ def _distributions(top: str) -> tuple[str, ...]:
             found[dist.metadata['Name']] = None
     return tuple(found)
 
+# %% ../nbs/04_api.ipynb 25
 def model_requirements(model,                               # a fitted scikit-learn estimator or pipeline
                        code_paths: list[str] | None = None, # local modules shipped with it: their imports count too
                        ) -> list[str] | None:
@@ -238,7 +242,7 @@ def model_requirements(model,                               # a fitted scikit-le
     return sorted({*mlflow.sklearn.get_default_pip_requirements(include_skops=True), *(f'{d}=={version(d)}' for d in dists)},
                   key=str.lower)
 
-# %% ../nbs/04_api.ipynb 23
+# %% ../nbs/04_api.ipynb 27
 def upstream_dir(step: str, # a step this one needs
                  ) -> Path:
     "Folder of the latest successful run of `step` (its step.json, models.json, artifacts)."
@@ -246,13 +250,13 @@ def upstream_dir(step: str, # a step this one needs
     if d is None: raise MlopsError(f"step {step!r} has no successful run yet (run it, or add it to `needs`)")
     return Path(d)
 
-# %% ../nbs/04_api.ipynb 24
+# %% ../nbs/04_api.ipynb 28
 def upstream_record(step: str, # a step this one needs
                     ) -> dict:
     "The `step.json` of `step`'s latest successful run: params, metrics, models, outputs, MLflow run id."
     return json.loads((upstream_dir(step) / 'step.json').read_text())
 
-# %% ../nbs/04_api.ipynb 25
+# %% ../nbs/04_api.ipynb 29
 def model_uri(step: str = 'train',  # the upstream step that logged the model
               name: str = 'model',  # the name it was logged under
               ) -> str:
@@ -262,7 +266,7 @@ def model_uri(step: str = 'train',  # the upstream step that logged the model
         raise MlopsError(f"step {step!r} logged no model named {name!r} (logged: {', '.join(models) or 'none'})")
     return models[name]['uri']
 
-# %% ../nbs/04_api.ipynb 26
+# %% ../nbs/04_api.ipynb 30
 def load_model(step: str = 'train',  # the upstream step that logged the model
                name: str = 'model'): # the name it was logged under
     "Load the scikit-learn model `name` logged by `step`."
@@ -270,7 +274,7 @@ def load_model(step: str = 'train',  # the upstream step that logged the model
     _mlflow()
     return mlflow.sklearn.load_model(model_uri(step, name))
 
-# %% ../nbs/04_api.ipynb 28
+# %% ../nbs/04_api.ipynb 32
 def log_figure(fig,       # a matplotlib figure
                name: str, # the PNG's name in the step's run (and the report)
                ) -> None:
@@ -281,7 +285,7 @@ def log_figure(fig,       # a matplotlib figure
         fig.savefig(path, dpi=110, bbox_inches='tight')
         log_artifact(path)
 
-# %% ../nbs/04_api.ipynb 29
+# %% ../nbs/04_api.ipynb 33
 def log_profile(df,        # a pandas DataFrame
                 name: str): # the profile's name: `<name>.whylogs` in the step's run
     "Profile `df` with whylogs and attach the profile as `<name>.whylogs`; returns the profile view."
@@ -291,13 +295,13 @@ def log_profile(df,        # a pandas DataFrame
     with tempfile.TemporaryDirectory() as d: log_artifact(write_profile(view, Path(d) / f'{name}.whylogs'))
     return view
 
-# %% ../nbs/04_api.ipynb 31
+# %% ../nbs/04_api.ipynb 35
 def data_hash() -> str:
     "Hash of every upstream step's declared outputs: what data this pipeline run saw (see `data.outputs_hash`)."
     from mlops_nb.data import outputs_hash
     return outputs_hash({s: upstream_record(s).get('outputs', {}) for s in sorted(context().upstream)})
 
-# %% ../nbs/04_api.ipynb 32
+# %% ../nbs/04_api.ipynb 36
 def register_model(name: str,                           # the registered model, e.g. weather
                    step: str = 'train',                 # the upstream step that logged the model
                    model: str = 'model',                # the name it was logged under

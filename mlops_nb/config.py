@@ -191,6 +191,7 @@ class ProjectConfig(_Strict):
             ts.done(*ready)
         return out
 
+# %% ../nbs/00_config.ipynb 20
 def _with_ancestors(cfg, steps):
     todo, seen = list(steps), set()
     while todo:
@@ -199,7 +200,7 @@ def _with_ancestors(cfg, steps):
         if s not in seen: seen.add(s); todo += cfg.steps[s].needs
     return seen
 
-# %% ../nbs/00_config.ipynb 21
+# %% ../nbs/00_config.ipynb 22
 def _line_of(text: str, loc) -> int | None:
     "1-based line of the deepest node of `loc` found in the YAML `text`."
     try: node = yaml.compose(text)
@@ -215,7 +216,7 @@ def _line_of(text: str, loc) -> int | None:
         else: break
     return line
 
-# %% ../nbs/00_config.ipynb 24
+# %% ../nbs/00_config.ipynb 25
 def _model_at(loc, root_model=None):
     "The pydantic model that holds the last key of `loc`, walking the fields from `root_model`."
     model, items = root_model or ProjectConfig, list(loc[:-1])
@@ -237,7 +238,7 @@ def _describe(err, root_model=None) -> str:
         return f"step name {err['input']!r} cannot be a folder name (letters, digits, '_', '-' and single dots)"
     return f"{key}: {err['msg'].removeprefix('Value error, ')}, got {err['input']!r}"
 
-# %% ../nbs/00_config.ipynb 26
+# %% ../nbs/00_config.ipynb 27
 def _check_graph(cfg: ProjectConfig, fail):
     root = cfg.root.resolve()
     for name, step in cfg.steps.items():
@@ -279,7 +280,7 @@ def load_yaml(path: Path,             # the YAML file
         err = e.errors()[0]
         fail(err['loc'], _describe(err, model))
 
-# %% ../nbs/00_config.ipynb 27
+# %% ../nbs/00_config.ipynb 28
 def load_config(path: str | Path = 'mlops.yaml', # mlops.yaml, or the project folder holding it
                 ) -> ProjectConfig:
     "Read and validate a project's `mlops.yaml` (or the one inside the folder `path`)."
@@ -290,7 +291,7 @@ def load_config(path: str | Path = 'mlops.yaml', # mlops.yaml, or the project fo
     _check_graph(cfg, fail)
     return cfg
 
-# %% ../nbs/00_config.ipynb 29
+# %% ../nbs/00_config.ipynb 30
 def find_root(start: str | Path = '.', # a folder inside the project
               ) -> Path:
     "The nearest folder at or above `start` that holds `mlops.yaml`."
@@ -299,7 +300,7 @@ def find_root(start: str | Path = '.', # a folder inside the project
         if (d / 'mlops.yaml').is_file(): return d
     raise ConfigError(f"no mlops.yaml in {start} or any parent folder (`mlops-nb init` creates a project)")
 
-# %% ../nbs/00_config.ipynb 30
+# %% ../nbs/00_config.ipynb 31
 def write_text(path: Path, # the file (replaced atomically)
                text: str,  # its new content
                ) -> None:
@@ -316,7 +317,7 @@ def write_text(path: Path, # the file (replaced atomically)
         Path(tmp).unlink(missing_ok=True)
         raise
 
-# %% ../nbs/00_config.ipynb 31
+# %% ../nbs/00_config.ipynb 32
 def write_json(path: Path, # the file (replaced atomically)
                data,       # JSON-serialisable data
                ) -> None:

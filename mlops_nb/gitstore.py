@@ -117,6 +117,7 @@ def _write_tree(self: Repo, folder: Path) -> str:
         self.run(f'--work-tree={folder}', 'add', '--all', '--force', '.', env=env, cwd=folder)
         return self.run('write-tree', env=env)
 
+# %% ../nbs/06a_gitstore.ipynb 12
 def _commit(self: Repo, tree: str, message: str, parents: tuple[str, ...] = (), sign: bool = False) -> str:
     "A commit of `tree` with `parents` (none: the root of its own history), signed with the release key if `sign`."
     args = ['commit-tree', tree, *(a for p in parents for a in ('-p', p)), '-F', '-']
@@ -124,6 +125,7 @@ def _commit(self: Repo, tree: str, message: str, parents: tuple[str, ...] = (), 
     with signing_key(self.top) as key:
         return self.run(*args[:2], '-S', *args[2:], input=message, env=_config({'gpg.format': 'ssh', **key.config()}))
 
+# %% ../nbs/06a_gitstore.ipynb 13
 def _tag(self: Repo, name: str, target: str, message: str, sign: bool = False) -> str:
     "Write an annotated tag object `name` on the commit `target` (no ref yet), signed if `sign`; returns its id."
     name_, email = self.who
@@ -132,17 +134,20 @@ def _tag(self: Repo, name: str, target: str, message: str, sign: bool = False) -
         with signing_key(self.top) as key: body += key.sign(body)
     return self.run('mktag', input=body)
 
+# %% ../nbs/06a_gitstore.ipynb 14
 def _tag_message(self: Repo, name: str) -> str:
     "The message of the annotated tag `name`, without its signature (a `GitError` for a lightweight tag)."
     if self.run('cat-file', '-t', f'refs/tags/{name}') != 'tag':
         raise GitError(f"tag {name} is a lightweight tag: a published version is an annotated tag with its record")
     return self.run('cat-file', 'tag', f'refs/tags/{name}').split('\n\n', 1)[-1].split(_SIGNATURE, 1)[0].rstrip()
 
+# %% ../nbs/06a_gitstore.ipynb 15
 def _files(self: Repo, rev: str) -> dict[str, str]:
     "Path -> blob id of every file in the tree of `rev`."
     out = self.run('ls-tree', '-r', '-z', '--full-tree', rev)
     return {line.split('\t', 1)[1]: line.split()[2] for line in out.split('\0') if line}
 
+# %% ../nbs/06a_gitstore.ipynb 16
 def _extract(self: Repo, rev: str, dest: Path) -> Path:
     "Write the tree of `rev` into the new folder `dest` (tar's `data` filter: no links or paths leaving it)."
     data = self.run('archive', '--format=tar', rev, binary=True)
@@ -153,7 +158,7 @@ def _extract(self: Repo, rev: str, dest: Path) -> Path:
 Repo.write_tree, Repo.commit, Repo.tag, Repo.tag_message, Repo.files, Repo.extract = (
     _write_tree, _commit, _tag, _tag_message, _files, _extract)
 
-# %% ../nbs/06a_gitstore.ipynb 15
+# %% ../nbs/06a_gitstore.ipynb 20
 KEY_ENV = 'MLOPS_NB_SIGNING_KEY'        # the release key: a private key file, or the key itself (a CI secret)
 _SIGNATURE = '-----BEGIN SSH SIGNATURE-----'
 
@@ -170,7 +175,7 @@ def _config(values: dict) -> dict:
     for i, (k, v) in enumerate(values.items(), n): env |= {f'GIT_CONFIG_KEY_{i}': k, f'GIT_CONFIG_VALUE_{i}': str(v)}
     return env
 
-# %% ../nbs/06a_gitstore.ipynb 16
+# %% ../nbs/06a_gitstore.ipynb 21
 @dataclass
 class SigningKey:
     "The SSH key that signs: a private key file, or a public one whose private half ssh-agent holds (`agent`)."
@@ -189,7 +194,7 @@ class SigningKey:
             raise SigningError(f"could not sign with the release key ({KEY_ENV} or user.signingkey): {why[-1]}")
         return r.stdout
 
-# %% ../nbs/06a_gitstore.ipynb 17
+# %% ../nbs/06a_gitstore.ipynb 22
 def has_signing_key(cwd: Path | None = None, # a folder in the repository
                     ) -> bool:
     "Is there a release key to sign with (see `signing_key`)?"
@@ -215,7 +220,7 @@ def signing_key(cwd: Path | None = None, # a folder in the repository
         else: raise SigningError(f"no release key to sign with: set {KEY_ENV} (a private key file, or the key itself) or "
                                  "git's user.signingkey with gpg.format=ssh")
 
-# %% ../nbs/06a_gitstore.ipynb 18
+# %% ../nbs/06a_gitstore.ipynb 23
 _VERDICTS = {'no signature found': 'not signed', 'key has expired': 'signed with a key no longer valid at its date',
              'incorrect signature': 'its signature does not match its content (changed after signing)',
              'No principal matched': 'signed by a key that is not in the allowed signers'}
@@ -233,7 +238,7 @@ def _signer(self: Repo, kind: str, rev: str) -> str:
 
 Repo.signer = _signer
 
-# %% ../nbs/06a_gitstore.ipynb 22
+# %% ../nbs/06a_gitstore.ipynb 27
 def _fetch(self: Repo, *refspecs: str) -> None:
     "Fetch `refspecs` from the remote (nothing to do without one)."
     if not self.remote: return
@@ -249,21 +254,25 @@ def _fetch(self: Repo, *refspecs: str) -> None:
                        + (f"{clobber}: a local tag differs from the remote's; nothing was changed" if clobber
                           else why[-1] if why else f'exit {r.returncode}'))
 
+# %% ../nbs/06a_gitstore.ipynb 28
 def _refs(self: Repo, pattern: str) -> dict[str, str]:
     "Local refs matching the glob `pattern` (e.g. `refs/tags/weather@v*`) -> the id they point at."
     out = self.run('for-each-ref', '--format=%(refname) %(objectname)', pattern)
     return dict(line.split() for line in out.splitlines())
 
+# %% ../nbs/06a_gitstore.ipynb 29
 def _remote_refs(self: Repo, pattern: str) -> dict[str, str]:
     "The remote's refs matching `pattern` now (this repository's, without a remote)."
     if not self.remote: return self.refs(pattern)
     out = self.run('ls-remote', '--refs', self.remote, pattern)
     return {line.split()[1]: line.split()[0] for line in out.splitlines()}
 
+# %% ../nbs/06a_gitstore.ipynb 30
 def _remote_ref(self: Repo, ref: str) -> str | None:
     "What `ref` points at on the remote now (None: absent)."
     return self.remote_refs(ref).get(ref)
 
+# %% ../nbs/06a_gitstore.ipynb 31
 def _update_ref(self: Repo, ref: str, new: str, old: str | None) -> bool:
     """Set `ref` to `new` if it still points at `old` (None: if it does not exist); False when another writer
     got there first. With a remote the remote decides, and our copy of the ref follows."""
@@ -283,6 +292,7 @@ def _update_ref(self: Repo, ref: str, new: str, old: str | None) -> bool:
                    + (f" ({'; '.join(s for s in remote_says if s)})" if any(remote_says) else '')
                    + "; nothing was published")
 
+# %% ../nbs/06a_gitstore.ipynb 32
 def _tracking(self: Repo, ref: str) -> str:
     "Where our copy of the remote's `ref` lives: tags as they are, branches under `refs/remotes/<remote>/`."
     if not self.remote or ref.startswith('refs/tags/'): return ref
@@ -291,7 +301,7 @@ def _tracking(self: Repo, ref: str) -> str:
 Repo.fetch, Repo.refs, Repo.remote_refs, Repo.remote_ref, Repo.update_ref, Repo.tracking = (
     _fetch, _refs, _remote_refs, _remote_ref, _update_ref, _tracking)
 
-# %% ../nbs/06a_gitstore.ipynb 26
+# %% ../nbs/06a_gitstore.ipynb 36
 LOG_BRANCH = 'refs/heads/mlops-nb/registry'
 LOG_FILE = 'audit.jsonl'
 _LOG_README = """# mlops_nb registry log
@@ -317,7 +327,7 @@ def check_chain(lines: list[str], # the log's lines, oldest first
         if chained and prev != (line_hash(lines[i - 1]) if i else ''):
             raise Untrusted(f"registry log entry {i + 1} does not follow entry {i}: its hash chain is broken")
 
-# %% ../nbs/06a_gitstore.ipynb 27
+# %% ../nbs/06a_gitstore.ipynb 37
 def _log_state(self: Repo) -> Path: return self.git_dir / 'mlops_nb' / 'registry-log.json'
 
 def _verify_log(self: Repo, tip: str) -> list[str | None]:
@@ -344,7 +354,7 @@ def _verify_log(self: Repo, tip: str) -> list[str | None]:
     write_json(self.log_state(), {'tip': tip, 'signers': signers, 'signed_by': signed_by})
     return signed_by
 
-# %% ../nbs/06a_gitstore.ipynb 28
+# %% ../nbs/06a_gitstore.ipynb 38
 def _read_log(self: Repo, fetch: bool = True) -> tuple[str | None, list[dict]]:
     "The log branch's tip and its verified entries, oldest first, each with its `signer` (fetched from the remote first)."
     if fetch:  # a glob refspec: no error while the branch does not exist yet; no '+': a rewritten branch is refused

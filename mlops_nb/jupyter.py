@@ -72,6 +72,7 @@ def _widget_for(p):
     if p.type == 'float': return w.FloatText(value=p.default or 0.0, **kw)
     return w.Text(value='' if p.default is None else str(p.default), **kw)
 
+# %% ../nbs/10_jupyter.ipynb 12
 class ParamForm:
     "A form for one step's parameters (widget per type, validation on change) with a Run button."
     def __init__(self,
@@ -122,14 +123,14 @@ class ParamForm:
         self.thread = threading.Thread(target=work, daemon=True)
         self.thread.start()
 
-# %% ../nbs/10_jupyter.ipynb 12
+# %% ../nbs/10_jupyter.ipynb 13
 def param_form(step: str,              # the step whose parameters are shown
                root: str | Path = '.', # the project folder
                ):
     "The parameter form of `step` (display its `.widget`)."
     return ParamForm(step, root)
 
-# %% ../nbs/10_jupyter.ipynb 13
+# %% ../nbs/10_jupyter.ipynb 14
 class RunExplorer:
     "A table of runs, filtered by step and profile; pick two to compare metrics and params side by side."
     def __init__(self,
@@ -183,13 +184,13 @@ class RunExplorer:
             self.output.append_display_data(Image(buf.getvalue()))
         return table
 
-# %% ../nbs/10_jupyter.ipynb 14
+# %% ../nbs/10_jupyter.ipynb 15
 def run_explorer(root: str | Path = '.', # the project folder
                  ):
     "The run explorer of the project (display its `.widget`)."
     return RunExplorer(root)
 
-# %% ../nbs/10_jupyter.ipynb 15
+# %% ../nbs/10_jupyter.ipynb 16
 class PromotionPanel:
     "Pick a published version: see every gate pass or fail, and write the promotion to models.yaml."
     def __init__(self,
@@ -228,7 +229,7 @@ class PromotionPanel:
         self.status.value = (f"models.yaml: {self.model}.{self.alias} = {self.version.value}. "
                              "Commit it in a pull request; reconcile applies it after the merge.")
 
-# %% ../nbs/10_jupyter.ipynb 16
+# %% ../nbs/10_jupyter.ipynb 17
 def promotion_panel(model: str,              # the registered model
                     root: str | Path = '.',  # the project folder
                     alias: str = 'champion', # the alias a promotion moves

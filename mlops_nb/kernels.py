@@ -45,6 +45,7 @@ async def _answer(channel, msg_id: str, timeout: float) -> dict | None:
         if msg['parent_header'].get('msg_id') == msg_id: return msg
     return None
 
+# %% ../nbs/02a_kernels.ipynb 6
 @cache
 def prompt_client_class():
     "jupyter_client's `AsyncKernelClient`, whose `wait_for_ready` keeps the handshake without its fixed waits."
@@ -65,6 +66,7 @@ def prompt_client_class():
                 except Empty: return
     return PromptKernelClient
 
+# %% ../nbs/02a_kernels.ipynb 7
 @cache
 def kernel_manager_class():
     "An `AsyncKernelManager` on IPC sockets, whose clients are `prompt_client_class()`."
@@ -85,7 +87,7 @@ def kernel_manager_class():
             return os.path.join(jupyter_runtime_dir(), f'mlops-nb-{secrets.token_hex(6)}')
     return IPCKernelManager
 
-# %% ../nbs/02a_kernels.ipynb 6
+# %% ../nbs/02a_kernels.ipynb 8
 def step_kernel_manager(env: dict[str, str], # variables the kernel gets (e.g. the step folder)
                         ) -> type:
     "A kernel manager class whose kernels see `env` on top of this process's environment."
@@ -95,7 +97,7 @@ def step_kernel_manager(env: dict[str, str], # variables the kernel gets (e.g. t
             return await super().start_kernel(**kw)
     return StepKernelManager
 
-# %% ../nbs/02a_kernels.ipynb 8
+# %% ../nbs/02a_kernels.ipynb 10
 def _exit_with(owner: int, every: float = 0.5):
     "End this process once process `owner` is gone."
     while True:
@@ -103,6 +105,7 @@ def _exit_with(owner: int, every: float = 0.5):
         try: os.kill(owner, 0)
         except ProcessLookupError: os._exit(0)
 
+# %% ../nbs/02a_kernels.ipynb 11
 def _distributions_map():
     """MLflow's map of installed modules to their distributions, built once per environment: MLflow builds it on a
     process's first model save or pyfunc load (to write requirements, to warn of version mismatches) by reading every
@@ -122,14 +125,17 @@ def _distributions_map():
         try: write_json(f, {'key': key, 'map': ru._MODULES_TO_PACKAGES})  # atomic: a fork server beside reads all or none
         except OSError: pass  # a cache we cannot write: the next fork server builds the map again
 
+# %% ../nbs/02a_kernels.ipynb 12
 def _per_python(kind: str, *key) -> Path:
     "The file of `kind` in `cache_dir()` for this Python (its executable) and `key`."
     return cache_dir() / kind / f"{hashlib.sha256(json.dumps([sys.executable, *key]).encode()).hexdigest()[:16]}.json"
 
+# %% ../nbs/02a_kernels.ipynb 13
 def _learnt_file() -> Path:
     "Where the kernels of fork servers like this one note what they import: one file per Python and set of packages loaded."
     return _per_python('imports', sorted({m.partition('.')[0] for m in sys.modules}))
 
+# %% ../nbs/02a_kernels.ipynb 14
 _learnt: tuple[Path, set[str]] | None = None  # in a fork server (and its kernels): its file of learnt imports, and them
 
 def _preload_learnt(f: Path):
@@ -148,6 +154,7 @@ def _preload_learnt(f: Path):
             try: importlib.import_module(m)
             except Exception: pass  # gone since: a kernel that needs it says so
 
+# %% ../nbs/02a_kernels.ipynb 15
 def _learn_imports(inherited: set[str], root: Path, result=None):
     """After each cell of a forked kernel (IPython's `post_run_cell`): note, for the next fork server, the modules of
     installed packages this kernel imported that it did not inherit (`_preload_learnt`)."""
@@ -159,6 +166,7 @@ def _learn_imports(inherited: set[str], root: Path, result=None):
     try: write_json(f, sorted(known))
     except OSError: pass  # a cache we cannot write: the next fork server learns nothing
 
+# %% ../nbs/02a_kernels.ipynb 16
 def _without_debugger():
     """Import ipykernel's debugger module with debugpy blocked: the kernels forked from here then start without a
     debugger, as with debugpy not installed. They serve Papermill, which never debugs, and starting one imported debugpy
@@ -169,6 +177,7 @@ def _without_debugger():
     finally:
         if blocked: del sys.modules['debugpy']
 
+# %% ../nbs/02a_kernels.ipynb 17
 def _warm_fork_server():
     """In the fork server, once the modules before this one are imported: what every kernel would do again, done once.
     No debugger (`_without_debugger`); the imports its kernels learnt (`_preload_learnt`). MLflow's map of distributions
@@ -186,6 +195,7 @@ def _warm_fork_server():
     gc.freeze()
     gc.enable()  # for the kernels: their own objects are collected as in any Python
 
+# %% ../nbs/02a_kernels.ipynb 18
 if in_fork_server(): _warm_fork_server()
 
 def _skip_iri_grammars():
@@ -196,6 +206,7 @@ def _skip_iri_grammars():
     validates JSON; jsonschema skips those two formats, in this process only."""
     sys.modules.setdefault('rfc3987_syntax', None)  # its import then raises ImportError, which jsonschema expects
 
+# %% ../nbs/02a_kernels.ipynb 19
 def _serve_kernel(connection_file: str, cwd: str, env: dict[str, str], owner: int):
     "Body of a forked kernel: the fork server already imported the heavy modules; `owner` is the pool's process."
     threading.Thread(target=_exit_with, args=(owner,), name='mlops-nb-owner', daemon=True).start()
@@ -212,6 +223,7 @@ def _serve_kernel(connection_file: str, cwd: str, env: dict[str, str], owner: in
         app.kernel.shell.enable_matplotlib('inline')
     app.start()
 
+# %% ../nbs/02a_kernels.ipynb 20
 @cache
 def forked_kernel_manager():
     "What nbclient needs of a kernel manager, for a kernel that is a forked process rather than a launched command."
@@ -234,7 +246,7 @@ def forked_kernel_manager():
             self.cleanup_ipc_files()
     return ForkedKernelManager
 
-# %% ../nbs/02a_kernels.ipynb 13
+# %% ../nbs/02a_kernels.ipynb 25
 _PRELOAD = '''def _mlops_nb_preload(mods):
     import importlib
     for m in mods:
@@ -354,7 +366,7 @@ class KernelPool:
         self.loop.close()
         atexit.unregister(self.close)
 
-# %% ../nbs/02a_kernels.ipynb 15
+# %% ../nbs/02a_kernels.ipynb 27
 @cache
 def register_warm_engine() -> str:
     "Register the `mlops_nb_warm` Papermill engine (once); returns its name."
@@ -389,7 +401,7 @@ def register_warm_engine() -> str:
     papermill_engines.register('mlops_nb_warm', WarmEngine)
     return 'mlops_nb_warm'
 
-# %% ../nbs/02a_kernels.ipynb 16
+# %% ../nbs/02a_kernels.ipynb 28
 def _papermill_logger():
     from papermill.log import logger
     return logger

@@ -62,6 +62,7 @@ def _resolve(root: str, name: str, alias: str, runtime: str, dest: str) -> dict:
     local = mlflow.artifacts.download_artifacts(mv.source, dst_path=dest)
     return {**found, 'path': local, 'flavor': mlflow.models.Model.load(local).flavors.get('sklearn', {})}
 
+# %% ../nbs/09d_loader.ipynb 7
 def _from_bundle(cfg: ProjectConfig, tag: str, runtime: str) -> dict:
     """What `_resolve` finds for the published version `tag`: files of its bundle only, the tag checked again (signed,
     built from main) and every file against the signed record's hashes; no URI of the registry is followed."""
@@ -78,6 +79,7 @@ def _from_bundle(cfg: ProjectConfig, tag: str, runtime: str) -> dict:
     if runtime == 'onnx': return {**found, 'path': str(folder / 'model.onnx')}
     return {**found, 'path': str(folder / 'model'), 'flavor': logged.flavors.get('sklearn', {})}
 
+# %% ../nbs/09d_loader.ipynb 8
 def _load_sklearn(cfg: ProjectConfig, what: str, local: str, flavor: dict):
     "The scikit-learn model `what` (downloaded at `local`) through skops, trusting only what `mlops.yaml` trusts."
     import skops.io as sio
@@ -94,6 +96,7 @@ def _load_sklearn(cfg: ProjectConfig, what: str, local: str, flavor: dict):
     except ModuleNotFoundError as e:
         raise MlopsError(f"{what}: module {e.name!r} of a trusted type is not in the project's serve.code_paths") from None
 
+# %% ../nbs/09d_loader.ipynb 9
 def onnx_session(path: str | Path, # an .onnx file
                  ):
     """An ONNX Runtime session for serving: one thread that does not spin. A request is one small call; the default
@@ -106,7 +109,7 @@ def onnx_session(path: str | Path, # an .onnx file
     so.add_session_config_entry('session.intra_op.allow_spinning', '0')
     return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
 
-# %% ../nbs/09d_loader.ipynb 7
+# %% ../nbs/09d_loader.ipynb 10
 def fetch_version(cfg: ProjectConfig, # the project
                   name: str,          # the registered model
                   alias: str,         # the version, by alias
@@ -121,7 +124,7 @@ def fetch_version(cfg: ProjectConfig, # the project
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as child:
         return child.submit(_resolve, str(cfg.root), name, alias, runtime, str(dest)).result()
 
-# %% ../nbs/09d_loader.ipynb 8
+# %% ../nbs/09d_loader.ipynb 11
 def _onnx_predict(path: str | Path):
     "rows -> labels with the ONNX graph at `path` (read whole: the file may go once this returns)."
     import numpy as np
@@ -150,7 +153,7 @@ def load_version(cfg: ProjectConfig,    # the project
     return ServedModel(name, alias, found['version'], runtime, columns, predict, time.time(), time.perf_counter() - t0,
                        reference)
 
-# %% ../nbs/09d_loader.ipynb 12
+# %% ../nbs/09d_loader.ipynb 15
 def load_bundle(folder: str | Path, # a bundle written by `container.write_bundle`
                 ) -> ServedModel:
     "The version in a bundle folder (`serving.json` and `model.onnx`, written by `container.write_bundle`)."

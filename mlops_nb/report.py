@@ -154,6 +154,7 @@ def html_table(header: list[str],     # column titles
 # %% ../nbs/07_report.ipynb 15
 def _fmt(v) -> str: return f'{v:.4g}' if isinstance(v, (int, float)) else html.escape(str(v))
 
+# %% ../nbs/07_report.ipynb 16
 def _history_plot(runs: list[RunRecord], keys: list[str], roles: dict, dest: Path) -> bool:
     "Key metrics across runs, with the champion's and challenger's values as reference lines."
     pts = [(i, r) for i, r in enumerate(runs) if any(k in r.metrics for k in keys)]
@@ -176,6 +177,7 @@ def _history_plot(runs: list[RunRecord], keys: list[str], roles: dict, dest: Pat
     fig.savefig(dest, dpi=100, bbox_inches='tight'); plt.close(fig)
     return True
 
+# %% ../nbs/07_report.ipynb 17
 _LOWER_IS_BETTER = re.compile(r'brier|loss|error|rmse|mae|mse', re.I)
 
 def _vs_champion(cfg: ProjectConfig, run: RunRecord, roles: dict) -> str:
@@ -195,6 +197,7 @@ def _vs_champion(cfg: ProjectConfig, run: RunRecord, roles: dict) -> str:
     head = f'champion {html.escape(name)} v{champ["version"]}' if champ else 'champion (none yet)'
     return html_table(['metric', 'this run (95% interval)', head, 'change'], rows, id='vs-champion')
 
+# %% ../nbs/07_report.ipynb 18
 def _model_card(run: RunRecord) -> str:
     "The model card a step of the run wrote (`MODEL_CARD.md` among its artifacts), rendered; raw HTML in it is text."
     from markdown_it import MarkdownIt
@@ -204,6 +207,7 @@ def _model_card(run: RunRecord) -> str:
             return f'<h2>Model card</h2><section class="card" id="model-card">{card}</section>'
     return ''
 
+# %% ../nbs/07_report.ipynb 19
 def _data_profiles(run: RunRecord) -> str:
     "Each step's declared outputs as whylogs profiled them: rows, nulls, min, mean and max per column."
     parts = []
@@ -219,6 +223,7 @@ def _data_profiles(run: RunRecord) -> str:
                          f'({rows[0]["rows"] if rows else 0} rows)</summary>{table}</details>')
     return '<h2>Data</h2>' + ''.join(parts) if parts else ''
 
+# %% ../nbs/07_report.ipynb 20
 def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str], roles: dict) -> str:
     "Render run `run`'s notebooks and page into `out/runs/<id>/`; returns the page's HTML."
     from mlops_nb.data import outputs_hash
@@ -260,6 +265,7 @@ def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str],
             + '<h2>Steps</h2>' + html_table(['step', 'status', 'time', 'parameters', 'metrics', 'notebook'], rows))
     return html_page(f'{cfg.name}: run {run.id}', body)
 
+# %% ../nbs/07_report.ipynb 21
 def build_site(root: str | Path = '.',        # the project folder
                out: str | Path | None = None, # the site folder (default: reports/)
                ) -> Path:
@@ -299,14 +305,14 @@ def build_site(root: str | Path = '.',        # the project folder
     write_text(index, scrub(html_page(f'{cfg.name}: pipeline reports', body), secrets))
     return index
 
-# %% ../nbs/07_report.ipynb 17
+# %% ../nbs/07_report.ipynb 23
 def md_text(s, # text from a record
             ) -> str:
     "`s` as literal text in a markdown line or table cell: HTML and markdown syntax escaped, on one line."
     s = html.escape(str(s), quote=False)
     return re.sub(r'([\\`*\[\]|~])', r'\\\1', s).replace('\r', ' ').replace('\n', ' ')
 
-# %% ../nbs/07_report.ipynb 18
+# %% ../nbs/07_report.ipynb 24
 def md_code(s, # text from a record
             ) -> str:
     "`s` as inline code, whatever backticks it holds (and safe in a table cell)."
@@ -315,14 +321,14 @@ def md_code(s, # text from a record
     pad = ' ' if s.startswith('`') or s.endswith('`') else ''
     return f'{fence}{pad}{s}{pad}{fence}'
 
-# %% ../nbs/07_report.ipynb 19
+# %% ../nbs/07_report.ipynb 25
 def md_block(s, # text from a record
              ) -> str:
     "`s` as a fenced code block that nothing inside it can close."
     fence = '`' * max(3, max(map(len, re.findall('`+', str(s))), default=0) + 1)
     return f'{fence}\n{s}\n{fence}'
 
-# %% ../nbs/07_report.ipynb 21
+# %% ../nbs/07_report.ipynb 27
 def _arrow(delta: float) -> str: return '▲' if delta > 0 else '▼' if delta < 0 else '='
 
 def pr_summary(root: str | Path = '.',    # the project folder
@@ -359,7 +365,7 @@ def pr_summary(root: str | Path = '.',    # the project folder
     lines += ['', f"Full report: `{site}/runs/{run.id}/index.html` (site index: `{site}/index.html`)"]
     return scrub('\n'.join(lines) + '\n', secret_values())
 
-# %% ../nbs/07_report.ipynb 22
+# %% ../nbs/07_report.ipynb 28
 def write_summary(root: str | Path = '.',        # the project folder
                   run_id: str | None = None,     # the run summarised (default: the latest)
                   out: str | Path | None = None, # the markdown file (default: reports/summary.md)

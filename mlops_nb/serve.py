@@ -30,6 +30,7 @@ async def _reply(send, status: int, detail: str, headers: tuple = ()):
                 'headers': [(b'content-type', b'application/json'), (b'content-length', str(len(body)).encode()), *headers]})
     await send({'type': 'http.response.body', 'body': body})
 
+# %% ../nbs/09_serve.ipynb 6
 class BodyGuard:
     "Pure ASGI middleware: the bearer token checked before the body is read, the body counted as it arrives."
     def __init__(self,
@@ -66,7 +67,7 @@ class BodyGuard:
         async def replay(): return whole.pop() if whole else await receive()
         await self.app(scope, replay, send)
 
-# %% ../nbs/09_serve.ipynb 9
+# %% ../nbs/09_serve.ipynb 10
 @dataclass
 class ServeOptions:
     max_batch: int = 1000             # records per request
@@ -86,7 +87,7 @@ class ServeOptions:
     check_seconds: float = 1          # how often the canary is judged
     drift_p_value: float = 0.01       # drift of served inputs (with request_log): mlops.yaml's monitor.p_value
 
-# %% ../nbs/09_serve.ipynb 10
+# %% ../nbs/09_serve.ipynb 11
 def _token(opts: ServeOptions) -> str | None:
     "The bearer token: the option, else `$MLOPS_NB_TOKEN`, else the file `$MLOPS_NB_TOKEN_FILE` names (container secrets)."
     if opts.token is not None: return opts.token
@@ -96,6 +97,7 @@ def _token(opts: ServeOptions) -> str | None:
         except OSError as e: raise MlopsError(f"MLOPS_NB_TOKEN_FILE={file}: cannot read it ({e.strerror})") from None
     return None
 
+# %% ../nbs/09_serve.ipynb 12
 class RequestProfiles:
     """Profiles of served inputs in rolling windows (`<window start>.whylogs`), for `mlops-nb monitor --data`.
     Rows are buffered and profiled off the response path; a window's file is merged into as more rows arrive."""
@@ -133,7 +135,7 @@ class RequestProfiles:
         self.rows = []
         self.on_window(view)
 
-# %% ../nbs/09_serve.ipynb 12
+# %% ../nbs/09_serve.ipynb 14
 LATENCY_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1)  # seconds (the alert rules' tests use them)
 WITHDRAWAL_REASONS = ('errors', 'latency', 'divergence')
 
@@ -172,7 +174,7 @@ class ServeMetrics:
         from prometheus_client import generate_latest
         return generate_latest(self.registry)
 
-# %% ../nbs/09_serve.ipynb 14
+# %% ../nbs/09_serve.ipynb 16
 class Traffic:
     "The loaded versions by role, the canary's share, its judge and the audit trail."
     def __init__(self, load, aliases: dict[str, str | None], opts: ServeOptions, metrics: ServeMetrics):
@@ -196,7 +198,7 @@ class Traffic:
         self.metrics.show(self.state, self.split.percent)
         return {role: mm and mm.version for role, mm in self.state.items()}
 
-# %% ../nbs/09_serve.ipynb 15
+# %% ../nbs/09_serve.ipynb 17
 def _audit(self: Traffic, event: str, **fields):
     "One line of the serving audit trail (split changes, withdrawals), also on stderr."
     c, p = self.state['canary'], self.state['primary']
@@ -216,7 +218,7 @@ def _set_split(self: Traffic, percent: float, event: str, reason: str):
     self.metrics.share.set(percent)
     _audit(self, event, **{'from': before, 'to': percent, 'reason': reason})
 
-# %% ../nbs/09_serve.ipynb 16
+# %% ../nbs/09_serve.ipynb 18
 def _start(self: Traffic):
     "Threads off the request path: re-resolving the aliases every `poll_seconds`, judging the canary."
     def poll():
@@ -237,7 +239,7 @@ def _start(self: Traffic):
         _audit(self, 'split', **{'from': None, 'to': self.split.percent, 'reason': 'server started'})
         threading.Thread(target=watch, daemon=True).start()
 
-# %% ../nbs/09_serve.ipynb 18
+# %% ../nbs/09_serve.ipynb 20
 def _schemas(m: ServedModel, max_batch: int):
     "The pydantic models of one record (the signature's columns) and of a batch."
     from pydantic import ConfigDict, Field, create_model
@@ -262,7 +264,7 @@ def _shadow_scorer(traffic: Traffic, metrics: ServeMetrics, log: Path | None):
                                     'shadow_version': shadow.version, 'n': len(rows), 'agree': agree}) + '\n')
     return score
 
-# %% ../nbs/09_serve.ipynb 19
+# %% ../nbs/09_serve.ipynb 21
 def _answer(traffic: Traffic, metrics: ServeMetrics, variant: str, rows: list) -> tuple[str, ServedModel, list]:
     "The variant that answered, its model and its labels: a canary that fails is counted, and the primary answers."
     primary, model = traffic.state['primary'], traffic.state[variant]
@@ -283,7 +285,7 @@ def _answer(traffic: Traffic, metrics: ServeMetrics, variant: str, rows: list) -
     if traffic.state['canary']: traffic.windows[variant].add(True, spent, labels)
     return variant, model, labels
 
-# %% ../nbs/09_serve.ipynb 20
+# %% ../nbs/09_serve.ipynb 22
 def _prediction_routes(app, traffic: Traffic, metrics: ServeMetrics, opts: ServeOptions, profiles):
     from fastapi import BackgroundTasks, Request
     Record, Batch = _schemas(traffic.state['primary'], opts.max_batch)
@@ -302,7 +304,7 @@ def _prediction_routes(app, traffic: Traffic, metrics: ServeMetrics, opts: Serve
         return {'predictions': labels, 'model': model.name, 'version': model.version, 'alias': model.alias,
                 'variant': variant}
 
-# %% ../nbs/09_serve.ipynb 21
+# %% ../nbs/09_serve.ipynb 23
 def _status_routes(app, traffic: Traffic, metrics: ServeMetrics):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
@@ -325,7 +327,7 @@ def _status_routes(app, traffic: Traffic, metrics: ServeMetrics):
     @app.get('/metrics')
     def metrics_text(): return PlainTextResponse(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-# %% ../nbs/09_serve.ipynb 22
+# %% ../nbs/09_serve.ipynb 24
 def _admin_routes(app, traffic: Traffic, token: str | None):
     from fastapi import HTTPException
     from pydantic import BaseModel, ConfigDict, Field
@@ -352,7 +354,7 @@ def _admin_routes(app, traffic: Traffic, token: str | None):
         _set_split(traffic, change.percent, 'split', change.reason)
         return {'canary': c.alias, 'version': c.version, 'percent': traffic.split.percent}
 
-# %% ../nbs/09_serve.ipynb 24
+# %% ../nbs/09_serve.ipynb 26
 def _drift_scorer(traffic: Traffic, metrics: ServeMetrics, p_value: float):
     "The monitor's test, on each written request window: each input's p-value and the count under `p_value`."
     def score(view):
@@ -366,7 +368,7 @@ def _drift_scorer(traffic: Traffic, metrics: ServeMetrics, p_value: float):
         metrics.drifted.set(sum(f['drift'] for f in scores.values()))
     return score
 
-# %% ../nbs/09_serve.ipynb 26
+# %% ../nbs/09_serve.ipynb 28
 def create_app(load,                                # alias -> ServedModel (called at start and on reload)
                primary_alias: str = 'champion',     # the alias that answers
                shadow_alias: str | None = None,     # an alias that also predicts, logged only
@@ -395,7 +397,7 @@ def create_app(load,                                # alias -> ServedModel (call
     return BodyGuard(app, token, opts.max_body_bytes,
                      refused=lambda status: metrics.requests.labels('none', str(status)).inc())
 
-# %% ../nbs/09_serve.ipynb 32
+# %% ../nbs/09_serve.ipynb 34
 def _loopback(host: str) -> bool:
     try: return host == 'localhost' or ipaddress.ip_address(host).is_loopback
     except ValueError: return False
@@ -426,7 +428,7 @@ def serve(root: str | Path,                    # the project folder
     app = create_app(lambda a: load_version(cfg, model, a, opts.runtime), alias, shadow, opts)
     uvicorn.run(app, host=host, port=port, log_level='warning', access_log=False)
 
-# %% ../nbs/09_serve.ipynb 33
+# %% ../nbs/09_serve.ipynb 35
 def bundle_app():
     "The app serving `$MLOPS_NB_BUNDLE` (default /model), for `uvicorn --factory`; refuses to start without a token."
     opts = ServeOptions()

@@ -205,6 +205,7 @@ class Tracker:
         for r in runs: self._call(self.client.set_terminated, r.info.run_id, 'KILLED')
         return len(runs)
 
+# %% ../nbs/03_tracking.ipynb 20
 def _reachable(uri: str):
     """Refuse, in one line, a tracking server that does not answer: MLflow's own client retries for minutes first.
     Only a refused or timed-out connection counts: what the server answers is MLflow's business."""
