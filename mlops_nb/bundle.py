@@ -182,7 +182,7 @@ def build_bundle(root: Path,        # the project folder
     rec.files = file_hashes(dest)
     return rec
 
-# %% ../nbs/06d_bundle.ipynb 20
+# %% ../nbs/06d_bundle.ipynb 22
 def git_registry(cfg: ProjectConfig, # the project
                  fetch: bool = True, # fetch main first (see `trust.attach`)
                  ) -> Repo:
@@ -194,7 +194,7 @@ def open_registry(cfg: ProjectConfig, # the project
     "The project's git repository (see `git_registry`) and its MLflow store."
     return git_registry(cfg), Tracker(cfg)
 
-# %% ../nbs/06d_bundle.ipynb 21
+# %% ../nbs/06d_bundle.ipynb 23
 def published(repo: Repo, # the git repository
               model: str, # the registered model
               ) -> dict[int, str]:
@@ -204,28 +204,28 @@ def published(repo: Repo, # the git repository
         if (m := TAG_PATTERN.match(ref.removeprefix('refs/tags/'))) and m['model'] == model: out[int(m['n'])] = m[0]
     return dict(sorted(out.items()))
 
-# %% ../nbs/06d_bundle.ipynb 22
+# %% ../nbs/06d_bundle.ipynb 24
 def published_models(repo: Repo, # the git repository
                      ) -> list[str]:
     "Models with at least one version tag on the remote (or in this repository, without one)."
     tags = (ref.removeprefix('refs/tags/') for ref in repo.remote_refs('refs/tags/*'))
     return sorted({m['model'] for t in tags if (m := TAG_PATTERN.match(t))})
 
-# %% ../nbs/06d_bundle.ipynb 23
+# %% ../nbs/06d_bundle.ipynb 25
 def read_record(repo: Repo, # the git repository
                 tag: str,   # a version tag
                 ) -> VersionRecord:
     "The record of the published version `tag`."
     return parse_record(tag, repo.tag_message(tag))
 
-# %% ../nbs/06d_bundle.ipynb 24
+# %% ../nbs/06d_bundle.ipynb 26
 def fetch_tags(repo: Repo,        # the git repository
                models: list[str], # whose version tags to fetch
                ) -> None:
     "Bring the remote's version tags of `models` into our repository (a differing local tag is an error, never replaced)."
     repo.fetch(*(f'refs/tags/{m}@v*:refs/tags/{m}@v*' for m in models))
 
-# %% ../nbs/06d_bundle.ipynb 25
+# %% ../nbs/06d_bundle.ipynb 27
 def fetch_bundle(root: Path,         # the project folder
                  repo: Repo,         # the git repository
                  tag: str,           # a version tag
@@ -256,7 +256,7 @@ def check_files(tag: str,           # a version tag
     if extra := sorted(set(have) - set(rec.files)):
         raise RegistryError(f"{tag}: bundle file {extra[0]} is not in the tag's record; nothing was imported")
 
-# %% ../nbs/06d_bundle.ipynb 29
+# %% ../nbs/06d_bundle.ipynb 31
 def believed(root: Path,           # the project folder
              repo: Repo,           # the git repository (see `git_registry`)
              tag: str,             # a version tag

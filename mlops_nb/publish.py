@@ -128,7 +128,7 @@ def publish(cfg: ProjectConfig,         # the project
             echo(f"published {p.tag} to {where}: {p.record.message().splitlines()[0]}")
     return done
 
-# %% ../nbs/06f_publish.ipynb 13
+# %% ../nbs/06f_publish.ipynb 16
 def stage(cfg: ProjectConfig,         # the project
           dest: Path,                 # the folder the publish job will read
           model: str | None = None,   # the model (default: every model of models.yaml)
@@ -152,7 +152,7 @@ def stage(cfg: ProjectConfig,         # the project
         written.append(folder)
     return written
 
-# %% ../nbs/06f_publish.ipynb 14
+# %% ../nbs/06f_publish.ipynb 17
 def publish_staged(cfg: ProjectConfig,      # the project
                    src: Path,               # the folder `stage` wrote
                    out: Path | None = None, # where bundles are copied (for GitHub Releases)
