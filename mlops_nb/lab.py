@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tornado.web
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 
 from .config import MlopsError, ProjectConfig, find_root, load_config
@@ -183,6 +184,7 @@ ROUTE = 'mlops-nb/api'
 
 class ApiHandler(APIHandler):
     "The project a request names, answers as JSON, and errors a person can act on as a 400 with one line."
+    auth_resource = 'mlops-nb'  # what Jupyter's authorizer is asked about, with read, write or execute
     def initialize(self, root_dir: Path): self.root_dir = root_dir
     def arg(self, name, default=''): return self.get_query_argument(name, default)
     def project(self, body=None): return project_of(self.root_dir, (body or {}).get('path', self.arg('path')))
@@ -202,12 +204,14 @@ class ApiHandler(APIHandler):
 class StateHandler(ApiHandler):
     "GET: each step's state (`pipeline_state`)."
     @tornado.web.authenticated
+    @authorized('read')
     async def get(self): await self.answer(lambda: pipeline_state(self.root_dir, self.project(), self.arg('profile')))
 
 # %% ../nbs/10a_lab.ipynb 23
 class RunHandler(ApiHandler):
     "POST: start a run (`run_args`, `start_job`); the job's summary."
     @tornado.web.authenticated
+    @authorized('execute')
     async def post(self):
         def go():
             b = self.body()
@@ -220,6 +224,7 @@ class RunHandler(ApiHandler):
 class JobHandler(ApiHandler):
     "GET jobs/<id>: a job's progress and its output so far."
     @tornado.web.authenticated
+    @authorized('read')
     async def get(self, job_id):
         if job_id not in JOBS: raise tornado.web.HTTPError(404, f'no job {job_id}')
         self.finish(json.dumps(JOBS[job_id].summary()))
@@ -228,9 +233,11 @@ class JobHandler(ApiHandler):
 class ParamsHandler(ApiHandler):
     "GET: a step's parameters under a profile; POST: check values, start nothing."
     @tornado.web.authenticated
+    @authorized('read')
     async def get(self): await self.answer(lambda: step_params(self.project(), self.arg('step'), self.arg('profile')))
 
     @tornado.web.authenticated
+    @authorized('write')
     async def post(self):
         def check():
             b = self.body()
@@ -242,17 +249,20 @@ class ParamsHandler(ApiHandler):
 class HistoryHandler(ApiHandler):
     "GET: a step's runs, newest first (`step_history`)."
     @tornado.web.authenticated
+    @authorized('read')
     async def get(self): await self.answer(lambda: step_history(self.project(), self.arg('step')))
 
 # %% ../nbs/10a_lab.ipynb 27
 class ModelsHandler(ApiHandler):
     "GET: each model of `models.yaml` with its versions, aliases and signers (`models`)."
     @tornado.web.authenticated
+    @authorized('read')
     async def get(self): await self.answer(lambda: models(self.project()))
 
 class GatesHandler(ApiHandler):
     "GET: the gates of a published version against the champion."
     @tornado.web.authenticated
+    @authorized('read')
     async def get(self):
         from mlops_nb.gitops import promotion_gates
         await self.answer(lambda: promotion_gates(self.project(), self.arg('model'), int(self.arg('version', '0'))))
@@ -260,6 +270,7 @@ class GatesHandler(ApiHandler):
 class PromoteHandler(ApiHandler):
     "POST: promote a version in `models.yaml` if its gates pass; else the refusal with every gate."
     @tornado.web.authenticated
+    @authorized('write')
     async def post(self):
         from mlops_nb.gitops import PromotionRefused, promote
         def go():
@@ -272,6 +283,7 @@ class PromoteHandler(ApiHandler):
 class ReportHandler(ApiHandler):
     "POST: build the report site (`report.build_site`); where its pages are."
     @tornado.web.authenticated
+    @authorized('write')
     async def post(self):
         from mlops_nb.report import build_site
         def go():

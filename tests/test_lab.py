@@ -1,9 +1,12 @@
 """The JupyterLab extension on a real `jupyter lab` server driven by headless Chromium: the pipeline panel, runs,
 staleness, parameters, promotion, a failed step; the same extension in Notebook 7; and the REST API's refusals."""
+import os
 import re
 import secrets
 import subprocess
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -28,24 +31,33 @@ def lab(tmp_path_factory):
     assert r.returncode == 0, r.stderr
     r = mlops(root, 'publish', env=key)                  # weather@v1, a tag of this repository (no remote)
     assert r.returncode == 0, r.stderr
-    token, port = secrets.token_hex(16), free_port()
     settings = tmp / 'lab-settings' / '@jupyterlab' / 'apputils-extension'   # no "news?" prompt over the screenshots
     settings.mkdir(parents=True)
     (settings / 'notification.jupyterlab-settings').write_text('{"fetchNews": "false"}')
-    proc = subprocess.Popen([str(BIN / 'jupyter'), 'lab', '--no-browser', '--ServerApp.ip=127.0.0.1', f'--port={port}',
+    with jupyter('lab', root, tmp, '--LabApp.expose_app_in_browser=True',
+                 f"--LabApp.user_settings_dir={tmp / 'lab-settings'}") as server:
+        yield {'root': root, 'tmp': tmp, **server}
+
+
+@contextmanager
+def jupyter(app: str, root: Path, tmp: Path, *args: str, env=None):
+    "`jupyter lab` (or `server`) on `root` with a token, on a free port of 127.0.0.1, until the block ends."
+    token, port = secrets.token_hex(16), free_port()
+    proc = subprocess.Popen([str(BIN / 'jupyter'), app, '--no-browser', '--ServerApp.ip=127.0.0.1', f'--port={port}',
                              f'--IdentityProvider.token={token}', f'--ServerApp.root_dir={root}',
-                             '--LabApp.expose_app_in_browser=True', '--ServerApp.allow_root=True',
-                             f"--LabApp.user_settings_dir={tmp / 'lab-settings'}"], env=clean_env(),
-                            stdout=subprocess.DEVNULL, stderr=open(tmp / 'lab.log', 'w'))
+                             '--ServerApp.allow_root=True', *args], env=clean_env(env),
+                            stdout=subprocess.DEVNULL, stderr=open(tmp / f'{app}.log', 'w'))
     url, deadline = f'http://127.0.0.1:{port}', time.monotonic() + 90
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if requests.get(f'{url}/api/status', headers={'Authorization': f'token {token}'}, timeout=2).ok: break
-        except requests.ConnectionError: time.sleep(0.3)
-    else: pytest.fail(f"jupyter lab did not start: {(tmp / 'lab.log').read_text()[-2000:]}")
-    yield {'root': root, 'url': url, 'token': token, 'tmp': tmp}
-    proc.terminate()
-    proc.wait(30)
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if requests.get(f'{url}/api/status', headers={'Authorization': f'token {token}'}, timeout=2).ok: break
+            except requests.ConnectionError: time.sleep(0.3)
+        else: pytest.fail(f"jupyter {app} did not start: {(tmp / f'{app}.log').read_text()[-2000:]}")
+        yield {'url': url, 'token': token}
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def api(lab, endpoint, method='get', token=True, **kw):
@@ -72,6 +84,39 @@ def test_the_api_needs_the_token_and_stays_inside_the_root(lab):
     assert r.status_code == 400 and "outside the server's root folder" in r.json()['error']
     r = api(lab, 'state', params={'path': 'notebooks/train.ipynb'})
     assert r.status_code == 200 and [s['name'] for s in r.json()['steps']] == STEPS
+
+
+READ_ONLY = """
+from jupyter_server.auth import Authorizer
+
+class ReadOnly(Authorizer):
+    "A deployment's policy: this user may look, not change or run anything."
+    def is_authorized(self, handler, user, action, resource): return action == 'read'
+"""
+
+
+def test_the_api_obeys_jupyters_authorizer(tmp_path):
+    """On a server whose authorizer allows only `read`, the panel's API may show the pipeline but not run it, change
+    models.yaml, check parameters or write the report: 403, as for Jupyter's own contents and kernels."""
+    root = tmp_path / 'proj'
+    write_nb(root / 'a.ipynb', 'n = 1', 'print(n)')
+    (root / 'mlops.yaml').write_text('name: ro\nsteps:\n  a: {notebook: a.ipynb}\n')
+    (root / 'models.yaml').write_text('models:\n  ro: {}\n')
+    (tmp_path / 'readonly_auth.py').write_text(READ_ONLY)
+    env = {**os.environ, 'PYTHONPATH': str(tmp_path)}
+    with jupyter('server', root, tmp_path, '--ServerApp.authorizer_class=readonly_auth.ReadOnly', env=env) as server:
+        def call(method, path, **kw):
+            return getattr(requests, method)(f"{server['url']}/{path}", headers={'Authorization': f"token {server['token']}"},
+                                             timeout=60, **kw)
+        assert call('get', 'api/contents').status_code == 200                       # the policy lets reading through
+        assert call('put', 'api/contents/x.txt', json={'type': 'file', 'format': 'text', 'content': 'x'}).status_code == 403
+        assert call('get', 'mlops-nb/api/state', params={'path': ''}).status_code == 200
+        for endpoint, body in (('run', {'path': '', 'action': 'all'}), ('params', {'path': '', 'step': 'a', 'params': {}}),
+                               ('promote', {'path': '', 'model': 'ro', 'version': 1}), ('report', {'path': ''})):
+            assert call('post', f'mlops-nb/api/{endpoint}', json=body).status_code == 403, endpoint
+        time.sleep(1)
+    assert not (root / 'runs').exists() and not (root / 'reports').exists()
+    assert (root / 'models.yaml').read_text() == 'models:\n  ro: {}\n'
 
 
 def _wait(driver, script, timeout=240, what=''):
