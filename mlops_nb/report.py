@@ -17,11 +17,13 @@ from .config import ProjectConfig, load_config, write_text
 from .masking import scrub, scrub_outputs, secret_values
 
 # %% auto 0
-__all__ = ['render_notebook', 'RunRecord', 'load_runs', 'key_metrics', 'model_roles', 'html_page', 'html_table', 'build_site',
-           'md_text', 'md_code', 'md_block', 'pr_summary', 'write_summary']
+__all__ = ['IMAGE_SUFFIXES', 'MAX_IMAGE_BYTES', 'sanitize_page', 'render_notebook', 'RunRecord', 'load_runs', 'key_metrics',
+           'model_roles', 'html_page', 'html_table', 'build_site', 'md_text', 'md_code', 'md_block', 'pr_summary',
+           'write_summary']
 
 # %% ../nbs/07_report.ipynb 5
-_REMOTE_SCRIPT = re.compile(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>\s*')
+# The scripts of a page are ours (the code toggle; Mermaid, pinned by hash): every script nbconvert's template loads
+# from a CDN (MathJax, require.js, Mermaid unpinned) goes, so a report renders offline and calls no third party.
 _PAGE_STYLE = """<style>
 .celltag_failed { border-left: 6px solid #c62828 !important; background: #fff3f3; }
 body.hide-code .jp-Cell-inputWrapper { display: none; }
@@ -30,20 +32,76 @@ body.hide-code .jp-Cell-inputWrapper { display: none; }
 _PAGE_SCRIPT = """<button id="mlops-toggle" type="button">hide code</button>
 <script>document.getElementById('mlops-toggle').addEventListener('click', function () {
   var hidden = document.body.classList.toggle('hide-code'); this.textContent = hidden ? 'show code' : 'hide code'; });</script>"""
+# Mermaid's UMD build, as jsDelivr serves it from npm; its hash is that of `npm pack mermaid@11.10.0`'s
+# dist/mermaid.min.js, so the browser refuses any other file
+_MERMAID = ('<script src="https://cdn.jsdelivr.net/npm/mermaid@11.10.0/dist/mermaid.min.js" crossorigin="anonymous" '
+            'integrity="sha384-PY+AFiXLIHkR5jE4nk0JwPQQmmQlT4mJXFlgeT4jJeuARaBQBK+nSwwxzrPRAtUM"></script>\n'
+            "<script>mermaid.run({nodes: document.querySelectorAll('.jp-Mermaid > pre.mermaid')});</script>")
 
+# %% ../nbs/07_report.ipynb 6
 _SAFE_TAGS = ['a', 'abbr', 'b', 'blockquote', 'br', 'caption', 'code', 'col', 'colgroup', 'dd', 'div', 'dl', 'dt', 'em',
               'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'hr', 'i', 'li', 'ol', 'p', 'pre', 'span', 'strong', 'sub', 'sup',
-              'table', 'tbody', 'td', 'tfoot', 'th', 'thead', 'tr', 'ul']
+              'table', 'tbody', 'td', 'tfoot', 'th', 'thead', 'tr', 'ul']  # what outputs may show (nbconvert's bleach)
 _SAFE_ATTRIBUTES = {'*': ['class', 'title'], 'a': ['href'], 'table': ['border'], 'th': ['colspan', 'rowspan'],
                     'td': ['colspan', 'rowspan']}
+_PAGE_TAGS = {*_SAFE_TAGS, 'main', 'img', 'figure', 'figcaption', 'details', 'summary', 's', 'del', 'u', 'kbd'}
+_PAGE_ATTRIBUTES = {'*': {'class', 'id', 'title', 'aria-label', 'data-mime-type'}, 'a': {'href'},
+                    'img': {'src', 'alt', 'width', 'height'}, 'table': {'border'}, 'th': {'colspan', 'rowspan'},
+                    'td': {'colspan', 'rowspan'}}
+_IMAGE_DATA = re.compile(r'data:image/(png|jpeg|gif|webp);base64,', re.I)
 
-def render_notebook(src: Path,          # an executed notebook
-                    dest: Path,         # the HTML page to write
-                    secrets: list[str], # values to mask
+def _url_allowed(tag: str, attr: str, value: str) -> str | None:
+    "nh3's filter: a `data:` URL only as an image's source, of a raster type; other URLs as nh3's schemes allow."
+    if value.strip().lower().startswith('data:') and not (tag == 'img' and attr == 'src' and _IMAGE_DATA.match(value)):
+        return None
+    return value
+
+def sanitize_page(body: str, # the HTML of a page's body
+                  ) -> str:
+    "`body` with only the tags, attributes and URL schemes (http, https, mailto, raster-image data) a report needs."
+    import nh3
+    return nh3.clean(body, tags=_PAGE_TAGS, attributes=_PAGE_ATTRIBUTES, url_schemes={'http', 'https', 'mailto', 'data'},
+                     attribute_filter=_url_allowed, link_rel=None)
+
+# %% ../nbs/07_report.ipynb 10
+IMAGE_SUFFIXES, MAX_IMAGE_BYTES = {'.png', '.jpg', '.jpeg', '.gif', '.webp'}, 5 << 20
+
+def _embeddable(folder: Path | None, dest: Path) -> Path:
+    "A copy, in `dest`, of the image files under `folder` that markdown may embed: nbconvert reads images from there."
+    dest.mkdir(parents=True, exist_ok=True)
+    for top, dirs, files in os.walk(folder or dest):  # links to folders are not followed
+        dirs[:] = [d for d in dirs if not d.startswith('.')]
+        for f in files:
+            p = Path(top) / f
+            if f.startswith('.') or p.is_symlink() or p.suffix.lower() not in IMAGE_SUFFIXES: continue
+            if p.stat().st_size <= MAX_IMAGE_BYTES and (target := dest / p.relative_to(folder)) != p:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(p, target)
+    return dest
+
+# %% ../nbs/07_report.ipynb 11
+def _page(exported: str) -> str:
+    "nbconvert's page with its styles kept, its scripts replaced by ours, and its body sanitized."
+    from bs4 import BeautifulSoup
+    soup = BeautifulSoup(exported, 'html.parser')
+    for script in soup.head.find_all('script'): script.decompose()
+    mermaid = bool(soup.body.select('.jp-Mermaid'))
+    body = sanitize_page(soup.body.decode_contents())
+    head = soup.head.decode_contents() + _PAGE_STYLE
+    attrs = ''.join(f' {k}="{html.escape(" ".join(v) if isinstance(v, list) else v)}"' for k, v in soup.body.attrs.items())
+    return (f'<!DOCTYPE html>\n<html><head>{head}</head><body{attrs}>{body}{_PAGE_SCRIPT}'
+            f'{_MERMAID if mermaid else ""}</body></html>')
+
+# %% ../nbs/07_report.ipynb 12
+def render_notebook(src: Path,                  # an executed notebook
+                    dest: Path,                 # the HTML page to write
+                    secrets: list[str],         # values to mask
+                    images: Path | None = None, # the folder whose image files markdown may embed (its notebook's)
                     ) -> Path:
-    """Render the executed notebook `src` to standalone HTML at `dest`: secrets masked, and outputs sanitized so that
-    nothing a notebook displayed runs in a reader's browser (scripts, event handlers, JavaScript outputs and SVG are
-    removed; tables, text, PNG/JPEG images and plots stay)."""
+    """Render the executed notebook `src` to standalone HTML at `dest`: secrets masked, and outputs and markdown
+    sanitized so that nothing a notebook holds runs in a reader's browser (scripts, event handlers, `javascript:`
+    links, JavaScript outputs and SVG are removed; tables, text, PNG/JPEG images and plots stay)."""
+    import tempfile
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
@@ -56,13 +114,12 @@ def render_notebook(src: Path,          # an executed notebook
     exporter = HTMLExporter(embed_images=True)
     exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={'hide-input'}, remove_cell_tags={'remove'}), True)
     exporter.register_preprocessor(SanitizeHTML(tags=_SAFE_TAGS, attributes=_SAFE_ATTRIBUTES, strip=True), True)
-    body, _ = exporter.from_notebook_node(nb)
-    body = _REMOTE_SCRIPT.sub('', body).replace('</head>', _PAGE_STYLE + '</head>', 1)
-    body = body.replace('</body>', _PAGE_SCRIPT + '</body>', 1)
-    write_text(dest, body)
+    with tempfile.TemporaryDirectory() as d:
+        body, _ = exporter.from_notebook_node(nb, {'metadata': {'path': str(_embeddable(images, Path(d) / 'img'))}})
+    write_text(dest, _page(body))
     return dest
 
-# %% ../nbs/07_report.ipynb 7
+# %% ../nbs/07_report.ipynb 14
 @dataclass
 class RunRecord:
     "A pipeline run as its folder records it."
@@ -75,7 +132,7 @@ class RunRecord:
         "All steps' metrics merged (later steps win on a name clash)."
         return {k: v for s in self.steps.values() for k, v in s.get('metrics', {}).items()}
 
-# %% ../nbs/07_report.ipynb 8
+# %% ../nbs/07_report.ipynb 15
 def _published_runs(root: Path) -> dict[str, tuple[str, Path]]:
     "Run id -> (tag, run folder) for the pipeline runs inside the bundles of published versions that were pulled."
     from mlops_nb.bundle import PUBLISHED_DIR
@@ -98,7 +155,7 @@ def load_runs(root: Path, # the project folder
         out.append(RunRecord(rid, info, {s: steps[s] for s in info['steps'] if s in steps}))
     return out
 
-# %% ../nbs/07_report.ipynb 9
+# %% ../nbs/07_report.ipynb 16
 def key_metrics(cfg: ProjectConfig,    # the project
                 runs: list[RunRecord], # the runs shown
                 ) -> list[str]:
@@ -107,7 +164,7 @@ def key_metrics(cfg: ProjectConfig,    # the project
     keys = [m for m in cfg.gates if m in seen]
     return keys or list(runs[-1].metrics)[:3] if runs else keys
 
-# %% ../nbs/07_report.ipynb 11
+# %% ../nbs/07_report.ipynb 18
 def model_roles(cfg: ProjectConfig, # the project
                 ) -> dict[str, dict[str, dict]]:
     "model -> alias (champion, challenger) -> {'version', 'metrics'} from the registry."
@@ -122,7 +179,7 @@ def model_roles(cfg: ProjectConfig, # the project
                 out.setdefault(name, {})[alias] = {'version': int(mv.version), 'metrics': version_metrics(mv)}
     return out
 
-# %% ../nbs/07_report.ipynb 13
+# %% ../nbs/07_report.ipynb 20
 _CSS = """body{font-family:system-ui,sans-serif;margin:1em auto;max-width:1100px;padding:0 .8em;color:#222;line-height:1.4}
 h1,h2,code,figcaption{overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
@@ -140,7 +197,7 @@ def html_page(title: str, # the page title
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
             f'<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>')
 
-# %% ../nbs/07_report.ipynb 14
+# %% ../nbs/07_report.ipynb 21
 def html_table(header: list[str],     # column titles
                rows: list[list[str]], # cells as HTML
                id: str = '',          # the table id, for sorting
@@ -151,10 +208,20 @@ def html_table(header: list[str],     # column titles
     attr = f' id="{id}"' if id else ''
     return f'<div class="scroll"><table{attr}><tr>{th}</tr>{body}</table></div>'
 
-# %% ../nbs/07_report.ipynb 15
+# %% ../nbs/07_report.ipynb 22
 def _fmt(v) -> str: return f'{v:.4g}' if isinstance(v, (int, float)) else html.escape(str(v))
 
-# %% ../nbs/07_report.ipynb 16
+def _status(s) -> str:
+    "A run's or step's status as a coloured label; its class only when it is one of ours (records come from bundles)."
+    known = s if s in ('done', 'cached', 'failed', 'running', 'interrupted') else 'other'
+    return f"<span class='{known}'>{html.escape(str(s))}</span>"
+
+def _href(*parts: str) -> str:
+    "A relative link from path segments (a run id from a bundle among them), each percent-encoded, then escaped."
+    from urllib.parse import quote
+    return html.escape('/'.join(quote(str(p), safe='') if p != '..' else p for p in parts))
+
+# %% ../nbs/07_report.ipynb 23
 def _history_plot(runs: list[RunRecord], keys: list[str], roles: dict, dest: Path) -> bool:
     "Key metrics across runs, with the champion's and challenger's values as reference lines."
     pts = [(i, r) for i, r in enumerate(runs) if any(k in r.metrics for k in keys)]
@@ -177,7 +244,7 @@ def _history_plot(runs: list[RunRecord], keys: list[str], roles: dict, dest: Pat
     fig.savefig(dest, dpi=100, bbox_inches='tight'); plt.close(fig)
     return True
 
-# %% ../nbs/07_report.ipynb 17
+# %% ../nbs/07_report.ipynb 24
 _LOWER_IS_BETTER = re.compile(r'brier|loss|error|rmse|mae|mse', re.I)
 
 def _vs_champion(cfg: ProjectConfig, run: RunRecord, roles: dict) -> str:
@@ -197,7 +264,7 @@ def _vs_champion(cfg: ProjectConfig, run: RunRecord, roles: dict) -> str:
     head = f'champion {html.escape(name)} v{champ["version"]}' if champ else 'champion (none yet)'
     return html_table(['metric', 'this run (95% interval)', head, 'change'], rows, id='vs-champion')
 
-# %% ../nbs/07_report.ipynb 18
+# %% ../nbs/07_report.ipynb 25
 def _model_card(run: RunRecord) -> str:
     "The model card a step of the run wrote (`MODEL_CARD.md` among its artifacts), rendered; raw HTML in it is text."
     from markdown_it import MarkdownIt
@@ -207,7 +274,7 @@ def _model_card(run: RunRecord) -> str:
             return f'<h2>Model card</h2><section class="card" id="model-card">{card}</section>'
     return ''
 
-# %% ../nbs/07_report.ipynb 19
+# %% ../nbs/07_report.ipynb 26
 def _data_profiles(run: RunRecord) -> str:
     "Each step's declared outputs as whylogs profiled them: rows, nulls, min, mean and max per column."
     parts = []
@@ -223,7 +290,7 @@ def _data_profiles(run: RunRecord) -> str:
                          f'({rows[0]["rows"] if rows else 0} rows)</summary>{table}</details>')
     return '<h2>Data</h2>' + ''.join(parts) if parts else ''
 
-# %% ../nbs/07_report.ipynb 20
+# %% ../nbs/07_report.ipynb 27
 def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str], roles: dict) -> str:
     "Render run `run`'s notebooks and page into `out/runs/<id>/`; returns the page's HTML."
     from mlops_nb.data import outputs_hash
@@ -234,9 +301,10 @@ def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str],
         nb = src_dir / Path(st['notebook']).name
         page = out / 'runs' / src_run / f'{name}.html'
         if nb.exists() and (not page.exists() or page.stat().st_mtime < nb.stat().st_mtime):
-            render_notebook(nb, page, secrets)
-        link = f'<a href="../{src_run}/{name}.html">{html.escape(name)}.ipynb</a>' if page.exists() else '(not executed)'
-        status, err = f"<span class='{st['status']}'>{st['status']}</span>", st.get('error')
+            render_notebook(nb, page, secrets, cfg.path(st['notebook']).parent)
+        link = (f'<a href="{_href("..", src_run, f"{name}.html")}">{html.escape(name)}.ipynb</a>' if page.exists()
+                else '(not executed)')
+        status, err = _status(st['status']), st.get('error')
         if err:
             where = f"cell {err['cell']}: " if err.get('cell') else ''
             status += '<br>' + html.escape(f"{where}{err['ename']}: {err['evalue'][:300]}")
@@ -253,7 +321,7 @@ def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str],
     data_hash = outputs_hash({s: st.get('outputs', {}) for s, st in run.steps.items()})
     lineage = html_table(['run', 'status', 'started', 'profile', 'git commit', 'dirty', 'data hash', 'MLflow run'], [[
         html.escape(run.id) + (f" <code>{html.escape(i['published'])}</code>" if i.get('published') else ''),
-        f"<span class='{i['status']}'>{i['status']}</span>", _fmt(i.get('started', '')),
+        _status(i['status']), _fmt(i.get('started', '')),
         _fmt(i.get('profile') or 'default'), f"<code>{_fmt(git.get('commit', '')[:12])}</code>", _fmt(git.get('dirty', '')),
         f"<code>{data_hash[:12]}</code>", f"<code>{_fmt(i.get('mlflow_run_id', ''))}</code>"]], id='lineage')
     overrides = ''.join(f'<li><code>{html.escape(f"{k}={v}")}</code></li>' for k, v in i.get('overrides', {}).items())
@@ -265,7 +333,7 @@ def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str],
             + '<h2>Steps</h2>' + html_table(['step', 'status', 'time', 'parameters', 'metrics', 'notebook'], rows))
     return html_page(f'{cfg.name}: run {run.id}', body)
 
-# %% ../nbs/07_report.ipynb 21
+# %% ../nbs/07_report.ipynb 28
 def build_site(root: str | Path = '.',        # the project folder
                out: str | Path | None = None, # the site folder (default: reports/)
                ) -> Path:
@@ -278,14 +346,14 @@ def build_site(root: str | Path = '.',        # the project folder
     champions = {f"{n}@v{by['champion']['version']}" for n, by in roles.items() if 'champion' in by}
     from mlops_nb.gitops import signers
     signed = signers(cfg, [r.info['published'] for r in runs if r.info.get('published')])
-    rows = [[f'<a href="runs/{r.id}/index.html">{html.escape(r.id)}</a>'
+    rows = [[f'<a href="{_href("runs", r.id, "index.html")}">{html.escape(r.id)}</a>'
              + (f" <code>{html.escape(r.info['published'])}</code>" if r.info.get('published') else '')
              + (f' <span class="badge" title="signed by {html.escape(signed[t])}">verified</span>'
                 if (t := r.info.get('published')) in signed else '')
              + (' <span class="badge">champion</span>' if r.info.get('published') in champions else ''),
              _fmt(r.info.get('started', '')),
              f"<code>{_fmt(r.info.get('git', {}).get('commit', '')[:10])}</code>", _fmt(r.info.get('profile') or 'default'),
-             f"<span class='{r.info['status']}'>{r.info['status']}</span>", *(_fmt(r.metrics.get(k, '')) for k in keys)]
+             _status(r.info['status']), *(_fmt(r.metrics.get(k, '')) for k in keys)]
             for r in reversed(runs)]
     plot = _history_plot(runs, keys, roles, out / 'history.png')
     role_rows = [[html.escape(f'{name} v{by[a]["version"]} ({a})') for a in ('champion', 'challenger') if a in by]
@@ -305,14 +373,14 @@ def build_site(root: str | Path = '.',        # the project folder
     write_text(index, scrub(html_page(f'{cfg.name}: pipeline reports', body), secrets))
     return index
 
-# %% ../nbs/07_report.ipynb 23
+# %% ../nbs/07_report.ipynb 30
 def md_text(s, # text from a record
             ) -> str:
     "`s` as literal text in a markdown line or table cell: HTML and markdown syntax escaped, on one line."
     s = html.escape(str(s), quote=False)
     return re.sub(r'([\\`*\[\]|~])', r'\\\1', s).replace('\r', ' ').replace('\n', ' ')
 
-# %% ../nbs/07_report.ipynb 24
+# %% ../nbs/07_report.ipynb 31
 def md_code(s, # text from a record
             ) -> str:
     "`s` as inline code, whatever backticks it holds (and safe in a table cell)."
@@ -321,14 +389,14 @@ def md_code(s, # text from a record
     pad = ' ' if s.startswith('`') or s.endswith('`') else ''
     return f'{fence}{pad}{s}{pad}{fence}'
 
-# %% ../nbs/07_report.ipynb 25
+# %% ../nbs/07_report.ipynb 32
 def md_block(s, # text from a record
              ) -> str:
     "`s` as a fenced code block that nothing inside it can close."
     fence = '`' * max(3, max(map(len, re.findall('`+', str(s))), default=0) + 1)
     return f'{fence}\n{s}\n{fence}'
 
-# %% ../nbs/07_report.ipynb 27
+# %% ../nbs/07_report.ipynb 34
 def _arrow(delta: float) -> str: return '▲' if delta > 0 else '▼' if delta < 0 else '='
 
 def pr_summary(root: str | Path = '.',    # the project folder
@@ -365,7 +433,7 @@ def pr_summary(root: str | Path = '.',    # the project folder
     lines += ['', f"Full report: `{site}/runs/{run.id}/index.html` (site index: `{site}/index.html`)"]
     return scrub('\n'.join(lines) + '\n', secret_values())
 
-# %% ../nbs/07_report.ipynb 28
+# %% ../nbs/07_report.ipynb 35
 def write_summary(root: str | Path = '.',        # the project folder
                   run_id: str | None = None,     # the run summarised (default: the latest)
                   out: str | Path | None = None, # the markdown file (default: reports/summary.md)

@@ -1,6 +1,8 @@
 """Security: parameters cannot reach outside the project or carry secrets; secrets never reach a file we write."""
+import base64
 import json
 import os
+import shutil
 import time
 
 from conftest import chromium, mlops, write_nb
@@ -90,6 +92,44 @@ def test_scripts_in_notebook_outputs_do_not_run_in_the_report(tmp_path):
         assert driver.execute_script("return [...document.images].filter(i => i.src.startsWith('data:image/png') "
                                      "&& i.naturalWidth > 100).length") == 1                               # the figure
         assert 'bold' in driver.page_source
+
+
+def test_records_and_markdown_cannot_put_live_markup_or_local_files_in_the_site(tmp_path):
+    """What a pulled bundle carries into the site (a run id, run and step statuses with markup), a markdown link to
+    `javascript:` and markdown images of the project's `.env` and of a file outside the notebook's folder: in the
+    pages they are text or gone, nothing runs in Chromium, and no page holds the files' contents."""
+    secret = b'DB_PASSWORD=correct-horse-battery\n'
+    (tmp_path / '.env').write_bytes(secret)
+    (tmp_path / 'nb' / 'logo.png').parent.mkdir()
+    (tmp_path / 'outside.png').write_bytes(secret)                       # named like a picture, outside nb/
+    write_nb(tmp_path / 'nb' / 'md.ipynb', None, 'print(1)',
+             markdown='[click](javascript:window.PWNED_LINK=1) ![env](../.env) ![up](../outside.png)')
+    (tmp_path / 'mlops.yaml').write_text('name: md\nsteps:\n  md: {notebook: nb/md.ipynb}\n')
+    assert mlops(tmp_path, 'run').returncode == 0
+    run = next((tmp_path / 'runs').iterdir())
+    evil = tmp_path / 'runs' / '20990101-000000-1"><img src=x onerror="window.PWNED_ID=1">'
+    shutil.copytree(run, evil)
+    info = json.loads((evil / 'run.json').read_text())
+    (evil / 'run.json').write_text(json.dumps({**info, 'run_id': evil.name, 'status': '<script>window.PWNED_RUN=1</script>'}))
+    st = json.loads((evil / 'md' / 'step.json').read_text())
+    (evil / 'md' / 'step.json').write_text(json.dumps({**st, 'run_id': evil.name, 'source_dir': str(evil / 'md'),
+                                                       'status': '<img src=x onerror="window.PWNED_STEP=1">'}))
+    assert mlops(tmp_path, 'report').returncode == 0
+    pages = sorted((tmp_path / 'reports').rglob('*.html'))
+    assert len(pages) >= 4
+    for page in pages:
+        text = page.read_text()
+        assert 'javascript:' not in text.lower(), page
+        assert base64.b64encode(secret).decode()[:24] not in text and 'correct-horse' not in text, page
+    with chromium(tmp_path / '.chrome') as driver:
+        for page in pages:
+            driver.get(page.as_uri())
+            time.sleep(0.3)
+            ran = driver.execute_script('return [window.PWNED_LINK, window.PWNED_ID, window.PWNED_RUN, window.PWNED_STEP]')
+            assert ran == [None] * 4, (page, ran)
+            schemes = driver.execute_script("return [...document.querySelectorAll('[href], [src]')]"
+                                            ".map(e => new URL(e.href || e.src, location.href).protocol)")
+            assert set(schemes) <= {'file:', 'https:', 'data:'}, (page, set(schemes))   # no javascript: anywhere
 
 
 def test_a_step_name_cannot_leave_the_project(tmp_path):
