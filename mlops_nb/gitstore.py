@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import os
 import re
@@ -25,8 +24,9 @@ from urllib.parse import urlsplit
 from .config import MlopsError
 
 # %% auto 0
-__all__ = ['TOKEN_ENV', 'ZERO', 'KEY_ENV', 'LOG_BRANCH', 'LOG_FILE', 'GitError', 'NotARepository', 'identity', 'Repo',
-           'SigningError', 'Untrusted', 'SigningKey', 'has_signing_key', 'signing_key', 'line_hash', 'check_chain']
+__all__ = ['TOKEN_ENV', 'ZERO', 'MAX_TREE_FILES', 'MAX_TREE_BYTES', 'KEY_ENV', 'LOG_BRANCH', 'LOG_FILE', 'GitError',
+           'NotARepository', 'identity', 'Repo', 'SigningError', 'Untrusted', 'SigningKey', 'has_signing_key',
+           'signing_key', 'line_hash', 'check_chain']
 
 # %% ../nbs/06a_gitstore.ipynb 5
 class GitError(MlopsError):
@@ -148,11 +148,36 @@ def _files(self: Repo, rev: str) -> dict[str, str]:
     return {line.split('\t', 1)[1]: line.split()[2] for line in out.split('\0') if line}
 
 # %% ../nbs/06a_gitstore.ipynb 16
-def _extract(self: Repo, rev: str, dest: Path) -> Path:
-    "Write the tree of `rev` into the new folder `dest` (tar's `data` filter: no links or paths leaving it)."
-    data = self.run('archive', '--format=tar', rev, binary=True)
+MAX_TREE_FILES, MAX_TREE_BYTES = 20_000, 2 << 30  # what a bundle may unpack to: counted from git's listing first
+
+def _tree_size(self: Repo, rev: str) -> tuple[int, int]:
+    "(files, bytes) of the tree of `rev`, from git's own listing: nothing is unpacked to know it."
+    files = size = 0
+    for entry in self.run('ls-tree', '-r', '-l', '-z', rev).split('\0'):
+        if not entry: continue
+        mode, kind, _, length = entry.partition('\t')[0].split()
+        if kind != 'blob': raise GitError(f"{rev}: holds a {kind} ({mode}), not a file: not a bundle")
+        files, size = files + 1, size + int(length)
+    return files, size
+
+def _extract(self: Repo, rev: str, dest: Path, max_files: int = MAX_TREE_FILES, max_bytes: int = MAX_TREE_BYTES) -> Path:
+    """Write the tree of `rev` into the new folder `dest`, streamed from `git archive` (tar's `data` filter: no links
+    or paths leaving it). A tree of more than `max_files` files or `max_bytes` bytes is refused before anything is
+    written, and the stream is held to the same limits as it is read."""
+    files, size = _tree_size(self, rev)
+    if files > max_files or size > max_bytes:
+        raise GitError(f"{rev}: {files:,} file{'s' * (files != 1)}, {size:,} bytes: over the limit of {max_files:,} "
+                       f"files and {max_bytes:,} bytes; nothing was extracted")
     dest.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar: tar.extractall(dest, filter='data')
+    with subprocess.Popen(['git', f'--git-dir={self.git_dir}', 'archive', '--format=tar', rev], cwd=self.top,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env()) as git:
+        with tarfile.open(fileobj=git.stdout, mode='r|') as tar:
+            for member in tar:
+                files, size = files - (not member.isdir()), size - member.size  # git's listing has no folders
+                if files < 0 or size < 0: raise GitError(f"{rev}: the archive holds more than its tree lists")
+                tar.extract(member, dest, filter='data')
+        err = git.stderr.read().decode(errors='replace').strip()
+    if git.returncode: raise GitError(f"git archive failed: {err.splitlines()[-1] if err else git.returncode}")
     return dest
 
 Repo.write_tree, Repo.commit, Repo.tag, Repo.tag_message, Repo.files, Repo.extract = (
