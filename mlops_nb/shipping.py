@@ -83,7 +83,7 @@ class BlobStore:
             ) -> str:
         "Upload `path` unless its content is already stored; returns its sha256."
         sha = sha or sha256_file(path)
-        if keep and not self.local(sha).is_file(): copy_atomic(path, self.local(sha))
+        if keep and not self._cached(sha): _atomic(self.local(sha), lambda tmp: self._checked_copy(path, tmp, sha))
         if self.has(sha): return sha
         with self.lock(sha) if self.lock else contextlib.nullcontext():
             self.present |= self._listed(sha[:2])  # what another uploader did meanwhile, remembered as `has` does
@@ -104,10 +104,22 @@ class BlobStore:
         _atomic(self.local(sha), lambda tmp: tmp.write_bytes(data))
         return self.local(sha)
 
-    def get(self, sha: str, dest: Path | None = None) -> Path:
-        "Blob `sha` in the local cache (downloaded and checked if missing), copied to `dest` if given."
+    def _checked_copy(self, src: Path, tmp: Path, sha: str):
+        shutil.copyfile(src, tmp)
+        if sha256_file(tmp) != sha: raise MlopsError(f"{src}: does not hash to {sha[:12]}, the blob it was put as; not kept")
+
+    def _cached(self, sha: str) -> bool:
+        "Is blob `sha` in the local cache, whole? A file there that does not hash to its name is removed."
         obj = self.local(sha)
-        if not obj.is_file():
+        if not obj.is_file(): return False
+        if sha256_file(obj) == sha: return True
+        obj.unlink()  # altered or cut short on this disk: fetched again
+        return False
+
+    def get(self, sha: str, dest: Path | None = None) -> Path:
+        "Blob `sha` from the local cache (checked on every read), downloaded and checked if missing; copied to `dest`."
+        obj = self.local(sha)
+        if not self._cached(sha):
             obj.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=obj.parent) as d:
                 got = Path(self.repo.download_artifacts(f'{sha[:2]}/{sha}', d))

@@ -190,3 +190,66 @@ def test_untrusted_text_cannot_inject_markdown_into_summaries(tmp_path):
     tokens = _markdown_tokens(summary.read_text())
     assert not [t for t in tokens if t.type in ('html_block', 'html_inline') and 'onerror' in t.content]
     assert set(_cells_per_row(tokens)) == {5} and '&lt;img src=x onerror=alert(3)&gt;' in summary.read_text()
+
+
+BOMB = """
+import resource, sys
+from pathlib import Path
+from mlops_nb.gitstore import GitError, Repo
+repo, dest = Repo.open(Path(sys.argv[1])), Path(sys.argv[2])
+try: repo.extract('refs/tags/bomb', dest, max_bytes=int(sys.argv[3]))
+except GitError as e: print('refused:', e)
+print('peak MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_a_bundle_that_unpacks_huge_is_refused_before_a_byte_is_written_and_extraction_streams(tmp_path):
+    """A tag whose tree compresses 200 MB of zeros into a few hundred KB of git objects: over the size limit it is
+    refused in one line and nothing is written; under it, it is extracted with memory flat (streamed, not read
+    whole: 425 MB peak before)."""
+    import subprocess
+    import sys
+
+    from conftest import git
+    repo = tmp_path / 'repo'
+    git(tmp_path, 'init', '-q', '-b', 'main', str(repo))
+    with open(repo / 'model.bin', 'wb') as f: f.truncate(200 << 20)
+    git(repo, 'add', 'model.bin')
+    git(repo, '-c', 'user.name=a', '-c', 'user.email=a@b', 'commit', '-qm', 'bomb')
+    git(repo, 'tag', 'bomb')
+    objects = sum(f.stat().st_size for f in (repo / '.git' / 'objects').rglob('*') if f.is_file())
+    assert objects < 2 << 20, objects
+
+    def extract(limit):
+        r = subprocess.run([sys.executable, '-c', BOMB, str(repo), str(tmp_path / f'out-{limit}'), str(limit)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+    out = extract(100 << 20)
+    assert 'refused: refs/tags/bomb: 1 file, 209,715,200 bytes: over the limit of 20,000 files and 104,857,600 bytes; ' \
+           'nothing was extracted' in out, out
+    assert not (tmp_path / f'out-{100 << 20}').exists()
+    out = extract(300 << 20)
+    assert (tmp_path / f'out-{300 << 20}' / 'model.bin').stat().st_size == 200 << 20
+    assert int(out.split('peak MB')[1]) < 150, out
+
+
+def test_the_blob_cache_holds_only_what_hashes_to_its_name(tmp_path):
+    """A file put under a hash it does not have is not kept; a cached blob altered on disk is noticed when read and
+    fetched again from the store (real MLflow artifact repository, the worker's code path)."""
+    import pytest
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    from mlops_nb.config import MlopsError
+    from mlops_nb.shipping import BlobStore, sha256_file
+    store = BlobStore(LocalArtifactRepository(str(tmp_path / 'server')), tmp_path / 'cache')
+    (tmp_path / 'days.csv').write_text('date,rain\n2012-01-01,0\n')
+    (tmp_path / 'evil.csv').write_text('date,rain\n2012-01-01,1\n')
+    sha = store.put(tmp_path / 'days.csv')
+    with pytest.raises(MlopsError, match='does not hash to'):
+        store.put(tmp_path / 'evil.csv', sha, keep=True)             # claims the good file's hash
+    assert not store.local(sha).exists()
+    store.get(sha)                                                   # cached now
+    store.local(sha).write_text('date,rain\n2012-01-01,1\n')          # altered in the cache
+    out = store.get(sha, tmp_path / 'out.csv')
+    assert sha256_file(out) == sha and sha256_file(store.local(sha)) == sha
