@@ -59,8 +59,14 @@ def _worker_pool(root: str, size: int = 1) -> KernelPool | None:
             _worker_pools[root] = KernelPool(Path(root), size=size)
         return _worker_pools[root]
 
-def warm_worker(where: str, imports: list[tuple[str, ...]], modules: list[str] = (), preload: list[str] = (),
-                size: int = 1, every_task: bool = False, dask_worker=None):
+def warm_worker(where: str,                        # the project: its folder, or remote:<key> (see `_worker_root`)
+                imports: list[tuple[str, ...]],    # each task's notebook imports, in order
+                modules: list[str] = (),           # what executing a step imports (`task_modules`), in the background
+                preload: list[str] = (),           # more for the fork server (`kernel_preload`)
+                size: int = 1,                     # kernels kept warm ahead
+                every_task: bool = False,          # `imports` are every task's to come (our LocalCluster)
+                dask_worker=None,                  # the worker (`client.run` passes it)
+                ):
     """On a Dask worker, before its first task (`client.run`): preload all of `imports` and `preload` in its process's
     fork server, warm a kernel for the first (up to `size` ahead), and import `modules` (what a task needs,
     `task_modules`) in the background (`import_soon`). `every_task`: `imports` are those of every task to come, in
@@ -71,7 +77,9 @@ def warm_worker(where: str, imports: list[tuple[str, ...]], modules: list[str] =
         if every_task: _planned_pools.add(root)
     import_soon(list(modules))
 
-def close_worker(where: str, dask_worker=None):
+def close_worker(where: str,       # the project, as `warm_worker` had it
+                 dask_worker=None, # the worker (`client.run` passes it)
+                 ):
     "On a Dask worker, when the run ends: stop its kernels, warm ones included."
     with _worker_lock:
         pool = _worker_pools.pop(root := _worker_root(where, dask_worker), None)
@@ -168,7 +176,11 @@ def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, ct
 class ShippedSteps:
     """Runs steps on Dask workers that share no disk with this machine (`_remote_step`): each task's files go by
     content hash through the tracking server, uploaded once, and the step's files come back the same way."""
-    def __init__(self, dask: Executor, cfg: ProjectConfig, jobs: int):
+    def __init__(self,
+                 dask: Executor,      # the Dask client's executor
+                 cfg: ProjectConfig,  # the project (here, on this machine)
+                 jobs: int,           # steps shipped at once
+                 ):
         from mlops_nb.tracking import Tracker
         self.tracker = Tracker(cfg)  # an unreachable tracking server is refused here, in one line
         self.dask, self.cfg, self.uri, self.parents = dask, cfg, self.tracker.uri, set()
@@ -226,7 +238,8 @@ class ShippedSteps:
 # %% ../nbs/02g_cluster.ipynb 15
 class DaskSteps:
     "Runs steps on Dask workers that see the project folder (`worker_step`)."
-    def __init__(self, dask: Executor): self.dask = dask
+    def __init__(self, dask: Executor, # the Dask client's executor
+                 ): self.dask = dask
     def submit(self, ctx: StepContext, p: StepPlan, tracker=None) -> Future: return self.dask.submit(worker_step, ctx, p)
 
 @contextmanager

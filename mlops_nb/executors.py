@@ -67,7 +67,8 @@ def exec_options(cfg: ProjectConfig, # the project
     return ExecOptions(executor, jobs, scheduler, _tls_files(cfg) if executor == 'dask' else None, ship)
 
 # %% ../nbs/02f_executors.ipynb 11
-def resolved(value) -> Future:
+def resolved(value, # the result
+             ) -> Future:
     "A future that is already done: a cached step, handed to `dispatch` like a running one."
     f = Future()
     f.set_result(value)
@@ -75,7 +76,9 @@ def resolved(value) -> Future:
 
 class InThread:
     "Runs each step at once, in this thread."
-    def __init__(self, cfg: ProjectConfig, pool: KernelPool | None = None): self.cfg, self.pool = cfg, pool
+    def __init__(self, cfg: ProjectConfig,               # the project
+                 pool: KernelPool | None = None,      # warm kernels (default: a new kernel per step)
+                 ): self.cfg, self.pool = cfg, pool
 
     def submit(self, ctx: StepContext, p: StepPlan, tracker) -> Future:
         f = Future()
@@ -85,7 +88,10 @@ class InThread:
 
 class InThreads(InThread):
     "Runs up to `jobs` steps at once, on threads of this process (each step's kernel is its own process)."
-    def __init__(self, cfg: ProjectConfig, pool: KernelPool | None, jobs: int):
+    def __init__(self, cfg: ProjectConfig,               # the project
+                 pool: KernelPool | None,             # warm kernels (None: a new kernel per step)
+                 jobs: int,                           # steps at once
+                 ):
         super().__init__(cfg, pool)
         self.threads = ThreadPoolExecutor(jobs, thread_name_prefix='mlops-nb-step')
 
@@ -94,7 +100,10 @@ class InThreads(InThread):
 
 # %% ../nbs/02f_executors.ipynb 12
 @contextmanager
-def local_executor(cfg: ProjectConfig, opts: ExecOptions, pool: KernelPool | None = None):
+def local_executor(cfg: ProjectConfig,           # the project
+                   opts: ExecOptions,            # the run's options (`jobs`)
+                   pool: KernelPool | None = None, # warm kernels (default: a new kernel per step)
+                   ):
     "This thread, or a pool of `opts.jobs` threads, running steps on `pool`'s warm kernels (or new ones)."
     if opts.jobs == 1: yield InThread(cfg, pool); return
     ex = InThreads(cfg, pool, opts.jobs)

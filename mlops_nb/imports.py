@@ -43,8 +43,14 @@ def notebook_imports(nb_path: Path, # the notebook
     "The modules `nb_path` imports (see `_imports`) that come from installed packages, not from the project `root`."
     return tuple(m for m in _imports(nb_path) if installed(m.partition('.')[0], root.resolve()))
 
+def installed(top: str,   # a top-level package
+              root: Path, # the project: its own modules are not installed packages
+              ) -> bool:
+    "Is `top` a package installed in this Python, not one of the project's own modules? (remembered)"
+    return _installed(top, root)
+
 @cache
-def installed(top: str, root: Path) -> bool:
+def _installed(top: str, root: Path) -> bool:
     try: spec = importlib.util.find_spec(top)
     except (ImportError, ValueError): return False
     return spec is not None and not (spec.origin and Path(spec.origin).resolve().is_relative_to(root))

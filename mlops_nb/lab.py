@@ -24,8 +24,7 @@ from .config import MlopsError, ProjectConfig, find_root, load_config
 
 # %% auto 0
 __all__ = ['JOBS', 'ROUTE', 'HANDLERS', 'project_of', 'cell_progress', 'pipeline_state', 'Job', 'run_args', 'start_job',
-           'step_of', 'step_params', 'step_history', 'models', 'ApiHandler', 'StateHandler', 'RunHandler', 'JobHandler',
-           'ParamsHandler', 'HistoryHandler', 'ModelsHandler', 'GatesHandler', 'PromoteHandler', 'ReportHandler']
+           'step_of', 'step_params', 'step_history', 'models']
 
 # %% ../nbs/10a_lab.ipynb 5
 def project_of(root_dir: Path, # the Jupyter server's root folder
@@ -182,7 +181,7 @@ def models(cfg: ProjectConfig, # the project
 # %% ../nbs/10a_lab.ipynb 19
 ROUTE = 'mlops-nb/api'
 
-class ApiHandler(APIHandler):
+class _ApiHandler(APIHandler):
     "The project a request names, answers as JSON, and errors a person can act on as a 400 with one line."
     auth_resource = 'mlops-nb'  # what Jupyter's authorizer is asked about, with read, write or execute
     def initialize(self, root_dir: Path): self.root_dir = root_dir
@@ -201,14 +200,14 @@ class ApiHandler(APIHandler):
         except ValueError: raise MlopsError('the request body is not JSON') from None
 
 # %% ../nbs/10a_lab.ipynb 21
-class StateHandler(ApiHandler):
+class _StateHandler(_ApiHandler):
     "GET: each step's state (`pipeline_state`)."
     @tornado.web.authenticated
     @authorized('read')
     async def get(self): await self.answer(lambda: pipeline_state(self.root_dir, self.project(), self.arg('profile')))
 
 # %% ../nbs/10a_lab.ipynb 23
-class RunHandler(ApiHandler):
+class _RunHandler(_ApiHandler):
     "POST: start a run (`run_args`, `start_job`); the job's summary."
     @tornado.web.authenticated
     @authorized('execute')
@@ -221,7 +220,7 @@ class RunHandler(ApiHandler):
                                            b.get('params') or {})).summary()
         await self.answer(go)
 
-class JobHandler(ApiHandler):
+class _JobHandler(_ApiHandler):
     "GET jobs/<id>: a job's progress and its output so far."
     @tornado.web.authenticated
     @authorized('read')
@@ -230,7 +229,7 @@ class JobHandler(ApiHandler):
         self.finish(json.dumps(JOBS[job_id].summary()))
 
 # %% ../nbs/10a_lab.ipynb 25
-class ParamsHandler(ApiHandler):
+class _ParamsHandler(_ApiHandler):
     "GET: a step's parameters under a profile; POST: check values, start nothing."
     @tornado.web.authenticated
     @authorized('read')
@@ -246,20 +245,20 @@ class ParamsHandler(ApiHandler):
             return {'ok': True}
         await self.answer(check)
 
-class HistoryHandler(ApiHandler):
+class _HistoryHandler(_ApiHandler):
     "GET: a step's runs, newest first (`step_history`)."
     @tornado.web.authenticated
     @authorized('read')
     async def get(self): await self.answer(lambda: step_history(self.project(), self.arg('step')))
 
 # %% ../nbs/10a_lab.ipynb 27
-class ModelsHandler(ApiHandler):
+class _ModelsHandler(_ApiHandler):
     "GET: each model of `models.yaml` with its versions, aliases and signers (`models`)."
     @tornado.web.authenticated
     @authorized('read')
     async def get(self): await self.answer(lambda: models(self.project()))
 
-class GatesHandler(ApiHandler):
+class _GatesHandler(_ApiHandler):
     "GET: the gates of a published version against the champion."
     @tornado.web.authenticated
     @authorized('read')
@@ -267,7 +266,7 @@ class GatesHandler(ApiHandler):
         from mlops_nb.gitops import promotion_gates
         await self.answer(lambda: promotion_gates(self.project(), self.arg('model'), int(self.arg('version', '0'))))
 
-class PromoteHandler(ApiHandler):
+class _PromoteHandler(_ApiHandler):
     "POST: promote a version in `models.yaml` if its gates pass; else the refusal with every gate."
     @tornado.web.authenticated
     @authorized('write')
@@ -280,7 +279,7 @@ class PromoteHandler(ApiHandler):
         await self.answer(go)
 
 # %% ../nbs/10a_lab.ipynb 29
-class ReportHandler(ApiHandler):
+class _ReportHandler(_ApiHandler):
     "POST: build the report site (`report.build_site`); where its pages are."
     @tornado.web.authenticated
     @authorized('write')
@@ -293,9 +292,9 @@ class ReportHandler(ApiHandler):
         await self.answer(go)
 
 # %% ../nbs/10a_lab.ipynb 30
-HANDLERS = [('state', StateHandler), ('run', RunHandler), (r'jobs/(\w+)', JobHandler), ('params', ParamsHandler),
-            ('history', HistoryHandler), ('models', ModelsHandler), ('gates', GatesHandler),
-            ('promote', PromoteHandler), ('report', ReportHandler)]  # path under ROUTE -> handler
+HANDLERS = [('state', _StateHandler), ('run', _RunHandler), (r'jobs/(\w+)', _JobHandler), ('params', _ParamsHandler),
+            ('history', _HistoryHandler), ('models', _ModelsHandler), ('gates', _GatesHandler),
+            ('promote', _PromoteHandler), ('report', _ReportHandler)]  # path under ROUTE -> handler
 
 def _load_jupyter_server_extension(server_app):
     "Jupyter Server calls this (see `mlops_nb._jupyter_server_extension_points`): register the handlers."

@@ -31,7 +31,8 @@ class RunLocked(MlopsError):
     "Another `mlops-nb run` holds the project's run lock."
 
 @contextmanager
-def project_lock(cfg: ProjectConfig):
+def project_lock(cfg: ProjectConfig, # the project
+                 ):
     "Hold the project's run lock (refusing at once if another run holds it); yields the state folder."
     state = cfg.root / '.mlops_nb'
     state.mkdir(exist_ok=True)
@@ -56,7 +57,10 @@ class OpenRun:
         "What a step of this run, in its folder `step_dir`, is given."
         return StepContext(root, self.run_id, self.dir / step_dir, self.parent, self.lineage, upstream, verbose, name)
 
-def open_run(cfg: ProjectConfig, profile: str | None, kind: str = 'run') -> OpenRun:
+def open_run(cfg: ProjectConfig,   # the project
+             profile: str | None, # the parameter profile it runs with
+             kind: str = 'run',   # run or sweep
+             ) -> OpenRun:
     "A new run id and folder, the tracker, lineage tags, and the parent MLflow run."
     from mlops_nb.tracking import Tracker, git_info
     run_id = datetime.now().strftime('%Y%m%d-%H%M%S-%f')
@@ -183,7 +187,7 @@ def run_steps(cfg: ProjectConfig,              # the project
          f"MLflow: experiment {cfg.name!r}, run {run.parent} at {redact_uri(run.tracker.uri)}")
     return RunResult(run.run_id, [results[p.step] for p in plans], run.dir, run.parent)
 
-# %% ../nbs/02_runner.ipynb 16
+# %% ../nbs/02_runner.ipynb 18
 def run_pipeline(root: str | Path = '.',         # the project folder (holding mlops.yaml)
                  steps: list[str] | None = None, # steps to run, with what they need (default: all)
                  *,

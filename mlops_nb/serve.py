@@ -141,7 +141,10 @@ WITHDRAWAL_REASONS = ('errors', 'latency', 'divergence')
 
 class ServeMetrics:
     "The server's Prometheus metrics, on a registry of their own."
-    def __init__(self, roles: list[str], drift_p_value: float):
+    def __init__(self,
+                 roles: list[str],     # the variants served (primary, canary, shadow)
+                 drift_p_value: float, # under this, an input drifted
+                 ):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
         self.registry = reg = CollectorRegistry()
         self.requests = Counter('mlops_nb_requests', 'Requests by variant (none: refused before a model)',
@@ -177,7 +180,12 @@ class ServeMetrics:
 # %% ../nbs/09_serve.ipynb 16
 class Traffic:
     "The loaded versions by role, the canary's share, its judge and the audit trail."
-    def __init__(self, load, aliases: dict[str, str | None], opts: ServeOptions, metrics: ServeMetrics):
+    def __init__(self,
+                 load,                             # alias -> ServedModel
+                 aliases: dict[str, str | None],   # role -> the alias it serves (None: no such role)
+                 opts: ServeOptions,               # limits, logs, canary
+                 metrics: ServeMetrics,            # where it counts
+                 ):
         self.load, self.aliases, self.opts, self.metrics, self.lock = load, aliases, opts, metrics, threading.Lock()
         self.state = self._load_all()
         self.split = Split(opts.canary_percent if opts.canary else 0)

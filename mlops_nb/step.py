@@ -81,7 +81,8 @@ def timestamp() -> str:
 
 class Record(dict):
     "A JSON record on disk (`step.json`, `run.json`): each `save(**changes)` replaces the file atomically."
-    def __init__(self, path: Path, **fields):
+    def __init__(self, path: Path, # the JSON file
+                 **fields):
         super().__init__(fields)
         self.path = Path(path)
 
@@ -96,7 +97,8 @@ class Record(dict):
 # %% ../nbs/02e_step.ipynb 14
 importing = threading.RLock()  # held by a thread that may import: a step task, except while its kernel works
 
-def import_soon(modules: list[str]):
+def import_soon(modules: list[str], # modules to import
+                ):
     "Import `modules` in a background thread, holding `importing`: whoever needs one later waits only for the rest."
     def imports():
         with importing:
@@ -107,19 +109,23 @@ def import_soon(modules: list[str]):
         threading.Thread(target=imports, name='mlops-nb-preload', daemon=True).start()
 
 @contextmanager
-def released(lock):
+def released(lock, # a lock this thread holds once
+             ):
     "Let `lock`, held once by this thread, go for the block."
     lock.release()
     try: yield
     finally: lock.acquire()
 
 # %% ../nbs/02e_step.ipynb 15
-def task_modules(cfg: ProjectConfig) -> list[str]:
+def task_modules(cfg: ProjectConfig, # the project
+                 ) -> list[str]:
     "What the process that executes steps imports for them: papermill, MLflow and its store (whylogs: `run_step`)."
     from mlops_nb.tracking import store_modules
     return ['papermill', 'mlflow.tracking', *store_modules(cfg)]
 
-def kernel_preload(cfg: ProjectConfig, imports: list[tuple[str, ...]]) -> list[str]:
+def kernel_preload(cfg: ProjectConfig,              # the project
+                   imports: list[tuple[str, ...]],  # the kernels' notebooks' imports
+                   ) -> list[str]:
     "What kernels importing `imports` import later, for their fork server: the SQL store if they talk to MLflow."
     from mlops_nb.tracking import store_modules
     return store_modules(cfg) if any(m.partition('.')[0] in ('mlflow', 'mlops_nb') for i in imports for m in i) else []

@@ -25,7 +25,9 @@ __all__ = ['local_versions', 'rebuildable', 'sync_model', 'imported', 'applied_a
 # %% ../nbs/06e_sync.ipynb 5
 class _Misnumbered(Exception): pass
 
-def local_versions(client, model: str) -> dict[int, object]:
+def local_versions(client,     # an MlflowClient
+                   model: str, # the registered model
+                   ) -> dict[int, object]:
     _finish_rebuild(client, model)
     return {int(v.version): v for v in client.search_model_versions(f"name = '{model}'")}
 
@@ -87,7 +89,8 @@ def _import(tracker: Tracker, rec: VersionRecord, tag: str, folder: Path, name: 
         client.delete_model_version(name, mv.version)  # a number nobody published: held by a deleted placeholder
 
 # %% ../nbs/06e_sync.ipynb 9
-def rebuildable(uri: str) -> bool: return uri.startswith(('sqlite:', 'file:')) or '://' not in uri
+def rebuildable(uri: str, # a tracking URI
+                ) -> bool: return uri.startswith(('sqlite:', 'file:')) or '://' not in uri
 
 # %% ../nbs/06e_sync.ipynb 11
 def _rebuild(tracker: Tracker, model: str, records: dict[int, tuple[str, VersionRecord, Path]], first: int | None = None,
@@ -212,7 +215,9 @@ def restore_aliases(repo: Repo,      # the git repository
         if alias not in managed and (cur is None or (PUBLISHED_TAG in cur.tags and int(cur.version) < n)): point(alias, n)
 
 # %% ../nbs/06e_sync.ipynb 21
-def listing(model, pub) -> str: return f"published: {', '.join(pub.values())}" if pub else f'{model} has no published version'
+def listing(model,    # the registered model
+            pub,      # its published versions: number -> tag
+            ) -> str: return f"published: {', '.join(pub.values())}" if pub else f'{model} has no published version'
 
 def pull(cfg: ProjectConfig,               # the project
          targets: list[str] | None = None, # models or tags, e.g. weather@v3 (default: everything published)
