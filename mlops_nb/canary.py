@@ -5,70 +5,114 @@
 # %% ../nbs/09a_canary.ipynb 3
 from __future__ import annotations
 
+import bisect
 import hashlib
+import os
 import random
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import CanaryLimits
 
 # %% auto 0
-__all__ = ['bucket', 'Split', 'Window', 'Verdict', 'class_divergence', 'judge']
+__all__ = ['LATENCY_EDGES', 'MAX_LABELS', 'bucket', 'Split', 'Tally', 'Window', 'Verdict', 'class_divergence', 'judge']
 
 # %% ../nbs/09a_canary.ipynb 6
-def bucket(key: str, # a client's X-Request-Key
+def bucket(key: str,           # a client's X-Request-Key
+           secret: bytes = b'',  # the server's key for the hash (see `Split`)
            ) -> float:
-    "Where a client key falls in [0, 100): the same key always in the same place."
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), 'big') / 2**64 * 100
+    "Where a client key falls in [0, 100): the same key (under the same secret) always in the same place."
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8, key=secret).digest(), 'big') / 2**64 * 100
 
 # %% ../nbs/09a_canary.ipynb 7
 class Split:
     "The share of traffic (percent) the canary gets; the rest goes to the primary."
     def __init__(self,
-                 percent: float = 0, # share of requests for the canary
+                 percent: float = 0,          # share of requests for the canary
+                 secret: bytes | None = None, # the bucket's key (default: random, this process's own)
                  ):
-        self.percent = percent
+        self.percent, self.secret = percent, os.urandom(32) if secret is None else secret
 
     def choose(self, key: str | None = None) -> str:
         "`canary` or `primary`: sticky per `key` when one is given, random otherwise."
         if self.percent <= 0: return 'primary'
-        return 'canary' if (bucket(key) if key else random.random() * 100) < self.percent else 'primary'
+        return 'canary' if (bucket(key, self.secret) if key else random.random() * 100) < self.percent else 'primary'
 
-# %% ../nbs/09a_canary.ipynb 11
-class Window:
-    "Requests of the last `seconds` for one variant: when, whether the model call worked, its latency, its labels."
-    def __init__(self,
-                 seconds: float, # how far back requests count
-                 ):
-        self.seconds, self.items, self.lock = seconds, deque(), threading.Lock()
+# %% ../nbs/09a_canary.ipynb 12
+LATENCY_EDGES = tuple(1e-4 * 1.1 ** i for i in range(120))  # seconds: the upper edges of the latency histogram's bins
+MAX_LABELS = 100  # distinct classes counted per slot (a regression's outputs are not classes)
+
+@dataclass
+class Tally:
+    "Totals of a variant's calls: how many, how many failed, their latencies (bin -> calls) and predicted classes."
+    calls: int = 0                                              # model calls
+    failed: int = 0                                             # of which raised
+    latency: Counter = field(default_factory=Counter)           # bin of LATENCY_EDGES -> calls
+    labels: Counter = field(default_factory=Counter)            # class -> predictions
 
     def add(self, ok: bool, seconds: float, labels=()):
-        with self.lock:
-            self.items.append((time.monotonic(), ok, seconds, tuple(labels)))
-            self._forget()  # also while nobody asks (a withdrawn canary): memory stays one window's worth
+        "Count one call."
+        self.calls, self.failed = self.calls + 1, self.failed + (not ok)
+        self.latency[bisect.bisect_left(LATENCY_EDGES, seconds)] += 1
+        if len(self.labels) < MAX_LABELS: self.labels.update(labels)
 
-    def recent(self) -> list[tuple]:
-        with self.lock:
-            self._forget()
-            return list(self.items)
+    def merge(self, other: Tally) -> Tally:
+        "This tally plus `other`, in place."
+        self.calls, self.failed = self.calls + other.calls, self.failed + other.failed
+        self.latency.update(other.latency)
+        self.labels.update(other.labels)
+        return self
 
-    def _forget(self):
-        cut = time.monotonic() - self.seconds
-        while self.items and self.items[0][0] < cut: self.items.popleft()
+    def quantile(self, q: float) -> float:
+        "The latency under which a share `q` of the calls fell: a bin's upper edge (infinite past the last)."
+        seen, need = 0, q * self.calls
+        for b in sorted(self.latency):
+            seen += self.latency[b]
+            if seen >= need: return LATENCY_EDGES[b] if b < len(LATENCY_EDGES) else float('inf')
+        return 0.0
+
+# %% ../nbs/09a_canary.ipynb 14
+class Window:
+    "The last `seconds` of one variant's calls, as a `Tally` per twentieth of that time."
+    SLOTS = 20
+
+    def __init__(self,
+                 seconds: float, # how far back calls count
+                 ):
+        self.seconds, self.width, self.slots, self.lock = seconds, seconds / self.SLOTS, deque(), threading.Lock()
+
+    def add(self, ok: bool, seconds: float, labels=()):
+        "Count one call now."
+        now = int(time.monotonic() / self.width)
+        with self.lock:
+            self._forget(now)  # also while nobody asks (a withdrawn canary): memory stays one window's worth
+            if not self.slots or self.slots[-1][0] != now: self.slots.append((now, Tally()))
+            self.slots[-1][1].add(ok, seconds, labels)
+
+    def recent(self) -> Tally:
+        "The calls of the last `seconds`, totalled."
+        with self.lock:
+            self._forget(int(time.monotonic() / self.width))
+            total = Tally()
+            for _, t in self.slots: total.merge(t)
+            return total
+
+    def _forget(self, now: int):
+        while self.slots and self.slots[0][0] <= now - self.SLOTS: self.slots.popleft()
 
     def clear(self):
-        with self.lock: self.items.clear()
+        with self.lock: self.slots.clear()
 
-# %% ../nbs/09a_canary.ipynb 13
+# %% ../nbs/09a_canary.ipynb 16
 @dataclass
 class Verdict:
     "Why the canary leaves traffic: `reason` is errors, latency or divergence (a metric label); `detail` for people."
     reason: str                     # errors, latency or divergence
     detail: str                     # the figures, for people
 
-# %% ../nbs/09a_canary.ipynb 14
+# %% ../nbs/09a_canary.ipynb 17
 def class_divergence(a: Counter, # the canary's predicted classes
                      b: Counter, # the primary's
                      ) -> float:
@@ -78,22 +122,21 @@ def class_divergence(a: Counter, # the canary's predicted classes
     if len(labels) < 2: return 1.0
     return float(chi2_contingency([[a[k] for k in labels], [b[k] for k in labels]]).pvalue)
 
-# %% ../nbs/09a_canary.ipynb 15
+# %% ../nbs/09a_canary.ipynb 18
 def judge(limits: CanaryLimits, # serve.canary of mlops.yaml
-          canary: list[tuple],  # the canary's (time, ok, seconds, class) in the window
-          primary: list[tuple], # the primary's
+          canary: Tally,        # the canary's calls in the window (`Window.recent`)
+          primary: Tally,       # the primary's
           ) -> Verdict | None:
-    "Whether the canary's recent requests (`Window.recent`) break `limits`, compared with the primary's."
-    n = len(canary)
+    "Whether the canary's recent calls break `limits`, compared with the primary's."
+    n = canary.calls
     if n < limits.min_requests: return None
-    errors = sum(not ok for _, ok, _, _ in canary) / n
+    errors = canary.failed / n
     if errors > limits.max_error_rate:
         return Verdict('errors', f'{errors:.0%} of {n} canary calls failed (limit {limits.max_error_rate:.0%})')
-    p99 = sorted(s for _, _, s, _ in canary)[min(n - 1, int(0.99 * n))]
+    p99 = canary.quantile(0.99)
     if p99 > limits.max_p99_seconds:
         return Verdict('latency', f'p99 {p99 * 1000:.0f} ms over {n} canary calls (limit {limits.max_p99_seconds * 1000:.0f} ms)')
-    if limits.p_value and len(primary) >= limits.min_requests:
-        count = lambda items: Counter(label for *_, labels in items for label in labels)
-        if (p := class_divergence(count(canary), count(primary))) < limits.p_value:
+    if limits.p_value and primary.calls >= limits.min_requests:
+        if (p := class_divergence(canary.labels, primary.labels)) < limits.p_value:
             return Verdict('divergence', f"predicted classes unlike the primary's (chi-square p={p:.2g} < {limits.p_value})")
     return None

@@ -223,8 +223,8 @@ def _canary(ctx, param, value):
 @click.pass_context
 def serve(ctx, model, alias, shadow, host, port, max_batch, poll, log_requests, window, runtime, docs, insecure, canary, ab,
           dockerfile, base):
-    """Serve MODEL@ALIAS over HTTP: POST /predict, GET /health, GET /metrics, POST /admin/reload and /admin/split
-    (everything but /health needs the token in MLOPS_NB_TOKEN)."""
+    """Serve MODEL@ALIAS over HTTP: POST /predict, GET /health, GET /metrics (everything but /health needs the token
+    in MLOPS_NB_TOKEN), POST /admin/reload and /admin/split (the operators' token, MLOPS_NB_ADMIN_TOKEN)."""
     from mlops_nb.serve import ServeOptions, serve
     if dockerfile:
         from mlops_nb.container import write_context

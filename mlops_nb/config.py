@@ -133,6 +133,7 @@ class ServeConfig(_Strict):
     trusted_types: list[str] = []            # skops types to trust beyond scikit-learn's and numpy's own
     code_paths: list[str] = []               # project folders holding the modules that define them
     canary: CanaryLimits = CanaryLimits()
+    admin_token_file: str | None = None      # a file holding the token of /admin/ (default: $MLOPS_NB_ADMIN_TOKEN)
 
     @field_validator('code_paths')
     @classmethod

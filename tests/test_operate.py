@@ -17,6 +17,7 @@ from services import prometheus
 
 TOKEN = 'test-operate-token'
 AUTH = {'Authorization': f'Bearer {TOKEN}'}
+ADMIN = 'test-operate-admin'                    # operators hold their own token
 JOB = 'mlops-nb-iris'
 
 
@@ -65,7 +66,8 @@ def _wait(check, seconds=30, what=''):
 def test_canary_split_metrics_and_dashboard_in_prometheus(project, serve_cmd, tmp_path):
     "10% canary: Prometheus sees both variants in that ratio, their latency histograms, drift, and every panel's data."
     proc, url = serve_cmd(project['root'], 'iris', '--canary', 'challenger:10', '--log-requests',
-                          str(tmp_path / 'requests'), '--window', '2', env={**os.environ, 'MLOPS_NB_TOKEN': TOKEN})
+                          str(tmp_path / 'requests'), '--window', '2',
+                          env={**os.environ, 'MLOPS_NB_TOKEN': TOKEN, 'MLOPS_NB_ADMIN_TOKEN': ADMIN})
     assert proc.poll() is None, proc.stderr.read()
     records = project['X'].to_dict('records')
     seen, lock = {}, threading.Lock()
@@ -108,6 +110,9 @@ def test_canary_split_metrics_and_dashboard_in_prometheus(project, serve_cmd, tm
         assert not empty, f'dashboard queries without data: {empty}'
         # the operator moves the split live: recorded, and the canary gets nothing more
         r = requests.post(f'{url}/admin/split', json={'percent': 0, 'reason': 'enough data'}, headers=AUTH, timeout=10)
+        assert r.status_code == 403                                            # a client's token moves nothing
+        r = requests.post(f'{url}/admin/split', json={'percent': 0, 'reason': 'enough data'},
+                          headers={'Authorization': f'Bearer {ADMIN}'}, timeout=10)
         assert r.status_code == 200 and r.json()['percent'] == 0
         after = {requests.post(f'{url}/predict', json=records[0], headers=AUTH).json()['variant'] for _ in range(50)}
         assert after == {'primary'}

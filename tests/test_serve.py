@@ -19,6 +19,7 @@ from sklearn.datasets import load_iris
 from mlops_nb.registry import register_version
 
 TOKEN = 'test-serve-token'
+ADMIN = 'test-serve-admin'
 
 
 @pytest.fixture(scope='module')
@@ -39,7 +40,8 @@ def server(tmp_path_factory):
     proc = subprocess.Popen([str(BIN / 'mlops-nb'), '-C', str(root), 'serve', 'iris', '--port', str(port),
                              '--shadow', 'challenger', '--max-batch', '200', '--log-requests', str(root / 'requests'),
                              '--window', '2'],
-                            env=clean_env({**os.environ, 'MLOPS_NB_TOKEN': TOKEN}), stderr=subprocess.PIPE, text=True)
+                            env=clean_env({**os.environ, 'MLOPS_NB_TOKEN': TOKEN, 'MLOPS_NB_ADMIN_TOKEN': ADMIN}),
+                            stderr=subprocess.PIPE, text=True)
     url = f'http://127.0.0.1:{port}'
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -115,7 +117,9 @@ def test_metrics_and_shadow(server):
 def test_hot_reload_under_load_drops_nothing(server):
     "Requests flow without a pause while the alias moves and the server reloads: none fails, both versions answer."
     rec = server['X'].iloc[60].to_dict()
-    assert requests.post(f"{server['url']}/admin/reload", timeout=10).status_code == 401  # token required
+    assert requests.post(f"{server['url']}/admin/reload", timeout=10).status_code == 403  # the admin token only
+    assert requests.post(f"{server['url']}/admin/reload", headers={'Authorization': f'Bearer {TOKEN}'},
+                         timeout=10).status_code == 403
     server['client'].set_registered_model_alias('iris', 'champion', '2')  # what reconcile does
     answers, stop = [], threading.Event()   # (started, finished, status, version)
     def client():
@@ -129,7 +133,7 @@ def test_hot_reload_under_load_drops_nothing(server):
     reload_started = time.monotonic()
     # a reload finds each alias in a fresh child process that imports MLflow (serve.fetch_version): 2-3 s on an idle
     # machine, 20-28 s measured with both cores busy beside these 4 clients (the 30 s this waited once was not enough)
-    r = requests.post(f"{server['url']}/admin/reload", headers={'Authorization': f'Bearer {TOKEN}'}, timeout=120)
+    r = requests.post(f"{server['url']}/admin/reload", headers={'Authorization': f'Bearer {ADMIN}'}, timeout=120)
     reload_done, seen = time.monotonic(), len(answers)
     while len(answers) < seen + 50: time.sleep(0.01)
     stop.set()
