@@ -5,18 +5,22 @@
 # %% ../nbs/03a_masking.ipynb 3
 from __future__ import annotations
 
-import html
+import base64
+import binascii
+import functools
 import json
 import os
 import re
-from urllib.parse import quote
 
 # %% auto 0
 __all__ = ['REDACTED', 'redact_uri', 'secret_values', 'scrub', 'scrub_outputs']
 
 # %% ../nbs/03a_masking.ipynb 4
 REDACTED = '[redacted]'
-_SECRET_NAME = re.compile(r'TOKEN|SECRET|PASSWORD|PASSWD|(?:^|_)PASS$|KEY|CREDENTIAL', re.I)
+# a secret's name: *TOKEN*, *SECRET*, *PASSWORD*, *PASSWD*, *_PASS, *KEY*, *CREDENTIAL*, *DSN*, *WEBHOOK*, and the
+# words AUTH and PAT (DB_AUTH, GH_PAT; not AUTHOR, not PATH)
+_SECRET_NAME = re.compile(r'TOKEN|SECRET|PASSWORD|PASSWD|(?:^|_)PASS$|KEY|CREDENTIAL|DSN|WEBHOOK|(?:^|_)(?:AUTH|PAT)(?:_|$)',
+                          re.I)
 _URI_PASSWORD = re.compile(r'://[^:/@\s]+:([^@/\s]+)@')
 
 def redact_uri(uri: str, # a store URI, perhaps with user:password@
@@ -24,7 +28,36 @@ def redact_uri(uri: str, # a store URI, perhaps with user:password@
     "`uri` without its password, for logs and run records: `postgresql://me:***@db/mlflow`."
     return _URI_PASSWORD.sub(lambda m: m[0].replace(f':{m[1]}@', ':***@'), uri)
 
-# %% ../nbs/03a_masking.ipynb 5
+# %% ../nbs/03a_masking.ipynb 6
+_NAMED = {'&': 'amp', '<': 'lt', '>': 'gt', '"': 'quot', "'": 'apos'}
+
+def _char(c: str) -> str:
+    "A regex of every spelling of the character `c`."
+    code = ord(c)
+    forms = {r'\\*' + re.escape(c), rf'\\+u0*{code:x}', f'&#0*{code};', f'&#x0*{code:x};',
+             ''.join(f'%{b:02x}' for b in c.encode())}
+    if c in _NAMED: forms.add(f'&{_NAMED[c]};')
+    if c == ' ': forms.add(r'\+')
+    return '(?:' + '|'.join(sorted(forms, key=len, reverse=True)) + ')'
+
+def _encodings(s: str) -> list[str]:
+    "`s` in hex, and the part of its base64 (standard, URL-safe) that no prefix or suffix changes, at each alignment."
+    raw, out = s.encode(), [binascii.hexlify(s.encode()).decode()]
+    for pad in range(3):  # the length of what precedes it, modulo 3
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            b = encode(b'\0' * pad + raw).decode()
+            out.append(b[-(-4 * pad // 3):8 * (pad + len(raw)) // 6])  # the characters of its bits only
+    return [e for e in out if len(e) >= 8]
+
+@functools.lru_cache(maxsize=16)
+def _pattern(secrets: tuple[str, ...]) -> re.Pattern:
+    "One regex of every spelling of every secret."
+    brk = r'(?:\r?\n|\\n)?'
+    spellings = [brk.join(map(_char, s)) for s in secrets]
+    spellings += [re.escape(e) for s in secrets if len(s) >= 8 for e in _encodings(s)]
+    return re.compile('|'.join(spellings), re.I)
+
+# %% ../nbs/03a_masking.ipynb 7
 def secret_values(env=None, # environment to read (default: os.environ)
                   uris=(),  # URIs whose passwords are secrets too
                   ) -> list[str]:
@@ -35,20 +68,17 @@ def secret_values(env=None, # environment to read (default: os.environ)
     found |= {m for text in [*env.values(), *(u for u in uris if u)] for m in _URI_PASSWORD.findall(text)}
     return sorted((v for v in found if len(v) >= 4), key=len, reverse=True)
 
-# %% ../nbs/03a_masking.ipynb 6
+# %% ../nbs/03a_masking.ipynb 8
 def scrub(text: str,          # text to print or record
           secrets: list[str], # values to mask
           ) -> str:
     "`text` with every secret replaced by `[redacted]`, in each spelling a file may hold it."
-    for s in secrets:
-        for form in dict.fromkeys([s, json.dumps(s)[1:-1], json.dumps(s, ensure_ascii=False)[1:-1], html.escape(s),
-                                   html.escape(s, quote=False), quote(s, safe='')]):
-            text = text.replace(form, REDACTED)
-    return text
+    return _pattern(tuple(secrets)).sub(REDACTED, text) if secrets else text
 
-# %% ../nbs/03a_masking.ipynb 9
-def _texty(mime: str) -> bool:
-    return mime.startswith('text/') or mime in ('application/json', 'application/javascript', 'image/svg+xml')
+# %% ../nbs/03a_masking.ipynb 11
+def _binary(mime: str) -> bool:
+    "Is an output of type `mime` base64-encoded bytes (a picture, a PDF), left whole?"
+    return (mime.startswith('image/') and mime != 'image/svg+xml') or mime in ('application/pdf', 'application/octet-stream')
 
 def _scrub_value(v, secrets):
     if isinstance(v, str): return scrub(v, secrets)
@@ -59,14 +89,16 @@ def _scrub_value(v, secrets):
 def scrub_outputs(nb,                 # a notebook (nbformat), changed in place
                   secrets: list[str], # values to mask
                   ) -> bool:
-    "Mask `secrets` in the notebook node `nb` (sources and textual outputs); True if anything changed."
+    "Mask `secrets` in the notebook node `nb` (sources, metadata, every output but pictures); True if anything changed."
     if not secrets: return False
+    from nbformat import from_dict
     before = json.dumps(nb, sort_keys=True, default=str)
+    nb.metadata = from_dict(_scrub_value(nb.metadata, secrets))
     for cell in nb.cells:
-        cell.source = scrub(cell.source, secrets)
+        cell.source, cell.metadata = scrub(cell.source, secrets), from_dict(_scrub_value(cell.metadata, secrets))
         for out in cell.get('outputs', []):
-            for key in ('text', 'evalue', 'traceback'):
-                if key in out: out[key] = _scrub_value(out[key], secrets)
+            for key in ('text', 'evalue', 'traceback', 'metadata'):
+                if key in out: out[key] = from_dict(_scrub_value(out[key], secrets))
             for mime, value in out.get('data', {}).items():
-                if _texty(mime): out['data'][mime] = _scrub_value(value, secrets)
+                if not _binary(mime): out['data'][mime] = from_dict(_scrub_value(value, secrets))
     return json.dumps(nb, sort_keys=True, default=str) != before
