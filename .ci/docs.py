@@ -17,7 +17,7 @@ MODULES = ['00_config', '01_params', '01a_imports', '02_runner', '02a_kernels', 
            '02e_step', '02f_executors', '02g_cluster', '02h_sweep', '03_tracking', '03a_masking', '04_api',
            '05_data', '06_registry', '06a_gitstore', '06b_gitops', '06c_trust', '06d_bundle', '06e_sync',
            '06f_publish', '07_report', '08_monitor', '09_serve', '09a_canary', '09b_alerting', '09c_container',
-           '09d_loader', '10_jupyter', '10a_lab', '12_cli', '12a_scaffold', '12b_local_ci', '13_package']
+           '09d_loader', '09e_telemetry', '10_jupyter', '10a_lab', '12_cli', '12a_scaffold', '12b_local_ci', '13_package']
 
 
 def exported_module(nb: Path) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from .config import ProjectConfig, write_text
-from .serve import LATENCY_BUCKETS
+from .telemetry import LATENCY_BUCKETS
 
 # %% auto 0
 __all__ = ['alert_rules', 'rule_tests', 'dashboard', 'scrape_config', 'export']
