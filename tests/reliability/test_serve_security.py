@@ -128,3 +128,12 @@ def test_the_canary_judge_reads_totals_whose_size_does_not_grow_with_traffic():
     assert len(windows['canary'].slots) <= Window.SLOTS
     assert len(canary.latency) <= len(LATENCY_EDGES) + 1 and len(canary.labels) <= MAX_LABELS
     assert judge(CanaryLimits(min_requests=100), canary, primary) is None
+
+
+def test_the_openapi_document_describes_the_body_it_validates():
+    "With --docs, /predict's request body is the signature's Record or a Batch of them, every $ref resolving."
+    with TestClient(create_app(stand_in, options=ServeOptions(token='client', docs=True))) as c:
+        doc = c.get('/openapi.json', headers=bearer('client')).json()
+    refs = {r.split('/')[-1] for r in json.dumps(doc['paths']['/predict']).split('"$ref": "')[1:] for r in [r.split('"')[0]]}
+    assert refs == {'Record', 'Batch'} and refs <= set(doc['components']['schemas'])
+    assert set(doc['components']['schemas']['Record']['properties']) == {'temp_max', 'month'}
