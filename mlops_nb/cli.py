@@ -80,7 +80,7 @@ def validate(ctx):
     click.echo(f"ok: {cfg.root / 'mlops.yaml'}: {len(cfg.steps)} steps ({_shape(cfg)}); "
                f"profiles: {', '.join(cfg.profiles) or 'none'}")
 
-# %% ../nbs/12_cli.ipynb 9
+# %% ../nbs/12_cli.ipynb 11
 def _execution_options(f):
     "`--executor`, `--jobs`, `--scheduler`: how steps run (default: mlops.yaml's choice, else one cold kernel at a time)."
     for opt in reversed([
@@ -108,7 +108,7 @@ def run(ctx, steps, from_step, profile, params, force, verbose, executor, jobs, 
                  force=force, verbose=verbose, echo=lambda m: click.echo(m, err=True), executor=executor, jobs=jobs,
                  scheduler=scheduler)
 
-# %% ../nbs/12_cli.ipynb 10
+# %% ../nbs/12_cli.ipynb 12
 @cli.command()
 @click.argument('step')
 @click.argument('space', nargs=-1, required=True)
@@ -130,7 +130,7 @@ def sweep(ctx, step, space, mode, n_random, seed, metric, goal, profile, params,
               overrides=parse_overrides(params), verbose=verbose, echo=lambda m: click.echo(m, err=True),
               executor=executor, jobs=jobs, scheduler=scheduler)
 
-# %% ../nbs/12_cli.ipynb 11
+# %% ../nbs/12_cli.ipynb 13
 @cli.command()
 @click.option('--summary', is_flag=True, help='Also write the PR summary (reports/pr/summary.md, $GITHUB_STEP_SUMMARY).')
 @click.option('--run', 'run_id', metavar='RUN_ID', help='Run to summarise (default: the latest).')
@@ -143,7 +143,7 @@ def report(ctx, summary, run_id, out):
     click.echo(f"report site: {build_site(root, out)}")
     if summary: click.echo(f"summary: {write_summary(root, run_id, out)}")
 
-# %% ../nbs/12_cli.ipynb 12
+# %% ../nbs/12_cli.ipynb 14
 @cli.command()
 @click.option('--data', required=True, type=click.Path(dir_okay=False, path_type=Path), help='New data (CSV or Parquet).')
 @click.option('--model', help='Registered model whose reference profile is the baseline (default: monitor.model).')
@@ -165,12 +165,12 @@ def monitor(ctx, data, model, alias, reference, action, out):
     click.echo(f"DRIFT in {', '.join(rep.drifted)}; {act_on_drift(load_config(root), rep, action, echo=click.echo)}")
     ctx.exit(3)
 
-# %% ../nbs/12_cli.ipynb 13
+# %% ../nbs/12_cli.ipynb 15
 @cli.group()
 def monitoring():
     "Alerting rules, their tests and a dashboard for the served model (Prometheus, Grafana)."
 
-# %% ../nbs/12_cli.ipynb 14
+# %% ../nbs/12_cli.ipynb 16
 @monitoring.command('export')
 @click.argument('model', required=False)
 @click.option('--out', type=click.Path(file_okay=False, path_type=Path), help='Folder (default: monitoring/).')
@@ -188,7 +188,7 @@ def monitoring_export(ctx, model, out, job, target, token_file):
         raise click.UsageError('which model? (MODEL, or monitor.model in mlops.yaml)')
     for path in export(cfg, model, out or cfg.root / 'monitoring', job, target, token_file): click.echo(path)
 
-# %% ../nbs/12_cli.ipynb 15
+# %% ../nbs/12_cli.ipynb 17
 def _canary(ctx, param, value):
     "`ALIAS:PERCENT` as (alias, percent), or None."
     if value is None: return None
@@ -199,7 +199,7 @@ def _canary(ctx, param, value):
         raise click.BadParameter(f"{value!r}: give ALIAS:PERCENT with a percent in (0, 100], e.g. challenger:10")
     return alias, share
 
-# %% ../nbs/12_cli.ipynb 16
+# %% ../nbs/12_cli.ipynb 19
 @cli.command()
 @click.argument('model')
 @click.option('--alias', default='champion', show_default=True, help='Registry alias to serve.')
@@ -238,7 +238,7 @@ def serve(ctx, model, alias, shadow, host, port, max_batch, poll, log_requests, 
           ServeOptions(max_batch=max_batch, poll_seconds=poll, request_log=log_requests, window_seconds=window,
                        runtime=runtime, docs=docs, insecure=insecure, canary=canary[0], canary_percent=canary[1]))
 
-# %% ../nbs/12_cli.ipynb 17
+# %% ../nbs/12_cli.ipynb 20
 @cli.command()
 @click.pass_context
 def runs(ctx):
@@ -251,7 +251,7 @@ def runs(ctx):
         metrics = ', '.join(f"{k}={r.metrics[k]:.4g}" for k in keys if k in r.metrics)
         click.echo(f"{r.id:<24} {r.info.get('profile') or 'default':<8} {r.info['status']:<8} {metrics}")
 
-# %% ../nbs/12_cli.ipynb 18
+# %% ../nbs/12_cli.ipynb 21
 @cli.command()
 @click.argument('run_a')
 @click.argument('run_b')
@@ -272,7 +272,7 @@ def compare(ctx, run_a, run_b):
         change = f"{vb - va:+.4g}" if isinstance(va, float) and isinstance(vb, float) else ''
         click.echo(f"{k:<28} {str(va):<24} {str(vb):<24} {change}")
 
-# %% ../nbs/12_cli.ipynb 19
+# %% ../nbs/12_cli.ipynb 22
 @cli.command()
 @click.pass_context
 def status(ctx):
@@ -296,7 +296,7 @@ def status(ctx):
             click.echo("  models.yaml and the registry agree" if not m.drift else '  drift between models.yaml and the '
                        'registry (`mlops-nb reconcile` applies models.yaml):\n' + '\n'.join(f'    {d}' for d in m.drift))
 
-# %% ../nbs/12_cli.ipynb 21
+# %% ../nbs/12_cli.ipynb 26
 def _gate_table(gates) -> str:
     return '\n'.join(f"  {'pass' if g['passed'] else 'FAIL'}  {g['gate']} {g['rule']}: {g['detail']}" for g in gates)
 
@@ -308,7 +308,7 @@ def pull(ctx, targets):
     from mlops_nb.sync import pull
     pull(load_config(_root(ctx)), list(targets), echo=click.echo, strict=True)
 
-# %% ../nbs/12_cli.ipynb 22
+# %% ../nbs/12_cli.ipynb 28
 @cli.command()
 @click.argument('model', required=False)
 @click.option('--version', type=click.IntRange(min=1), help='Local version to publish (default: the newest unpublished).')
@@ -330,7 +330,7 @@ def publish(ctx, model, version, out, stage, staged):
     if github_output := os.environ.get('GITHUB_OUTPUT'):
         with open(github_output, 'a', encoding='utf-8') as f: f.write(f"tags={' '.join(p.tag for p in done)}\n")
 
-# %% ../nbs/12_cli.ipynb 23
+# %% ../nbs/12_cli.ipynb 29
 @cli.command()
 @click.argument('model')
 @click.argument('version', type=click.IntRange(min=1))
@@ -346,7 +346,7 @@ def promote(ctx, model, version, alias):
     click.echo(_gate_table(gates) + f"\nmodels.yaml: {model}.{alias} = {version}. Commit it in a pull request; "
                "`mlops-nb reconcile` applies it after the merge.")
 
-# %% ../nbs/12_cli.ipynb 24
+# %% ../nbs/12_cli.ipynb 30
 @cli.command()
 @click.option('--dry-run', is_flag=True, help='Print the plan with its gates; change nothing.')
 @click.option('--force', is_flag=True, help='Apply changes whose gates fail (needs --reason; recorded as forced).')
@@ -366,7 +366,7 @@ def reconcile(ctx, dry_run, force, reason):
     click.echo(f"plan: {len(changes)} alias change(s); run without --dry-run to apply" if dry_run else
                f"{len(changes)} alias change(s) recorded in the registry log (`mlops-nb history`)")
 
-# %% ../nbs/12_cli.ipynb 25
+# %% ../nbs/12_cli.ipynb 31
 @cli.command()
 @click.argument('model')
 @click.option('--alias', default='champion', show_default=True, help='The alias to move back.')
@@ -377,7 +377,7 @@ def rollback(ctx, model, alias):
     old, new = rollback(load_config(_root(ctx)), model, alias)
     click.echo(f"models.yaml: {model}.{alias} = {new} (was {old}). Commit it; `mlops-nb reconcile` applies it.")
 
-# %% ../nbs/12_cli.ipynb 26
+# %% ../nbs/12_cli.ipynb 32
 @cli.command()
 @click.argument('model', required=False)
 @click.pass_context
@@ -406,7 +406,7 @@ def verify(ctx, target):
     if not checks: click.echo('nothing published yet')
     ctx.exit(1 if log_error or any(c.error for c in checks) else 0)
 
-# %% ../nbs/12_cli.ipynb 28
+# %% ../nbs/12_cli.ipynb 34
 @cli.command()
 @click.argument('path', default='.', type=click.Path(file_okay=False, path_type=Path))
 @click.option('--name', help='Project (and MLflow experiment) name; default: the folder name.')
@@ -418,7 +418,7 @@ def init(path, name):
                "before the first merge publishes a version: make the release key and trust it in "
                ".mlops-nb/allowed_signers (`mlops-nb verify --help` says how)")
 
-# %% ../nbs/12_cli.ipynb 30
+# %% ../nbs/12_cli.ipynb 37
 @cli.command()
 @click.argument('event', default='pull_request', type=click.Choice(['pull_request', 'push', 'workflow_dispatch', 'schedule']))
 @click.option('-W', '--workflow', help='Workflow file in .github/workflows (default: the one for EVENT).')
