@@ -47,7 +47,7 @@ def _worker_root(where: str, worker=None) -> str:
     "Where a Dask worker runs a project's steps: the project (a shared disk) or, for `remote:<key>`, a scratch folder."
     return str(worker_dir(worker) / 'mlops-nb' / where.removeprefix('remote:')) if where.startswith('remote:') else where
 
-# %% ../nbs/02g_cluster.ipynb 6
+# %% ../nbs/02g_cluster.ipynb 8
 def _worker_pool(root: str, size: int = 1) -> KernelPool | None:
     """The kernel pool of a Dask worker's process, kept between its tasks, warming `size` kernels ahead (the first call
     decides); none in a daemonic worker process, which may not fork: cold kernels."""
@@ -86,7 +86,7 @@ def close_worker(where: str,       # the project, as `warm_worker` had it
         _planned_pools.discard(root)
     if pool: pool.close()
 
-# %% ../nbs/02g_cluster.ipynb 8
+# %% ../nbs/02g_cluster.ipynb 10
 def _worker_config(root: str | Path) -> ProjectConfig:
     "The project at `root` as a Dask worker sees it; a clear `MlopsError` when the worker cannot see the folder at all."
     if not (Path(root) / 'mlops.yaml').is_file():   # (the worker may have made the folder for its kernels)
@@ -108,7 +108,7 @@ def worker_step(ctx: StepContext, # where and under which run
         tracker = _worker_tracker(cfg)
     return run_step(cfg, ctx, p, tracker, pool)
 
-# %% ../nbs/02g_cluster.ipynb 11
+# %% ../nbs/02g_cluster.ipynb 13
 RESULT_INLINE = 1 << 20  # files up to this size come back in a task's result; bigger ones as blobs
 
 def _blob_lock(sha: str):
@@ -130,7 +130,7 @@ def _returned(store: BlobStore, files: dict) -> dict:
     inline = _inline(files)
     return {'inline': inline, 'blobs': {k: store.put(f) for k, f in files.items() if k not in inline}}
 
-# %% ../nbs/02g_cluster.ipynb 12
+# %% ../nbs/02g_cluster.ipynb 16
 def _scratch_project(task: Path, store: BlobStore, files: dict, records: dict, p: StepPlan) -> StepPlan:
     "Fetch a task's `files` (path -> sha256) and upstream `records` into the scratch project `task`; its plan there."
     from distributed import get_worker
@@ -172,7 +172,7 @@ def _remote_step(uri: str, key: str, files: dict, records: dict, p: StepPlan, ct
         return {**out, 'outputs': _inline({sha: cfg.path(rel) for rel, sha in outputs.items()})}  # the rest: by hash
     finally: shutil.rmtree(task, ignore_errors=True)
 
-# %% ../nbs/02g_cluster.ipynb 13
+# %% ../nbs/02g_cluster.ipynb 17
 class ShippedSteps:
     """Runs steps on Dask workers that share no disk with this machine (`_remote_step`): each task's files go by
     content hash through the tracking server, uploaded once, and the step's files come back the same way."""
@@ -235,7 +235,7 @@ class ShippedSteps:
         self.threads.shutdown(wait=True)
         for parent in self.parents: self.tracker.kill_unfinished(parent)
 
-# %% ../nbs/02g_cluster.ipynb 15
+# %% ../nbs/02g_cluster.ipynb 19
 class DaskSteps:
     "Runs steps on Dask workers that see the project folder (`worker_step`)."
     def __init__(self, dask: Executor, # the Dask client's executor
@@ -255,7 +255,7 @@ def _local_cluster(opts: ExecOptions, where: str, tasks: list, preload: list[str
             yield DaskSteps(client.get_executor(pure=False))
     finally: close_worker(where)
 
-# %% ../nbs/02g_cluster.ipynb 16
+# %% ../nbs/02g_cluster.ipynb 20
 def _connect(opts: ExecOptions):
     "A client of the scheduler `opts.scheduler` (over TLS with `opts.tls`), or one line saying why not."
     from distributed import Client
