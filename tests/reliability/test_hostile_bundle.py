@@ -2,13 +2,15 @@
 it carries a script in its run's status, live markup in a step's status, a `javascript:` link and an image of the
 reader's `.env` in a rendered notebook, and a lineage URI of the attacker's; a second one unpacks to 2.2 GB. Through
 `pull` -> `report` -> serving: nothing runs in Chromium, no file outside the bundle reaches a page, the URI is never
-fetched, and the huge one is refused in one line with nothing written."""
+fetched, and the huge one is refused in one line with nothing written, the pull under 300 MB."""
 import socket
+import subprocess
 import threading
 import time
 
 import nbformat
-from conftest import chromium, clone, hub_of, mlops, register_iris, write_nb
+import psutil
+from conftest import BIN, chromium, clean_env, clone, hub_of, mlops, register_iris, write_nb
 from mlflow.tracking import MlflowClient
 
 from mlops_nb.bundle import VersionRecord, file_hashes, git_registry, utcnow
@@ -31,6 +33,18 @@ def listener():
             conn.close()
     threading.Thread(target=accept, daemon=True).start()
     return s, hits
+
+
+def peak_rss(argv) -> tuple[subprocess.CompletedProcess, int]:
+    "Run `argv`; its result and its process's peak resident memory, polled every 20 ms (git archive: its child)."
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    root, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try: peak = max(peak, root.memory_info().rss)
+        except psutil.NoSuchProcess: pass
+        time.sleep(0.02)
+    out, err = proc.communicate()
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err), peak
 
 
 def stage(proj, staged, version, commit, extra):
@@ -83,7 +97,8 @@ def test_a_hostile_version_goes_through_pull_report_and_serving_harmlessly(tmp_p
 
     fresh = clone(hub, tmp_path / 'fresh')
     (fresh / '.env').write_text(secret + '\n')
-    pulled = mlops(fresh, 'pull')
+    pulled, peak = peak_rss([str(BIN / 'mlops-nb'), '-C', str(fresh), 'pull'])
+    assert peak < 300 << 20, peak >> 20                                      # the 2.2 GB is never unpacked
     refusals = [line for line in (pulled.stdout + pulled.stderr).splitlines() if 'iris@v3' in line]
     assert pulled.returncode == 1 and len(refusals) == 1 and 'over the limit' in refusals[0], pulled.stdout + pulled.stderr
     assert not (fresh / '.mlops_nb' / 'published' / 'iris@v3').exists()

@@ -254,3 +254,23 @@ def test_the_blob_cache_holds_only_what_hashes_to_its_name(tmp_path):
     store.local(sha).write_text('date,rain\n2012-01-01,1\n')          # altered in the cache
     out = store.get(sha, tmp_path / 'out.csv')
     assert sha256_file(out) == sha and sha256_file(store.local(sha)) == sha
+
+
+def test_a_page_with_a_diagram_loads_mermaid_pinned_by_its_hash_and_nothing_else_remote(tmp_path):
+    "nbconvert's pages import Mermaid (and MathJax) from a CDN unpinned: ours load only Mermaid, by URL and sha384."
+    import re
+
+    import nbformat
+
+    from mlops_nb.report import render_notebook
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('```mermaid\ngraph TD; A-->B\n```\n$x^2$')])
+    nbformat.write(nb, tmp_path / 'd.ipynb')
+    page = render_notebook(tmp_path / 'd.ipynb', tmp_path / 'd.html', []).read_text()
+    remote = re.findall(r'<script[^>]*src="(https?://[^"]+)"[^>]*>', page)
+    assert remote == ['https://cdn.jsdelivr.net/npm/mermaid@11.10.0/dist/mermaid.min.js'], remote
+    tag = re.search(r'<script[^>]*mermaid\.min\.js[^>]*>', page)[0]
+    assert 'integrity="sha384-' in tag and 'crossorigin="anonymous"' in tag
+    assert 'import(' not in page and 'cdnjs' not in page                     # no unpinned module imports left
+    plain = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell('no diagram')])
+    nbformat.write(plain, tmp_path / 'p.ipynb')
+    assert '<script src=' not in render_notebook(tmp_path / 'p.ipynb', tmp_path / 'p.html', []).read_text()
