@@ -99,13 +99,13 @@ class ProfileConfig(_Strict):
     "A named set of parameter overrides (`--profile pr`), applied to every step whose notebook declares them."
     params: dict[str, Any] = {}
 
-# %% ../nbs/00_config.ipynb 13
+# %% ../nbs/00_config.ipynb 14
 class SweepConfig(_Strict):
     "What `mlops-nb sweep` optimises: a metric the swept step logs."
     metric: str | None = None          # e.g. val_f1_macro
     goal: Literal['max', 'min'] = 'max'
 
-# %% ../nbs/00_config.ipynb 14
+# %% ../nbs/00_config.ipynb 16
 class MonitorConfig(_Strict):
     "What `mlops-nb monitor` compares new data with, how strictly, and what it does on drift."
     model: str | None = None                 # registered model whose reference profile is the baseline
@@ -117,7 +117,7 @@ class MonitorConfig(_Strict):
     retrain_profile: str | None = None
     retrain_step: str = 'ingest'             # step whose `extra_data` parameter receives the new data
 
-# %% ../nbs/00_config.ipynb 15
+# %% ../nbs/00_config.ipynb 18
 class CanaryLimits(_Strict):
     "When `mlops-nb serve --canary` takes the canary out of traffic by itself (see canary)."
     window_seconds: float = Field(60, gt=0)       # judged over the requests of this last window
@@ -126,7 +126,7 @@ class CanaryLimits(_Strict):
     max_p99_seconds: float = Field(0.25, gt=0)    # 99th percentile of the canary's model latency
     p_value: float = Field(0.001, ge=0, lt=1)     # predicted classes unlike the primary's (chi-square); 0: off
 
-# %% ../nbs/00_config.ipynb 16
+# %% ../nbs/00_config.ipynb 20
 class ServeConfig(_Strict):
     """What `mlops-nb serve --runtime sklearn` may load (trust is the project's, never the artifact's), and the canary's
     limits (see serve)."""
@@ -139,21 +139,21 @@ class ServeConfig(_Strict):
     @classmethod
     def _inside(cls, v): return [_project_path(p) for p in v]
 
-# %% ../nbs/00_config.ipynb 17
+# %% ../nbs/00_config.ipynb 21
 class TLSConfig(_Strict):
     "Certificates for a `tls://` Dask scheduler (without them, Dask's own `distributed.comm.tls.*` settings apply)."
     ca_file: str                             # CA that signed the scheduler's and workers' certificates
     cert: str                                # this client's certificate
     key: str                                 # its private key (paths: `~` and `$VARS` expand; relative to the project)
 
-# %% ../nbs/00_config.ipynb 18
+# %% ../nbs/00_config.ipynb 23
 class RegistryConfig(_Strict):
     "Where published versions live: annotated tags `<model>@v<N>` and the registry log branch (see gitops)."
     remote: str = 'origin'                   # git remote; a repository without it keeps them locally
     branch: str = 'main'                     # the branch versions must be built from, holding the allowed signers
     require_signatures: bool = False         # refuse to publish or pull without .mlops-nb/allowed_signers on `branch`
 
-# %% ../nbs/00_config.ipynb 19
+# %% ../nbs/00_config.ipynb 25
 class ProjectConfig(_Strict):
     "The whole of `mlops.yaml`."
     name: str = Field(pattern=r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')  # project and MLflow experiment name
@@ -192,7 +192,7 @@ class ProjectConfig(_Strict):
             ts.done(*ready)
         return out
 
-# %% ../nbs/00_config.ipynb 20
+# %% ../nbs/00_config.ipynb 26
 def _with_ancestors(cfg, steps):
     todo, seen = list(steps), set()
     while todo:
@@ -201,7 +201,7 @@ def _with_ancestors(cfg, steps):
         if s not in seen: seen.add(s); todo += cfg.steps[s].needs
     return seen
 
-# %% ../nbs/00_config.ipynb 22
+# %% ../nbs/00_config.ipynb 28
 def _line_of(text: str, loc) -> int | None:
     "1-based line of the deepest node of `loc` found in the YAML `text`."
     try: node = yaml.compose(text)
@@ -217,7 +217,7 @@ def _line_of(text: str, loc) -> int | None:
         else: break
     return line
 
-# %% ../nbs/00_config.ipynb 25
+# %% ../nbs/00_config.ipynb 31
 def _model_at(loc, root_model=None):
     "The pydantic model that holds the last key of `loc`, walking the fields from `root_model`."
     model, items = root_model or ProjectConfig, list(loc[:-1])
@@ -239,7 +239,7 @@ def _describe(err, root_model=None) -> str:
         return f"step name {err['input']!r} cannot be a folder name (letters, digits, '_', '-' and single dots)"
     return f"{key}: {err['msg'].removeprefix('Value error, ')}, got {err['input']!r}"
 
-# %% ../nbs/00_config.ipynb 27
+# %% ../nbs/00_config.ipynb 33
 def _check_graph(cfg: ProjectConfig, fail):
     root = cfg.root.resolve()
     for name, step in cfg.steps.items():
@@ -281,7 +281,7 @@ def load_yaml(path: Path,             # the YAML file
         err = e.errors()[0]
         fail(err['loc'], _describe(err, model))
 
-# %% ../nbs/00_config.ipynb 28
+# %% ../nbs/00_config.ipynb 34
 def load_config(path: str | Path = 'mlops.yaml', # mlops.yaml, or the project folder holding it
                 ) -> ProjectConfig:
     "Read and validate a project's `mlops.yaml` (or the one inside the folder `path`)."
@@ -292,7 +292,7 @@ def load_config(path: str | Path = 'mlops.yaml', # mlops.yaml, or the project fo
     _check_graph(cfg, fail)
     return cfg
 
-# %% ../nbs/00_config.ipynb 30
+# %% ../nbs/00_config.ipynb 36
 def find_root(start: str | Path = '.', # a folder inside the project
               ) -> Path:
     "The nearest folder at or above `start` that holds `mlops.yaml`."
@@ -301,7 +301,7 @@ def find_root(start: str | Path = '.', # a folder inside the project
         if (d / 'mlops.yaml').is_file(): return d
     raise ConfigError(f"no mlops.yaml in {start} or any parent folder (`mlops-nb init` creates a project)")
 
-# %% ../nbs/00_config.ipynb 31
+# %% ../nbs/00_config.ipynb 37
 def write_text(path: Path, # the file (replaced atomically)
                text: str,  # its new content
                ) -> None:
@@ -318,7 +318,7 @@ def write_text(path: Path, # the file (replaced atomically)
         Path(tmp).unlink(missing_ok=True)
         raise
 
-# %% ../nbs/00_config.ipynb 32
+# %% ../nbs/00_config.ipynb 38
 def write_json(path: Path, # the file (replaced atomically)
                data,       # JSON-serialisable data
                ) -> None:

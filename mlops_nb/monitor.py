@@ -44,7 +44,7 @@ def check_schema(ref,                 # the reference profile view
         if was == 'numeric' and now != 'numeric' or (was == 'numeric' and 'object' in dtypes.get(c, '')):
             raise DataError(f"{path}: column {c!r} should be numeric like the reference, but has text values")
 
-# %% ../nbs/08_monitor.ipynb 6
+# %% ../nbs/08_monitor.ipynb 8
 @dataclass
 class DriftReport:
     "Outcome of comparing new data with a reference profile."
@@ -58,7 +58,7 @@ class DriftReport:
     @property
     def drifted(self) -> list[str]: return [c for c, f in self.features.items() if f['drift']]
 
-# %% ../nbs/08_monitor.ipynb 7
+# %% ../nbs/08_monitor.ipynb 10
 def compare(ref,                            # the reference profile view
             new,                            # the new data's profile view
             features: list[str],            # the columns compared
@@ -78,7 +78,7 @@ def compare(ref,                            # the reference profile view
                   'drift': p is not None and p < t}
     return out
 
-# %% ../nbs/08_monitor.ipynb 9
+# %% ../nbs/08_monitor.ipynb 12
 def reference_profile(cfg: ProjectConfig, # the project
                       model: str,         # the registered model
                       alias: str,         # the version, by alias
@@ -97,7 +97,7 @@ def reference_profile(cfg: ProjectConfig, # the project
     os.environ.setdefault('MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR', 'false')  # a terminal table, not a progress bar
     return read_profile(mlflow.artifacts.download_artifacts(ref)), f"{model}@{alias} (version {mv.version})"
 
-# %% ../nbs/08_monitor.ipynb 10
+# %% ../nbs/08_monitor.ipynb 13
 def monitor(root: str | Path,                    # the project folder
             data: str | Path,                    # new rows: a CSV or Parquet file
             model: str | None = None,            # the registered model (default: monitor.model)
@@ -129,14 +129,14 @@ def monitor(root: str | Path,                    # the project folder
         with open(summary, 'a', encoding='utf-8') as f: f.write(drift_markdown(report))
     return report
 
-# %% ../nbs/08_monitor.ipynb 11
+# %% ../nbs/08_monitor.ipynb 14
 def drift_table(report: DriftReport, # a drift report
                 ) -> list[list[str]]:
     "Rows (feature, test, p-value, threshold, verdict) for the terminal and the HTML page."
     return [[c, f['algorithm'], 'n/a' if f['pvalue'] is None else f"{f['pvalue']:.3g}", f"{f['threshold']:g}",
              'DRIFT' if f['drift'] else 'ok'] for c, f in report.features.items()]
 
-# %% ../nbs/08_monitor.ipynb 12
+# %% ../nbs/08_monitor.ipynb 16
 def drift_markdown(report: DriftReport, # a drift report
                    ) -> str:
     "The drift table as markdown, for `$GITHUB_STEP_SUMMARY`."
@@ -148,7 +148,7 @@ def drift_markdown(report: DriftReport, # a drift report
             for r in drift_table(report)]
     return head + ''.join(rows)
 
-# %% ../nbs/08_monitor.ipynb 13
+# %% ../nbs/08_monitor.ipynb 17
 def drift_html(cfg: ProjectConfig,  # the project
                report: DriftReport, # a drift report
                ) -> str:
@@ -164,7 +164,7 @@ def drift_html(cfg: ProjectConfig,  # the project
     return scrub(html_page(f"{cfg.name}: data drift — {len(report.drifted)} of {len(report.features)} features drifted", body),
                  secret_values())
 
-# %% ../nbs/08_monitor.ipynb 15
+# %% ../nbs/08_monitor.ipynb 19
 def act_on_drift(cfg: ProjectConfig,        # the project
                  report: DriftReport,       # a drift report
                  action: str | None = None, # notify, retrain or fallback (default: monitor.action)
