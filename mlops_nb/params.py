@@ -42,13 +42,13 @@ def load_notebook(path: Path, # an .ipynb file
         raise NotebookError(f"{path}: not a notebook: no 'cells' list")
     return nb
 
-# %% ../nbs/01_params.ipynb 8
+# %% ../nbs/01_params.ipynb 9
 def cell_source(cell, # a notebook cell (dict)
                 ) -> str:
     src = cell.get('source', '')
     return ''.join(src) if isinstance(src, list) else src
 
-# %% ../nbs/01_params.ipynb 9
+# %% ../nbs/01_params.ipynb 11
 def parameters_cell(nb: dict, # a notebook as a dict
                     ) -> str | None:
     "Source of the cell tagged `parameters`, if any."
@@ -56,7 +56,7 @@ def parameters_cell(nb: dict, # a notebook as a dict
         if c.get('cell_type') == 'code' and 'parameters' in c.get('metadata', {}).get('tags', []): return cell_source(c)
     return None
 
-# %% ../nbs/01_params.ipynb 11
+# %% ../nbs/01_params.ipynb 14
 _TYPES = {'int': int, 'float': float, 'bool': bool, 'str': str, 'list': list, 'dict': dict}
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Param:
     default: Any     # the default's value, or None when it is not a literal
     help: str = ''   # the trailing comment, if any
 
-# %% ../nbs/01_params.ipynb 12
+# %% ../nbs/01_params.ipynb 15
 def _infer(p: dict) -> Param:
     try: default = ast.literal_eval(p['default'])
     except (ValueError, SyntaxError): default = None
@@ -100,7 +100,7 @@ def params_memoised(nb_path: Path,  # the notebook
     src = parameters_cell(load_notebook(nb_path))
     return src is None or _memo(src, memo_dir).exists()
 
-# %% ../nbs/01_params.ipynb 14
+# %% ../nbs/01_params.ipynb 17
 _BOOLS = {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}
 _SECRET_NAME = re.compile(r'(?i)(token|secret|password|passwd|api_?key|private_?key)')
 
@@ -131,7 +131,7 @@ def coerce(p: Param,      # the declared parameter
     except (TypeError, ValueError, KeyError, yaml.YAMLError):
         raise ParamError(f"{notebook}: parameter {p.name!r} expects {p.type}, got {value!r} (from {source})") from None
 
-# %% ../nbs/01_params.ipynb 17
+# %% ../nbs/01_params.ipynb 20
 def parse_overrides(items, # ['n_estimators=50', 'train.seed=1']: NAME=VALUE each
                     ) -> dict[str, str]:
     "`['a=1', 'train.n=2']` -> `{'a': '1', 'train.n': '2'}`."
@@ -142,7 +142,7 @@ def parse_overrides(items, # ['n_estimators=50', 'train.seed=1']: NAME=VALUE eac
         out[k.strip()] = v
     return out
 
-# %% ../nbs/01_params.ipynb 18
+# %% ../nbs/01_params.ipynb 22
 def _layers(cfg: ProjectConfig, step: str, profile: str | None, overrides: dict):
     yield 'mlops.yaml', cfg.steps[step].params, True
     if profile: yield f"profile {profile!r}", cfg.profiles[profile].params, False
@@ -166,7 +166,7 @@ def step_params(cfg: ProjectConfig,         # the project
                 raise ParamError(f"{nb}: unknown parameter {k!r} for step {step!r} (from {source}; declared: {known})")
     return values
 
-# %% ../nbs/01_params.ipynb 19
+# %% ../nbs/01_params.ipynb 23
 def check_overrides(cfg: ProjectConfig,                    # the project
                     declared: dict[str, dict[str, Param]], # step -> its notebook's parameters
                     run_steps,                             # the steps of this run

@@ -132,7 +132,7 @@ class RunRecord:
         "All steps' metrics merged (later steps win on a name clash)."
         return {k: v for s in self.steps.values() for k, v in s.get('metrics', {}).items()}
 
-# %% ../nbs/07_report.ipynb 15
+# %% ../nbs/07_report.ipynb 16
 def _published_runs(root: Path) -> dict[str, tuple[str, Path]]:
     "Run id -> (tag, run folder) for the pipeline runs inside the bundles of published versions that were pulled."
     from mlops_nb.bundle import PUBLISHED_DIR
@@ -155,7 +155,7 @@ def load_runs(root: Path, # the project folder
         out.append(RunRecord(rid, info, {s: steps[s] for s in info['steps'] if s in steps}))
     return out
 
-# %% ../nbs/07_report.ipynb 16
+# %% ../nbs/07_report.ipynb 17
 def key_metrics(cfg: ProjectConfig,    # the project
                 runs: list[RunRecord], # the runs shown
                 ) -> list[str]:
@@ -164,7 +164,7 @@ def key_metrics(cfg: ProjectConfig,    # the project
     keys = [m for m in cfg.gates if m in seen]
     return keys or list(runs[-1].metrics)[:3] if runs else keys
 
-# %% ../nbs/07_report.ipynb 18
+# %% ../nbs/07_report.ipynb 19
 def model_roles(cfg: ProjectConfig, # the project
                 ) -> dict[str, dict[str, dict]]:
     "model -> alias (champion, challenger) -> {'version', 'metrics'} from the registry."
@@ -179,7 +179,7 @@ def model_roles(cfg: ProjectConfig, # the project
                 out.setdefault(name, {})[alias] = {'version': int(mv.version), 'metrics': version_metrics(mv)}
     return out
 
-# %% ../nbs/07_report.ipynb 20
+# %% ../nbs/07_report.ipynb 21
 _CSS = """body{font-family:system-ui,sans-serif;margin:1em auto;max-width:1100px;padding:0 .8em;color:#222;line-height:1.4}
 h1,h2,code,figcaption{overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
@@ -197,7 +197,7 @@ def html_page(title: str, # the page title
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
             f'<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>')
 
-# %% ../nbs/07_report.ipynb 21
+# %% ../nbs/07_report.ipynb 23
 def html_table(header: list[str],     # column titles
                rows: list[list[str]], # cells as HTML
                id: str = '',          # the table id, for sorting
@@ -208,7 +208,7 @@ def html_table(header: list[str],     # column titles
     attr = f' id="{id}"' if id else ''
     return f'<div class="scroll"><table{attr}><tr>{th}</tr>{body}</table></div>'
 
-# %% ../nbs/07_report.ipynb 22
+# %% ../nbs/07_report.ipynb 25
 def _fmt(v) -> str: return f'{v:.4g}' if isinstance(v, (int, float)) else html.escape(str(v))
 
 def _status(s) -> str:
@@ -221,7 +221,7 @@ def _href(*parts: str) -> str:
     from urllib.parse import quote
     return html.escape('/'.join(quote(str(p), safe='') if p != '..' else p for p in parts))
 
-# %% ../nbs/07_report.ipynb 23
+# %% ../nbs/07_report.ipynb 28
 def _history_plot(runs: list[RunRecord], keys: list[str], roles: dict, dest: Path) -> bool:
     "Key metrics across runs, with the champion's and challenger's values as reference lines."
     pts = [(i, r) for i, r in enumerate(runs) if any(k in r.metrics for k in keys)]
@@ -244,7 +244,7 @@ def _history_plot(runs: list[RunRecord], keys: list[str], roles: dict, dest: Pat
     fig.savefig(dest, dpi=100, bbox_inches='tight'); plt.close(fig)
     return True
 
-# %% ../nbs/07_report.ipynb 24
+# %% ../nbs/07_report.ipynb 29
 _LOWER_IS_BETTER = re.compile(r'brier|loss|error|rmse|mae|mse', re.I)
 
 def _vs_champion(cfg: ProjectConfig, run: RunRecord, roles: dict) -> str:
@@ -264,7 +264,7 @@ def _vs_champion(cfg: ProjectConfig, run: RunRecord, roles: dict) -> str:
     head = f'champion {html.escape(name)} v{champ["version"]}' if champ else 'champion (none yet)'
     return html_table(['metric', 'this run (95% interval)', head, 'change'], rows, id='vs-champion')
 
-# %% ../nbs/07_report.ipynb 25
+# %% ../nbs/07_report.ipynb 30
 def _model_card(run: RunRecord) -> str:
     "The model card a step of the run wrote (`MODEL_CARD.md` among its artifacts), rendered; raw HTML in it is text."
     from markdown_it import MarkdownIt
@@ -274,7 +274,7 @@ def _model_card(run: RunRecord) -> str:
             return f'<h2>Model card</h2><section class="card" id="model-card">{card}</section>'
     return ''
 
-# %% ../nbs/07_report.ipynb 26
+# %% ../nbs/07_report.ipynb 31
 def _data_profiles(run: RunRecord) -> str:
     "Each step's declared outputs as whylogs profiled them: rows, nulls, min, mean and max per column."
     parts = []
@@ -290,7 +290,7 @@ def _data_profiles(run: RunRecord) -> str:
                          f'({rows[0]["rows"] if rows else 0} rows)</summary>{table}</details>')
     return '<h2>Data</h2>' + ''.join(parts) if parts else ''
 
-# %% ../nbs/07_report.ipynb 27
+# %% ../nbs/07_report.ipynb 32
 def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str], roles: dict) -> str:
     "Render run `run`'s notebooks and page into `out/runs/<id>/`; returns the page's HTML."
     from mlops_nb.data import outputs_hash
@@ -333,7 +333,7 @@ def _run_page(cfg: ProjectConfig, run: RunRecord, out: Path, secrets: list[str],
             + '<h2>Steps</h2>' + html_table(['step', 'status', 'time', 'parameters', 'metrics', 'notebook'], rows))
     return html_page(f'{cfg.name}: run {run.id}', body)
 
-# %% ../nbs/07_report.ipynb 28
+# %% ../nbs/07_report.ipynb 33
 def build_site(root: str | Path = '.',        # the project folder
                out: str | Path | None = None, # the site folder (default: reports/)
                ) -> Path:
@@ -373,14 +373,14 @@ def build_site(root: str | Path = '.',        # the project folder
     write_text(index, scrub(html_page(f'{cfg.name}: pipeline reports', body), secrets))
     return index
 
-# %% ../nbs/07_report.ipynb 30
+# %% ../nbs/07_report.ipynb 35
 def md_text(s, # text from a record
             ) -> str:
     "`s` as literal text in a markdown line or table cell: HTML and markdown syntax escaped, on one line."
     s = html.escape(str(s), quote=False)
     return re.sub(r'([\\`*\[\]|~])', r'\\\1', s).replace('\r', ' ').replace('\n', ' ')
 
-# %% ../nbs/07_report.ipynb 31
+# %% ../nbs/07_report.ipynb 36
 def md_code(s, # text from a record
             ) -> str:
     "`s` as inline code, whatever backticks it holds (and safe in a table cell)."
@@ -389,14 +389,14 @@ def md_code(s, # text from a record
     pad = ' ' if s.startswith('`') or s.endswith('`') else ''
     return f'{fence}{pad}{s}{pad}{fence}'
 
-# %% ../nbs/07_report.ipynb 32
+# %% ../nbs/07_report.ipynb 37
 def md_block(s, # text from a record
              ) -> str:
     "`s` as a fenced code block that nothing inside it can close."
     fence = '`' * max(3, max(map(len, re.findall('`+', str(s))), default=0) + 1)
     return f'{fence}\n{s}\n{fence}'
 
-# %% ../nbs/07_report.ipynb 34
+# %% ../nbs/07_report.ipynb 39
 def _arrow(delta: float) -> str: return '▲' if delta > 0 else '▼' if delta < 0 else '='
 
 def pr_summary(root: str | Path = '.',    # the project folder
@@ -433,7 +433,7 @@ def pr_summary(root: str | Path = '.',    # the project folder
     lines += ['', f"Full report: `{site}/runs/{run.id}/index.html` (site index: `{site}/index.html`)"]
     return scrub('\n'.join(lines) + '\n', secret_values())
 
-# %% ../nbs/07_report.ipynb 35
+# %% ../nbs/07_report.ipynb 40
 def write_summary(root: str | Path = '.',        # the project folder
                   run_id: str | None = None,     # the run summarised (default: the latest)
                   out: str | Path | None = None, # the markdown file (default: reports/summary.md)
