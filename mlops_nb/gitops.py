@@ -52,7 +52,7 @@ class ReconcileRefused(RegistryError):
                                                                             for g in c.failed) for c in changes)
                          + " (recorded in the registry log; --force --reason TEXT applies it anyway)")
 
-# %% ../nbs/06b_gitops.ipynb 7
+# %% ../nbs/06b_gitops.ipynb 9
 def plan_reconcile(cfg: ProjectConfig,  # the project
                    repo: Repo,          # the git repository
                    client,              # an MlflowClient
@@ -82,7 +82,7 @@ def plan_reconcile(cfg: ProjectConfig,  # the project
             changes.append(c)
     return changes
 
-# %% ../nbs/06b_gitops.ipynb 8
+# %% ../nbs/06b_gitops.ipynb 10
 def _log_entries(changes: list[AliasChange], who: str, commit: str, reason: str | None) -> list[dict]:
     "The registry-log entries recording `changes`, asked for by `commit`."
     when = utcnow()
@@ -122,7 +122,7 @@ def reconcile(cfg: ProjectConfig,        # the project
     if refused := [c for c in planned if c.action == 'refused']: raise ReconcileRefused(refused)
     return planned
 
-# %% ../nbs/06b_gitops.ipynb 10
+# %% ../nbs/06b_gitops.ipynb 12
 class PromotionRefused(RegistryError):
     "A gate failed; `gates` holds every gate's outcome."
     def __init__(self,
@@ -134,7 +134,7 @@ class PromotionRefused(RegistryError):
         failed = '; '.join(f"{g['gate']} {g['rule']} ({g['detail']})" for g in gates if not g['passed'])
         super().__init__(f"{name} version {version} not promoted: failed gate {failed}")
 
-# %% ../nbs/06b_gitops.ipynb 11
+# %% ../nbs/06b_gitops.ipynb 14
 def local_version(cfg: ProjectConfig,         # the project
                   model: str,                 # the registered model
                   version: int | None = None, # a version number
@@ -157,7 +157,7 @@ def local_version(cfg: ProjectConfig,         # the project
         mv = look()
     return mv
 
-# %% ../nbs/06b_gitops.ipynb 12
+# %% ../nbs/06b_gitops.ipynb 15
 def promotion_gates(cfg: ProjectConfig, # the project
                     model: str,         # the registered model
                     version: int,       # the candidate
@@ -174,7 +174,7 @@ def promotion_gates(cfg: ProjectConfig, # the project
     ref = local_version(cfg, model, champ) if champ and champ != version else None
     return [g.check(version_metrics(mv), version_metrics(ref) if ref else None) for g in cfg.gate_list()]
 
-# %% ../nbs/06b_gitops.ipynb 13
+# %% ../nbs/06b_gitops.ipynb 16
 def promote(cfg: ProjectConfig,      # the project
             model: str,              # the registered model
             version: int,            # the candidate
@@ -188,7 +188,7 @@ def promote(cfg: ProjectConfig,      # the project
     write_models(cfg.root, models)
     return gates
 
-# %% ../nbs/06b_gitops.ipynb 14
+# %% ../nbs/06b_gitops.ipynb 17
 def rollback(cfg: ProjectConfig,      # the project
              model: str,              # the registered model
              alias: str = 'champion', # the alias to move back
@@ -211,7 +211,7 @@ def rollback(cfg: ProjectConfig,      # the project
     write_models(cfg.root, models)
     return current, previous
 
-# %% ../nbs/06b_gitops.ipynb 16
+# %% ../nbs/06b_gitops.ipynb 19
 @dataclass
 class ModelStatus:
     "A model as `mlops-nb status` shows it."
@@ -226,7 +226,7 @@ class ModelStatus:
         "Aliases whose local version differs from `models.yaml`."
         return [AliasChange(self.model, a, self.aliases.get(a), v) for a, v in self.declared.items() if self.aliases.get(a) != v]
 
-# %% ../nbs/06b_gitops.ipynb 17
+# %% ../nbs/06b_gitops.ipynb 20
 def model_status(cfg: ProjectConfig, # the project
                  ) -> list[ModelStatus]:
     "The status of each model `models.yaml` declares (see above)."
@@ -244,7 +244,7 @@ def model_status(cfg: ProjectConfig, # the project
         out.append(ModelStatus(name, list(pub), [n for n, v in local.items() if PUBLISHED_TAG not in v.tags], aliases, declared))
     return out
 
-# %% ../nbs/06b_gitops.ipynb 19
+# %% ../nbs/06b_gitops.ipynb 22
 def _published_event(root: Path, repo: Repo, model: str, tag: str) -> dict:
     "The `history` event of the published `tag`: who tagged it, who signed it, or why it is not to be believed."
     try: rec, signer, refused = read_record(repo, tag), None, None
@@ -269,7 +269,7 @@ def history(cfg: ProjectConfig,       # the project
     events += [_published_event(cfg.root, repo, m, tag) for m in models for tag in published(repo, m).values()]
     return sorted(events, key=lambda e: e['when'])
 
-# %% ../nbs/06b_gitops.ipynb 20
+# %% ../nbs/06b_gitops.ipynb 23
 def describe(event: dict, # a history event
              ) -> str:
     "One line for a `history` event."
@@ -287,7 +287,7 @@ def describe(event: dict, # a history event
     if event.get('rollback'): line += ' (back to a former holder: no gates)'
     return line + (f" — reason: {event['reason']}" if event.get('reason') else '')
 
-# %% ../nbs/06b_gitops.ipynb 22
+# %% ../nbs/06b_gitops.ipynb 25
 @dataclass
 class VersionCheck:
     "What `verify` found about one published version."
@@ -302,7 +302,7 @@ class VersionCheck:
         return (f"{self.tag}  OK  signed by {self.signer}, built from {self.commit[:12]} on main, "
                 f"{self.files} bundle files match the record")
 
-# %% ../nbs/06b_gitops.ipynb 23
+# %% ../nbs/06b_gitops.ipynb 27
 def _check_one(repo: Repo, tag: str) -> VersionCheck:
     try:
         rec = read_record(repo, tag)
@@ -326,7 +326,7 @@ def verify(cfg: ProjectConfig,         # the project
     except GitError as e: return checks, str(e)
     return checks, None
 
-# %% ../nbs/06b_gitops.ipynb 25
+# %% ../nbs/06b_gitops.ipynb 29
 def signers(cfg: ProjectConfig, # the project
             tags: list[str],    # published version tags
             ) -> dict[str, str]:
