@@ -122,7 +122,7 @@ def _secret(value: str | None, name: str) -> str | None:
 def _token(opts: ServeOptions) -> str | None: return _secret(opts.token, 'MLOPS_NB_TOKEN')
 def _admin_token(opts: ServeOptions) -> str | None: return _secret(opts.admin_token, 'MLOPS_NB_ADMIN_TOKEN')
 
-# %% ../nbs/09_serve.ipynb 13
+# %% ../nbs/09_serve.ipynb 14
 class Traffic:
     "The loaded versions by role, the canary's share, its judge and the audit trail."
     def __init__(self,
@@ -154,7 +154,7 @@ class Traffic:
         self.metrics.show(self.state, self.split.percent)
         return {role: mm and mm.version for role, mm in self.state.items()}
 
-# %% ../nbs/09_serve.ipynb 14
+# %% ../nbs/09_serve.ipynb 15
 def _audit(self: Traffic, event: str, **fields):
     "One line of the serving audit trail (split changes, withdrawals), also on stderr."
     c, p = self.state['canary'], self.state['primary']
@@ -175,7 +175,7 @@ def _set_split(self: Traffic, percent: float, event: str, reason: str):
     self.metrics.share.set(percent)
     _audit(self, event, **{'from': before, 'to': percent, 'reason': reason})
 
-# %% ../nbs/09_serve.ipynb 15
+# %% ../nbs/09_serve.ipynb 16
 def _start(self: Traffic):
     "Threads off the request path: re-resolving the aliases every `poll_seconds`, judging the canary."
     def poll():
@@ -196,7 +196,7 @@ def _start(self: Traffic):
         _audit(self, 'split', **{'from': None, 'to': self.split.percent, 'reason': 'server started'})
         threading.Thread(target=watch, daemon=True).start()
 
-# %% ../nbs/09_serve.ipynb 17
+# %% ../nbs/09_serve.ipynb 18
 def _schemas(m: ServedModel, max_batch: int):
     "The pydantic models of one record (the signature's columns) and of a batch."
     from pydantic import ConfigDict, Field, create_model
@@ -221,7 +221,7 @@ def _shadow_scorer(traffic: Traffic, metrics: ServeMetrics, log: Path | None):
                                     'shadow_version': shadow.version, 'n': len(rows), 'agree': agree}) + '\n')
     return score
 
-# %% ../nbs/09_serve.ipynb 18
+# %% ../nbs/09_serve.ipynb 21
 def _answer(traffic: Traffic, metrics: ServeMetrics, variant: str, rows: list) -> tuple[str, ServedModel, list]:
     "The variant that answered, its model and its labels: a canary that fails is counted, and the primary answers."
     primary, model = traffic.state['primary'], traffic.state[variant]
@@ -242,7 +242,7 @@ def _answer(traffic: Traffic, metrics: ServeMetrics, variant: str, rows: list) -
     if traffic.state['canary']: traffic.windows[variant].add(True, spent, labels)
     return variant, model, labels
 
-# %% ../nbs/09_serve.ipynb 19
+# %% ../nbs/09_serve.ipynb 22
 OFF_LOOP_BYTES = 32 << 10  # a body this large (a batch of hundreds of rows) is read and predicted off the event loop
 
 def _prediction_routes(app, traffic: Traffic, metrics: ServeMetrics, opts: ServeOptions, profiles):
@@ -289,7 +289,7 @@ def _schemas_in_components(app):
         return app.openapi_schema
     app.openapi = openapi
 
-# %% ../nbs/09_serve.ipynb 20
+# %% ../nbs/09_serve.ipynb 23
 def _status_routes(app, traffic: Traffic, metrics: ServeMetrics):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
@@ -312,7 +312,7 @@ def _status_routes(app, traffic: Traffic, metrics: ServeMetrics):
     @app.get('/metrics')
     def metrics_text(): return PlainTextResponse(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-# %% ../nbs/09_serve.ipynb 21
+# %% ../nbs/09_serve.ipynb 24
 def _admin_routes(app, traffic: Traffic):
     from fastapi import HTTPException
     from pydantic import BaseModel, ConfigDict, Field
@@ -338,7 +338,7 @@ def _admin_routes(app, traffic: Traffic):
         _set_split(traffic, change.percent, 'split', change.reason)
         return {'canary': c.alias, 'version': c.version, 'percent': traffic.split.percent}
 
-# %% ../nbs/09_serve.ipynb 23
+# %% ../nbs/09_serve.ipynb 26
 def _drift_scorer(traffic: Traffic, metrics: ServeMetrics, p_value: float):
     "The monitor's test, on each written request window: each input's p-value and the count under `p_value`."
     def score(view):
@@ -352,7 +352,7 @@ def _drift_scorer(traffic: Traffic, metrics: ServeMetrics, p_value: float):
         metrics.drifted.set(sum(f['drift'] for f in scores.values()))
     return score
 
-# %% ../nbs/09_serve.ipynb 25
+# %% ../nbs/09_serve.ipynb 28
 def create_app(load,                                # alias -> ServedModel (called at start and on reload)
                primary_alias: str = 'champion',     # the alias that answers
                shadow_alias: str | None = None,     # an alias that also predicts, logged only
@@ -381,7 +381,7 @@ def create_app(load,                                # alias -> ServedModel (call
     return BodyGuard(app, token, opts.max_body_bytes, admin=_admin_token(opts), hosts=opts.allowed_hosts,
                      refused=lambda status: metrics.requests.labels('none', str(status)).inc())
 
-# %% ../nbs/09_serve.ipynb 31
+# %% ../nbs/09_serve.ipynb 34
 LOOPBACK_NAMES = ('127.0.0.1', 'localhost', '::1')
 
 def _read_token(path: Path) -> str | None:
@@ -422,7 +422,7 @@ def serve(root: str | Path,                    # the project folder
     sys.setswitchinterval(0.001)  # a thread parsing a big batch lets the event loop (/health, small requests) in sooner
     uvicorn.run(app, host=host, port=port, log_level='warning', access_log=False)
 
-# %% ../nbs/09_serve.ipynb 32
+# %% ../nbs/09_serve.ipynb 35
 def bundle_app():
     "The app serving `$MLOPS_NB_BUNDLE` (default /model), for `uvicorn --factory`; refuses to start without a token."
     opts = ServeOptions()
