@@ -35,14 +35,14 @@ def format_report(report: list[dict], # one {constraint, passed} per constraint
     return '\n'.join([f"  {'constraint':<{w}}  result", *(f"  {r['constraint']:<{w}}  {'pass' if r['passed'] else 'FAIL'}"
                                                           for r in report)])
 
-# %% ../nbs/05_data.ipynb 7
+# %% ../nbs/05_data.ipynb 8
 def profile(df, # a pandas DataFrame
             ):
     "whylogs profile view of a pandas DataFrame."
     import whylogs as why
     return why.log(pandas=df).view()
 
-# %% ../nbs/05_data.ipynb 8
+# %% ../nbs/05_data.ipynb 9
 def write_profile(view,       # a whylogs profile view
                   path: Path, # the .whylogs file to write
                   ) -> Path:
@@ -51,7 +51,7 @@ def write_profile(view,       # a whylogs profile view
     view.write(str(path))
     return Path(path)
 
-# %% ../nbs/05_data.ipynb 9
+# %% ../nbs/05_data.ipynb 10
 def read_profile(path: Path, # a .whylogs file
                  ):
     "Read a profile view written by `write_profile`."
@@ -60,11 +60,11 @@ def read_profile(path: Path, # a .whylogs file
     except FileNotFoundError: raise DataError(f"{path}: not found") from None
     except Exception as e: raise DataError(f"{path}: not a whylogs profile ({type(e).__name__})") from None
 
-# %% ../nbs/05_data.ipynb 10
+# %% ../nbs/05_data.ipynb 11
 class DataError(MlopsError):
     "A data file cannot be used: missing, unreadable, empty, or with a schema the reference does not have."
 
-# %% ../nbs/05_data.ipynb 12
+# %% ../nbs/05_data.ipynb 15
 def profile_summary(view, # a whylogs profile view
                     ) -> list[dict]:
     "Per column: rows, nulls, min, mean, max (the last three None for a column without numbers)."
@@ -75,7 +75,7 @@ def profile_summary(view, # a whylogs profile view
                     **{k: d.get(f'distribution/{k}') for k in ('min', 'mean', 'max')}})
     return out
 
-# %% ../nbs/05_data.ipynb 13
+# %% ../nbs/05_data.ipynb 16
 def outputs_hash(outputs: dict[str, dict[str, str]], # step -> its declared outputs (path -> sha256)
                  ) -> str:
     "One sha256 for the declared outputs of steps (step -> file -> sha256); steps without outputs add nothing."
@@ -83,7 +83,7 @@ def outputs_hash(outputs: dict[str, dict[str, str]], # step -> its declared outp
     import json
     return hashlib.sha256(json.dumps({s: o for s, o in outputs.items() if o}, sort_keys=True).encode()).hexdigest()
 
-# %% ../nbs/05_data.ipynb 16
+# %% ../nbs/05_data.ipynb 19
 def _chunks(path: Path, chunksize: int):
     import pandas as pd
     if path.suffix == '.parquet':
@@ -113,7 +113,7 @@ def profile_file(path: str | Path,                 # a CSV or Parquet file
     if not rows: raise DataError(f"{path}: no rows")
     return view, rows, dtypes
 
-# %% ../nbs/05_data.ipynb 18
+# %% ../nbs/05_data.ipynb 23
 TABULAR = ('.csv', '.parquet')
 
 def profile_step_files(root: Path,       # the project folder
@@ -128,7 +128,7 @@ def profile_step_files(root: Path,       # the project folder
             out.append(write_profile(view, Path(dest) / (rel.replace('/', '__') + '.whylogs')))
     return out
 
-# %% ../nbs/05_data.ipynb 20
+# %% ../nbs/05_data.ipynb 26
 def check_constraints(data,                          # a DataFrame or a whylogs profile view
                       constraints: list,             # whylogs constraints
                       name: str = 'data',            # the data, for the message
