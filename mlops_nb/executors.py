@@ -121,7 +121,7 @@ def warm_pool(cfg: ProjectConfig,                  # the project
     pool.plan(imports, kernel_preload(cfg, imports))
     return pool
 
-# %% ../nbs/02f_executors.ipynb 13
+# %% ../nbs/02f_executors.ipynb 15
 def dispatch(order: list,     # the items (steps or trials), in order
              needs: dict,     # item -> the items it needs done first
              submit,          # item -> Future
