@@ -7,12 +7,14 @@ __all__ = ['OFF_LOOP_BYTES', 'LOOPBACK_NAMES', 'BodyGuard', 'ServeOptions', 'Tra
 
 # %% ../nbs/09_serve.ipynb 3
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at runtime.
+import asyncio
 import hmac
 import ipaddress
 import json
 import os
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 import time
 from dataclasses import dataclass, field
@@ -247,12 +249,13 @@ OFF_LOOP_BYTES = 32 << 10  # a body this large (a batch of hundreds of rows) is 
 
 def _prediction_routes(app, traffic: Traffic, metrics: ServeMetrics, opts: ServeOptions, profiles):
     from fastapi import BackgroundTasks, Request
-    from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
     from pydantic import TypeAdapter, ValidationError
     Record, Batch = _schemas(traffic.state['primary'], opts.max_batch)
     body_type = TypeAdapter(Record | Batch)
     score_shadow = _shadow_scorer(traffic, metrics, opts.shadow_log)
+
+    batches = ThreadPoolExecutor(1, thread_name_prefix='mlops-nb-batch')  # one big batch at a time beside the loop
 
     def work(raw: bytes, key: str | None) -> tuple:
         "Validate the body (one pass over its JSON: pydantic-core) and predict: (rows, variant, model, labels)."
@@ -271,8 +274,8 @@ def _prediction_routes(app, traffic: Traffic, metrics: ServeMetrics, opts: Serve
               'application/json': {'schema': body_type.json_schema(ref_template='#/components/schemas/{model}')}}}})
     async def predict(request: Request, background: BackgroundTasks):
         raw, key, shadow = await request.body(), request.headers.get('x-request-key'), traffic.state['shadow']
-        rows, variant, model, labels = (await run_in_threadpool(work, raw, key) if len(raw) > OFF_LOOP_BYTES
-                                        else work(raw, key))
+        rows, variant, model, labels = (await asyncio.get_running_loop().run_in_executor(batches, work, raw, key)
+                                        if len(raw) > OFF_LOOP_BYTES else work(raw, key))
         if shadow: background.add_task(score_shadow, rows, labels, shadow)
         if profiles: background.add_task(profiles.add, rows)
         return {'predictions': labels, 'model': model.name, 'version': model.version, 'alias': model.alias,
@@ -302,7 +305,7 @@ def _status_routes(app, traffic: Traffic, metrics: ServeMetrics):
                             422)
 
     @app.get('/health')
-    def health():
+    async def health():  # on the event loop: no thread to wait for while batches are being predicted
         p, c, s = traffic.state['primary'], traffic.state['canary'], traffic.state['shadow']
         return {'status': 'ok', 'model': p.name, 'version': p.version, 'alias': p.alias, 'runtime': p.runtime,
                 'loaded_at': p.loaded_at, 'load_seconds': round(p.load_seconds, 3),
