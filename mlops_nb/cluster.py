@@ -21,8 +21,8 @@ from .imports import local_imports, missing_imports, notebook_imports
 from .kernels import KernelPool
 from .plan import FileHashes, StepPlan, save_cache_entry
 from .shipping import BlobStore, server_blobs, worker_dir
-from .step import (StepContext, StepFailed, StepResult, import_soon, importing, kernel_preload, run_step,
-                           task_modules)
+from .step import (Record, StepContext, StepFailed, StepResult, import_soon, importing, kernel_preload,
+                           run_step, task_modules)
 
 # %% auto 0
 __all__ = ['RESULT_INLINE', 'warm_worker', 'close_worker', 'worker_step', 'ShippedSteps', 'DaskSteps', 'dask_executor']
@@ -212,14 +212,14 @@ class ShippedSteps:
         out = self.dask.submit(_remote_step, self.uri, _project_key(self.cfg), files, records, task_plan,
                                there).result()
         self._land(out['files'], ctx.step_dir)
-        rec = {**read_json(ctx.step_dir / 'step.json'), 'source_dir': str(ctx.step_dir), 'worker': out['worker']}
+        rec = Record.load(ctx.step_dir / 'step.json')
+        rec.update(source_dir=str(ctx.step_dir), worker=out['worker'])
         if 'error' in out:
-            write_json(ctx.step_dir / 'step.json', rec)
+            rec.save()
             raise StepFailed(p.step, rec['notebook'], *out['error'], ctx.step_dir / p.notebook.name)
         for sha, data in out['outputs'].items(): self.store.add(sha, data)  # a step that failed lands none
         for rel, sha in rec['outputs'].items(): self.store.get(sha, self.cfg.path(rel))
-        rec['shipping_seconds'] = time.perf_counter() - t0 - rec['seconds']  # all but the notebook's run, queue too
-        write_json(ctx.step_dir / 'step.json', rec)
+        rec.save(shipping_seconds=time.perf_counter() - t0 - rec['seconds'])  # all but the notebook's run, queue too
         save_cache_entry(self.cfg.root / '.mlops_nb', rec)
         return StepResult(p.step, 'done', ctx.step_dir, rec['seconds'], rec['metrics'])
 

@@ -112,13 +112,16 @@ class ServeOptions:
     drift_p_value: float = 0.01       # drift of served inputs (with request_log): mlops.yaml's monitor.p_value
 
 # %% ../nbs/09_serve.ipynb 11
+def _token_file(path: Path, what: str) -> str | None:
+    "The token in the file `path` (named `what` in the message if it cannot be read)."
+    try: return Path(path).read_text().strip() or None
+    except OSError as e: raise MlopsError(f"{what}: cannot read it ({e.strerror})") from None
+
 def _secret(value: str | None, name: str) -> str | None:
     "A token: `value`, else `$<name>`, else the file `$<name>_FILE` names (how containers get secrets)."
     if value is not None: return value
     if token := os.environ.get(name): return token
-    if file := os.environ.get(f'{name}_FILE'):
-        try: return Path(file).read_text().strip() or None
-        except OSError as e: raise MlopsError(f"{name}_FILE={file}: cannot read it ({e.strerror})") from None
+    if file := os.environ.get(f'{name}_FILE'): return _token_file(Path(file), f'{name}_FILE={file}')
     return None
 
 def _token(opts: ServeOptions) -> str | None: return _secret(opts.token, 'MLOPS_NB_TOKEN')
@@ -387,10 +390,6 @@ def create_app(load,                                # alias -> ServedModel (call
 # %% ../nbs/09_serve.ipynb 34
 LOOPBACK_NAMES = ('127.0.0.1', 'localhost', '::1')
 
-def _read_token(path: Path) -> str | None:
-    try: return path.read_text().strip() or None
-    except OSError as e: raise MlopsError(f"serve.admin_token_file {path}: cannot read it ({e.strerror})") from None
-
 def _loopback(host: str) -> bool:
     try: return host == 'localhost' or ipaddress.ip_address(host).is_loopback
     except ValueError: return False
@@ -413,7 +412,8 @@ def serve(root: str | Path,                    # the project folder
                          "you trust with every model and request)")
     if not token and opts.allowed_hosts is None: opts.allowed_hosts = LOOPBACK_NAMES  # no DNS rebinding
     if opts.admin_token is None and cfg.serve.admin_token_file:
-        opts.admin_token = _secret(None, 'MLOPS_NB_ADMIN_TOKEN') or _read_token(cfg.path(cfg.serve.admin_token_file))
+        path = cfg.path(cfg.serve.admin_token_file)
+        opts.admin_token = _secret(None, 'MLOPS_NB_ADMIN_TOKEN') or _token_file(path, f'serve.admin_token_file {path}')
     if shadow and opts.shadow_log is None: opts.shadow_log = cfg.root / 'reports' / 'serve' / 'shadow.jsonl'
     opts.drift_p_value = cfg.monitor.p_value
     if opts.canary:
